@@ -1,0 +1,38 @@
+# osbackend: thin wrapper over CMake. The two commands: `make run`, `make test`.
+SHELL := /bin/bash
+BUILD_RELEASE := build/release
+BUILD_TEST := build/asan
+JOBS := $(shell nproc)
+
+.PHONY: all deps build build-test run test unit integration bench clean
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+build: deps
+	@cmake -S . -B $(BUILD_RELEASE) -DCMAKE_BUILD_TYPE=Release -DOSB_SANITIZE=OFF >/dev/null
+	@cmake --build $(BUILD_RELEASE) -j $(JOBS) --target osbackend
+
+run: build
+	$(BUILD_RELEASE)/osbackend
+
+build-test:
+	@scripts/deps.sh test
+	@cmake -S . -B $(BUILD_TEST) -DCMAKE_BUILD_TYPE=Debug -DOSB_SANITIZE=ON >/dev/null
+	@cmake --build $(BUILD_TEST) -j $(JOBS)
+
+# Unit tests (cmocka via ctest), then black-box tests against the real binary
+# and a real PostgreSQL; the summary line is "N passed, N failed".
+test: build-test
+	@scripts/test.sh
+
+bench:
+	@scripts/deps.sh bench
+	@cmake -S . -B $(BUILD_RELEASE) -DCMAKE_BUILD_TYPE=Release -DOSB_SANITIZE=OFF >/dev/null
+	@cmake --build $(BUILD_RELEASE) -j $(JOBS)
+	@bench/run.sh
+
+clean:
+	rm -rf build

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages osbackend needs, only those missing.
+# Idempotent and quiet when everything is present. Usage: scripts/deps.sh [build|test|bench]
+set -euo pipefail
+what=${1:-build}
+
+build_pkgs=(build-essential cmake pkg-config libuv1-dev libhttp-parser-dev libwslay-dev
+            libpq-dev libsqlite3-dev libjansson-dev libssl-dev libcurl4-openssl-dev
+            libsodium-dev)
+test_pkgs=(libcmocka-dev postgresql nodejs npm chromium)
+bench_pkgs=(wrk postgresql nodejs)
+
+pkgs=("${build_pkgs[@]}")
+case "$what" in
+  test)  pkgs+=("${test_pkgs[@]}") ;;
+  bench) pkgs+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  build) ;;
+  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+  # node from another source (the machine's own) counts as present.
+  if [ "$p" = nodejs ] && command -v node >/dev/null 2>&1; then continue; fi
+  if [ "$p" = npm ] && command -v npm >/dev/null 2>&1; then continue; fi
+  if [ "$p" = chromium ] && command -v chromium >/dev/null 2>&1; then continue; fi
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

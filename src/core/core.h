@@ -1,0 +1,128 @@
+/* core.h: the small things every module uses.
+ *
+ * - allocation that aborts on out-of-memory (h2o/redis policy); sizes chosen
+ *   by a peer use osb_buf_try_reserve() and fail the request instead;
+ * - error codes: 0 or a negative code, libuv's UV_E* plus OSB_E* below;
+ * - intrusive doubly linked lists (libuv's uv__queue shape);
+ * - osb_buf_t, a growable byte buffer;
+ * - osb_msg_t, a refcounted immutable buffer shared by many writers.
+ *
+ * Everything here is loop-thread only unless stated otherwise. */
+#ifndef OSB_CORE_H
+#define OSB_CORE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define OSB_MUSTCHECK __attribute__((warn_unused_result))
+#define OSB_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define OSB_UNUSED(x) ((void)(x))
+#define OSB_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define osb_container_of(ptr, type, member) \
+  ((type *)((char *)(ptr) - offsetof(type, member)))
+
+/* Fail loudly on impossible states, in release builds too (redis's serverAssert). */
+#define osb_assert(cond) \
+  do { if (!(cond)) osb__assert_fail(#cond, __FILE__, __LINE__); } while (0)
+_Noreturn void osb__assert_fail(const char *expr, const char *file, int line);
+
+/* ---- errors: 0 or negative. libuv's codes pass through unchanged. ---- */
+enum {
+  OSB_EBASE = -20000,
+  OSB_EPROTO,      /* peer broke the protocol */
+  OSB_ETOOBIG,     /* size limit exceeded */
+  OSB_ETIMEOUT,    /* deadline passed */
+  OSB_ECLOSED,     /* object already closing */
+  OSB_ESLOW,       /* slow consumer: send buffer limit exceeded */
+  OSB_ECONFIG,     /* invalid configuration */
+  OSB_EDB,         /* database error */
+  OSB_EUNAVAIL,    /* dependency unavailable */
+  OSB_ENOTFOUND,
+  OSB_EINVAL,
+  OSB_EDENIED,
+  OSB_ECONFLICT,
+  OSB_ELAST
+};
+const char *osb_strerror(int err);
+
+/* ---- allocation: abort on OOM ---- */
+void *osb_malloc(size_t n);
+void *osb_calloc(size_t n, size_t size);
+void *osb_realloc(void *p, size_t n);
+char *osb_strdup(const char *s);
+char *osb_strndup(const char *s, size_t n);
+char *osb_asprintf(const char *fmt, ...) OSB_PRINTF(1, 2);
+
+/* ---- intrusive circular list ---- */
+typedef struct osb_list { struct osb_list *next, *prev; } osb_list_t;
+
+static inline void osb_list_init(osb_list_t *h) { h->next = h->prev = h; }
+static inline bool osb_list_empty(const osb_list_t *h) { return h->next == h; }
+static inline bool osb_list_linked(const osb_list_t *n) { return n->next != NULL && n->next != n; }
+static inline void osb_list_insert_tail(osb_list_t *h, osb_list_t *n) {
+  n->prev = h->prev; n->next = h; h->prev->next = n; h->prev = n;
+}
+static inline void osb_list_insert_head(osb_list_t *h, osb_list_t *n) {
+  n->next = h->next; n->prev = h; h->next->prev = n; h->next = n;
+}
+/* Removing leaves the node self-linked, so removing twice is harmless. */
+static inline void osb_list_remove(osb_list_t *n) {
+  n->prev->next = n->next; n->next->prev = n->prev; n->next = n->prev = n;
+}
+#define osb_list_foreach_safe(pos, tmp, head) \
+  for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head); (pos) = (tmp), (tmp) = (pos)->next)
+
+/* ---- osb_buf_t: growable bytes, always NUL-terminated past len ---- */
+typedef struct osb_buf { char *base; size_t len, cap; } osb_buf_t;
+#define OSB_BUF_INIT { NULL, 0, 0 }
+
+void osb_buf_reserve(osb_buf_t *b, size_t extra);             /* aborts on OOM */
+int osb_buf_try_reserve(osb_buf_t *b, size_t extra, size_t limit) OSB_MUSTCHECK; /* -OSB_ETOOBIG past limit */
+void osb_buf_append(osb_buf_t *b, const void *p, size_t n);
+static inline void osb_buf_puts(osb_buf_t *b, const char *s) { osb_buf_append(b, s, strlen(s)); }
+void osb_buf_printf(osb_buf_t *b, const char *fmt, ...) OSB_PRINTF(2, 3);
+void osb_buf_vprintf(osb_buf_t *b, const char *fmt, va_list ap);
+void osb_buf_json_str(osb_buf_t *b, const char *s, size_t n); /* appends "s" JSON-escaped, with quotes */
+void osb_buf_consume(osb_buf_t *b, size_t n);                  /* drop n bytes from the front */
+static inline void osb_buf_reset(osb_buf_t *b) { b->len = 0; if (b->base) b->base[0] = 0; }
+void osb_buf_free(osb_buf_t *b);
+
+/* ---- osb_msg_t: refcounted immutable bytes ----
+ * One serialized reply or WebSocket frame written to any number of
+ * connections without copying (lwan's pubsub refcounting): the creator
+ * holds one reference, each output queue takes one, the creator drops its
+ * own when done. `data` has `headroom` spare bytes in front so a frame
+ * header can be written right-aligned against the payload afterwards. */
+typedef struct osb_msg {
+  uint32_t refcnt;
+  uint32_t headroom;  /* bytes still free before data */
+  size_t len;         /* payload bytes at data */
+  size_t cap;         /* allocated payload capacity */
+  char *data;         /* points into buf */
+  char buf[];
+} osb_msg_t;
+
+osb_msg_t *osb_msg_new(size_t headroom, size_t cap);
+osb_msg_t *osb_msg_from(const void *p, size_t n);   /* copy, no headroom */
+void osb_msg_append(osb_msg_t **m, const void *p, size_t n); /* only while refcnt == 1 */
+void osb_msg_prepend(osb_msg_t *m, const void *p, size_t n); /* uses headroom; asserts it fits */
+static inline osb_msg_t *osb_msg_ref(osb_msg_t *m) { m->refcnt++; return m; }
+void osb_msg_unref(osb_msg_t *m);
+
+/* ---- the loop ---- */
+struct uv_loop_s;
+void osb_core_init(struct uv_loop_s *loop); /* once, from main, before any module */
+struct uv_loop_s *osb_loop(void);
+
+/* ---- small helpers ---- */
+uint64_t osb_now_ms(void);                /* uv_now of the main loop (cached clock) */
+uint64_t osb_wallclock_ms(void);          /* real time since epoch */
+void osb_random_bytes(void *p, size_t n); /* CSPRNG (libsodium) */
+void osb_hex(char *out, const void *p, size_t n); /* out: 2n+1 bytes */
+bool osb_consttime_eq(const void *a, size_t alen, const void *b, size_t blen);
+bool osb_strcaseeq_n(const char *a, size_t alen, const char *b);
+
+#endif

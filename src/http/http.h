@@ -1,0 +1,113 @@
+/* http.h: the HTTP/1.1 server, router, requests and responses.
+ *
+ * One listening socket serves REST, WebSocket upgrades (/ws, see ws.h) and
+ * the dashboard. A connection handles one request at a time: pipelined
+ * requests wait in the read buffer and are answered in order.
+ *
+ * Request lifetime (the one rule handlers must keep): a handler receives an
+ * osb_req_t and must finish it exactly once, with one of osb_res_send /
+ * osb_res_json / osb_res_error / osb_res_msg / osb_res_stream_end, either
+ * before returning or later from a callback on the loop thread. The request
+ * and everything allocated with osb_req_alloc() stay valid until then, even
+ * if the client disconnects meanwhile (the request is then "detached": the
+ * response is discarded, osb_req_detached() says so). After finishing, the
+ * pointer is dead. Loop thread only. */
+#ifndef OSB_HTTP_H
+#define OSB_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "core/core.h"
+
+typedef struct osb_req osb_req_t;
+typedef struct json_t json_t;
+struct uv_loop_s;
+struct osb_principal;   /* defined by auth/auth.h */
+
+typedef enum {
+  OSB_GET = 1 << 0,
+  OSB_HEAD = 1 << 1,
+  OSB_POST = 1 << 2,
+  OSB_PUT = 1 << 3,
+  OSB_PATCH = 1 << 4,
+  OSB_DELETE = 1 << 5,
+  OSB_OPTIONS = 1 << 6,
+} osb_method_t;
+
+typedef void (*osb_handler_fn)(osb_req_t *req);
+
+/* ---- server ---- */
+/* Bind and listen on cfg host:port. Returns 0 or a negative error (logged). */
+int osb_http_server_start(struct uv_loop_s *loop);
+/* Stop accepting; idle keep-alive connections are closed, busy ones close
+ * after their current response; WebSockets get 1001. Idempotent. */
+void osb_http_server_shutdown(void);
+/* Connections (HTTP and WebSocket) still open. */
+size_t osb_http_open_connections(void);
+/* Requests currently being handled. */
+size_t osb_http_inflight(void);
+
+/* ---- routing ----
+ * Patterns are literal segments and ":name" parameters, e.g.
+ * "/api/conversations/:id/messages". Methods are an OR of osb_method_t.
+ * HEAD is answered by GET routes. Unknown path → 404; known path, other
+ * method → 405 with Allow. Register at start-up only. */
+void osb_route(unsigned methods, const char *pattern, osb_handler_fn fn);
+
+/* A hook run before every routed handler (rate limits, auth preload).
+ * Return true to continue; false means the hook finished the request. */
+typedef bool (*osb_http_hook_fn)(osb_req_t *req);
+void osb_http_add_hook(osb_http_hook_fn fn);
+
+/* ---- request ---- */
+osb_method_t osb_req_method(const osb_req_t *req);
+const char *osb_req_method_name(const osb_req_t *req);
+const char *osb_req_path(const osb_req_t *req);      /* decoded path, no query */
+const char *osb_req_route(const osb_req_t *req);     /* matched pattern, or "unmatched" */
+const char *osb_req_param(const osb_req_t *req, const char *name);   /* path :param */
+const char *osb_req_query(const osb_req_t *req, const char *name);   /* decoded, NULL if absent */
+const char *osb_req_header(const osb_req_t *req, const char *name);  /* case-insensitive */
+const char *osb_req_cookie(const osb_req_t *req, const char *name);
+const char *osb_req_body(const osb_req_t *req, size_t *len);         /* NUL-terminated */
+/* The body parsed as JSON. NULL if empty or invalid: then the request has
+ * already been answered 400 and must not be finished again. The result is
+ * owned by the request. */
+json_t *osb_req_json(osb_req_t *req);
+const char *osb_req_id(const osb_req_t *req);        /* X-Request-ID (accepted or generated) */
+const char *osb_req_ip(const osb_req_t *req);        /* peer, or X-Forwarded-For with TRUST_PROXY=1 */
+bool osb_req_is_https(const osb_req_t *req);         /* X-Forwarded-Proto: https with TRUST_PROXY=1 */
+bool osb_req_detached(const osb_req_t *req);
+uint64_t osb_req_start_ms(const osb_req_t *req);
+
+/* Memory that lives exactly as long as the request. */
+void *osb_req_alloc(osb_req_t *req, size_t n);
+char *osb_req_strdup(osb_req_t *req, const char *s);
+
+/* The signed-in principal, set by the auth module's hook/helpers; owned by the request. */
+struct osb_principal *osb_req_principal(const osb_req_t *req);
+void osb_req_set_principal(osb_req_t *req, struct osb_principal *p, void (*free_fn)(struct osb_principal *));
+
+/* ---- response ----
+ * Headers set with osb_res_header() are sent with whichever finishing call
+ * follows. Content-Length, Date, Connection, X-Request-ID, CORS and the
+ * security headers are added by the server. */
+void osb_res_header(osb_req_t *req, const char *name, const char *value);
+void osb_res_send(osb_req_t *req, int status, const char *content_type, const void *body, size_t len);
+void osb_res_json(osb_req_t *req, int status, json_t *body);   /* steals body */
+/* {"error":{"code","message","request_id"}} */
+void osb_res_error(osb_req_t *req, int status, const char *code, const char *fmt, ...) OSB_PRINTF(4, 5);
+/* A shared, prebuilt body (a cached read): the queue takes a reference. */
+void osb_res_msg(osb_req_t *req, int status, const char *content_type, osb_msg_t *body);
+
+/* Streaming (Server-Sent Events and other chunked replies): start sends the
+ * head with Transfer-Encoding: chunked; write queues one chunk; end sends
+ * the last chunk and finishes the request. Writes to a detached request are
+ * dropped. */
+void osb_res_stream_start(osb_req_t *req, int status, const char *content_type);
+void osb_res_stream_write(osb_req_t *req, const void *data, size_t len);
+void osb_res_stream_end(osb_req_t *req);
+
+const char *osb_http_status_text(int status);
+
+#endif

@@ -1,0 +1,75 @@
+/* ws.h: WebSocket connections on the HTTP port (GET /ws).
+ *
+ * The HTTP connection is upgraded in place: the same object, socket and
+ * output queue, now reading WebSocket frames. wslay parses client frames
+ * (masking, fragmentation, control frames); server frames are unmasked, so
+ * outgoing frames are built once by osb_ws_frame_*() and the same refcounted
+ * osb_msg_t is queued on every subscriber without copying (wslay's event API
+ * would copy each message per connection, which fan-out cannot afford).
+ *
+ * A connection whose queued unsent bytes exceed WS_SEND_BUFFER_BYTES is
+ * closed with 1013; frames over WS_MAX_MESSAGE_BYTES → 1009; invalid UTF-8
+ * text → 1007; unmasked client frames → 1002. The server pings every
+ * WS_PING_INTERVAL_MS and drops a connection silent for WS_IDLE_TIMEOUT_MS.
+ * Loop thread only. */
+#ifndef OSB_WS_H
+#define OSB_WS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "core/core.h"
+#include "http/http.h"
+
+typedef struct osb_ws osb_ws_t;
+
+/* The application side of every WebSocket. on_open runs right after the
+ * 101 response is queued; `req` is the upgrade request (headers, cookies,
+ * ?token=) and is valid only during the call. on_message gets one complete
+ * (reassembled) data message. on_close runs exactly once when the
+ * connection closes for any reason; the osb_ws_t is freed after it returns. */
+typedef struct osb_ws_handler {
+  void (*on_open)(osb_ws_t *ws, osb_req_t *req);
+  void (*on_message)(osb_ws_t *ws, bool binary, const char *data, size_t len);
+  void (*on_close)(osb_ws_t *ws, uint16_t code);
+} osb_ws_handler_t;
+
+/* Replace the handler (the realtime hub does). The default one sends
+ * welcome, answers ping with pong and anything else with an error. */
+void osb_ws_set_handler(const osb_ws_handler_t *h);
+
+/* Frames. OSB_WS_HEADROOM bytes in front of a payload are enough for any
+ * server frame header. */
+#define OSB_WS_HEADROOM 10
+#define OSB_WS_TEXT 0x1
+#define OSB_WS_BINARY 0x2
+/* Build a frame from a payload (copied once). refcnt 1, owned by the caller. */
+osb_msg_t *osb_ws_frame_new(int opcode, const void *payload, size_t len);
+/* Serialize `j` once (compact) straight into a frame. Does not steal j. */
+osb_msg_t *osb_ws_frame_json(const json_t *j);
+/* Turn a msg created with osb_msg_new(OSB_WS_HEADROOM, n) and filled with a
+ * payload into a frame by writing the header into its headroom. */
+void osb_ws_frame_finish(osb_msg_t *m, int opcode);
+
+/* Queue a frame (takes a reference). Returns 0, -OSB_ECLOSED if the
+ * connection is closing, or -OSB_ESLOW if this frame pushed it past the send
+ * buffer limit (the connection is then being closed with 1013). Never blocks
+ * and never copies. */
+int osb_ws_send(osb_ws_t *ws, osb_msg_t *frame);
+/* Convenience: serialize and send one JSON object; steals j. */
+int osb_ws_send_json(osb_ws_t *ws, json_t *j);
+
+/* Start the close handshake with code and reason; idempotent. */
+void osb_ws_close(osb_ws_t *ws, uint16_t code, const char *reason);
+
+uint64_t osb_ws_id(const osb_ws_t *ws);
+const char *osb_ws_ip(const osb_ws_t *ws);
+size_t osb_ws_queued_bytes(const osb_ws_t *ws);
+bool osb_ws_closing(const osb_ws_t *ws);
+void *osb_ws_data(const osb_ws_t *ws);
+void osb_ws_set_data(osb_ws_t *ws, void *data);
+
+/* Number of open WebSocket connections. */
+size_t osb_ws_count(void);
+
+#endif
