@@ -1,0 +1,642 @@
+/* hub.c: publishing, fan-out, subscriptions and resume.
+ *
+ * A publication becomes one frame
+ *   {"type":"message","channel":C,"seq":N,"data":D,"ts":T}
+ * written once into an osb_msg_t with WebSocket headroom; the history ring
+ * and every live subscriber's output queue take a reference to it.
+ *
+ * Resume (`subscribe` with `since`): if the ring holds every message after
+ * `since`, they are replayed from it synchronously. Otherwise a durable
+ * channel asks the store for the rows after `since`; rows older than the
+ * ring's first entry come from the store, the rest from the ring (which
+ * also holds whatever was published while the store was answering), and
+ * any hole in the sequence turns the answer into recovered:false. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <uv.h>
+
+#include "http/ws.h"
+#include "obs/log.h"
+#include "realtime/internal.h"
+
+osb__rt_hub_t *osb__rt;
+
+void osb__rt_default_options(osb__rt_options_t *o) {
+  memset(o, 0, sizeof(*o));
+  o->max_subscriptions = 100;
+  o->msg_rate = 50;
+  o->msg_burst = 100;
+  o->abuse_limit = 100;
+  o->max_data_bytes = 65536;
+  o->replay_max = 1000;
+  o->backlog_max = 64;
+  o->heartbeat_s = 25;
+  o->max_connections = 0;
+  o->presence_list_max = 1000;
+}
+
+/* ---- metrics ---- */
+
+static const char *const in_types[8] = {"auth", "subscribe", "unsubscribe", "publish",
+                                        "presence", "ping", "invalid", "unknown"};
+
+static void stats_init(osb__rt_stats_t *st) {
+  osb_metric_t *m;
+  st->connections = osb_metric_series0(osb_metric_gauge(
+      "osb_realtime_connections", "WebSocket connections attached to the realtime hub", NULL));
+  st->subscriptions = osb_metric_series0(osb_metric_gauge(
+      "osb_realtime_subscriptions", "Channel subscriptions", NULL));
+  st->channels = osb_metric_series0(osb_metric_gauge(
+      "osb_realtime_channels", "Channels with subscribers or history", NULL));
+  st->published = osb_metric_series0(osb_metric_counter(
+      "osb_realtime_published_total", "Messages published on channels", NULL));
+  st->deliveries = osb_metric_series0(osb_metric_counter(
+      "osb_realtime_deliveries_total", "Channel messages queued to subscribers (live and replayed)", NULL));
+  m = osb_metric_counter("osb_realtime_drops_total",
+                         "Channel messages not queued to a subscriber", "reason");
+  st->drops_slow = osb_metric_series1(m, "slow_consumer");
+  st->drops_closed = osb_metric_series1(m, "closing");
+  st->slow_closes = osb_metric_series0(osb_metric_counter(
+      "osb_realtime_slow_consumer_closes_total", "Connections closed with 1013 by the send buffer limit", NULL));
+  m = osb_metric_counter("osb_realtime_resume_total", "subscribe with since, by outcome", "outcome");
+  st->resume_memory = osb_metric_series1(m, "memory");
+  st->resume_store = osb_metric_series1(m, "store");
+  st->resume_none = osb_metric_series1(m, "up_to_date");
+  st->resume_lost = osb_metric_series1(m, "not_recovered");
+  st->rate_limited = osb_metric_series0(osb_metric_counter(
+      "osb_realtime_rate_limited_total", "Client messages rejected by the per-connection rate limit", NULL));
+  st->abuse_closes = osb_metric_series0(osb_metric_counter(
+      "osb_realtime_abuse_closes_total", "Connections closed with 1008 for sustained rate abuse", NULL));
+  st->bad_messages = osb_metric_series0(osb_metric_counter(
+      "osb_realtime_errors_sent_total", "error replies sent to clients", NULL));
+  m = osb_metric_counter("osb_realtime_messages_in_total", "Client messages by type", "type");
+  for (size_t i = 0; i < OSB_ARRAY_LEN(in_types); i++) st->in[i] = osb_metric_series1(m, in_types[i]);
+  st->out_replies = osb_metric_series0(osb_metric_counter(
+      "osb_realtime_messages_out_total", "Frames sent to clients other than channel messages", NULL));
+}
+
+/* ---- hub lifetime ---- */
+
+static void sweep_cb(uv_timer_t *t) { osb__rt_sweep(uv_now(t->loop)); }
+static void timer_closed(uv_handle_t *h) { free(h); }
+
+void osb__rt_hub_init(const osb__rt_options_t *opt, const osb__rt_transport_t *tr,
+                      osb__rt_verify_fn verify, osb_rt_store_t *store, osb_rt_bus_t *bus,
+                      uv_loop_t *loop) {
+  osb_assert(osb__rt == NULL);
+  osb__rt_hub_t *hub = osb_calloc(1, sizeof(*hub));
+  hub->opt = *opt;
+  hub->tr = tr;
+  hub->verify = verify;
+  hub->store = store;
+  hub->bus = bus;
+  hub->nbuckets = 64;
+  hub->buckets = osb_calloc(hub->nbuckets, sizeof(*hub->buckets));
+  hub->loop = loop;
+  stats_init(&hub->st);
+  osb__rt = hub;
+  if (loop) {
+    uv_timer_t *t = osb_malloc(sizeof(*t));
+    uv_timer_init(loop, t);
+    uv_timer_start(t, sweep_cb, 5000, 5000);
+    uv_unref((uv_handle_t *)t);
+    hub->sweep_timer = t;
+  }
+}
+
+static void fail_waiting(osb__rt_channel_t *ch, int err);
+
+void osb__rt_hub_free(void) {
+  osb__rt_hub_t *hub = osb__rt;
+  if (!hub) return;
+  if (hub->sweep_timer) uv_close(hub->sweep_timer, timer_closed);
+  /* The store goes first: its pending callbacks must not fire afterwards. */
+  if (hub->store) hub->store->dispose(hub->store);
+  hub->store = NULL;
+  for (uint32_t i = 0; i < hub->nbuckets; i++) {
+    osb__rt_channel_t *c = hub->buckets[i], *next;
+    for (; c; c = next) {
+      next = c->hnext;
+      fail_waiting(c, -OSB_EUNAVAIL);
+      osb_list_t *pos, *tmp;
+      osb_list_foreach_safe(pos, tmp, &c->subs) {
+        osb__rt_sub_t *s = osb_container_of(pos, osb__rt_sub_t, ch_link);
+        osb_list_remove(&s->cl_link);
+        if (s->cl) s->cl->nsubs--;
+        if (s->setup) json_decref(s->setup->req_id);
+        free(s->setup);
+        free(s);
+      }
+      osb__rt_ring_free(&c->hist);
+      free(c);
+    }
+  }
+  if (hub->bus) hub->bus->dispose(hub->bus);
+  free(hub->buckets);
+  free(hub);
+  osb__rt = NULL;
+}
+
+void osb_rt_set_store(osb_rt_store_t *st) {
+  osb_assert(osb__rt);
+  if (osb__rt->store) osb__rt->store->dispose(osb__rt->store);
+  osb__rt->store = st;
+}
+
+void osb_rt_set_bus(osb_rt_bus_t *bus) {
+  osb_assert(osb__rt);
+  if (osb__rt->bus) osb__rt->bus->dispose(osb__rt->bus);
+  osb__rt->bus = bus;
+}
+
+/* ---- frames ---- */
+
+static osb_msg_t *message_frame(const osb__rt_channel_t *ch, uint64_t seq, const char *data,
+                                size_t len, uint64_t ts) {
+  char head[96], tail[48];
+  /* The channel name was validated against [A-Za-z0-9_.@:-]: no escaping. */
+  int hn = snprintf(head, sizeof(head), "{\"type\":\"message\",\"channel\":\"");
+  int sn = snprintf(head + hn, sizeof(head) - (size_t)hn, "\",\"seq\":%" PRIu64 ",\"data\":", seq);
+  int tn = snprintf(tail, sizeof(tail), ",\"ts\":%" PRIu64 "}", ts);
+  size_t total = (size_t)hn + ch->namelen + (size_t)sn + len + (size_t)tn;
+  osb_msg_t *m = osb_msg_new(OSB_WS_HEADROOM, total);
+  char *p = m->data;
+  memcpy(p, head, (size_t)hn), p += hn;
+  memcpy(p, ch->name, ch->namelen), p += ch->namelen;
+  memcpy(p, head + hn, (size_t)sn), p += sn;
+  memcpy(p, data, len), p += len;
+  memcpy(p, tail, (size_t)tn);
+  m->len = total;
+  osb__rt->tr->finish(m);
+  return m;
+}
+
+/* ---- channel loading (durable channels learn their last seq) ---- */
+
+typedef struct waiting_pub {
+  osb_list_t link;
+  osb_rt_publish_cb cb;
+  void *ud;
+  uint64_t seq;
+  bool stored;
+  size_t len;
+  char data[];
+} waiting_pub_t;
+
+static void start_replay(osb__rt_sub_t *sub);
+static void deliver_ready(osb__rt_channel_t *ch, const char *data, size_t len, uint64_t seq_hint,
+                          bool stored, osb_rt_publish_cb cb, void *ud);
+static void sub_answer(osb__rt_sub_t *sub, bool recovered, osb_msg_t **frames, size_t n);
+
+static void fail_waiting(osb__rt_channel_t *ch, int err) {
+  while (!osb_list_empty(&ch->waiting)) {
+    waiting_pub_t *w = osb_container_of(ch->waiting.next, waiting_pub_t, link);
+    osb_list_remove(&w->link);
+    if (w->cb) w->cb(w->ud, err, 0);
+    free(w);
+  }
+}
+
+static void channel_loaded(void *ud, int err, uint64_t seq) {
+  osb__rt_channel_t *ch = ud;
+  ch->pins--;
+  if (err) {
+    osb_log(OSB_LOG_WARN, "realtime", "cannot read the last seq of %s: %s", ch->name, osb_strerror(err));
+    ch->state = OSB__RT_CH_FAILED;
+    osb_list_t *pos, *tmp;
+    osb_list_foreach_safe(pos, tmp, &ch->subs) {
+      osb__rt_sub_t *s = osb_container_of(pos, osb__rt_sub_t, ch_link);
+      osb__rt_client_t *cl = s->cl;
+      osb__rt_send_error(cl, s->setup->req_id, "unavailable", "history of %s is unavailable", ch->name);
+      osb__rt_sub_remove(s, false);
+      osb__rt_client_done(cl);
+    }
+    fail_waiting(ch, -OSB_EUNAVAIL);
+    osb__rt_channel_gc(ch);
+    return;
+  }
+  /* A publish_stored row is already in the store when its delivery waits
+   * for this load: start below it so that it is delivered, in order. */
+  osb_list_t *pos, *tmp;
+  osb_list_foreach_safe(pos, tmp, &ch->waiting) {
+    waiting_pub_t *w = osb_container_of(pos, waiting_pub_t, link);
+    if (w->stored && w->seq && w->seq - 1 < seq) seq = w->seq - 1;
+  }
+  ch->seq = seq;
+  ch->state = OSB__RT_CH_READY;
+  ch->pins++;
+  osb_list_foreach_safe(pos, tmp, &ch->subs) {
+    osb__rt_sub_t *s = osb_container_of(pos, osb__rt_sub_t, ch_link);
+    if (s->state == OSB__RT_SUB_WAIT) start_replay(s);
+  }
+  while (!osb_list_empty(&ch->waiting)) {
+    waiting_pub_t *w = osb_container_of(ch->waiting.next, waiting_pub_t, link);
+    osb_list_remove(&w->link);
+    deliver_ready(ch, w->data, w->len, w->seq, w->stored, w->cb, w->ud);
+    free(w);
+  }
+  ch->pins--;
+  osb__rt_channel_gc(ch);
+}
+
+osb__rt_channel_t *osb__rt_channel_open(const char *name, size_t len, int *err) {
+  osb__rt_channel_t *ch = osb__rt_channel_find(name, len);
+  if (ch) return ch;
+  ch = osb__rt_channel_get(name, len);
+  if (!ch) {
+    *err = -OSB_EINVAL;
+    return NULL;
+  }
+  if (!ch->ns->durable || !osb__rt->store) return ch;
+  ch->state = OSB__RT_CH_LOADING;
+  ch->pins += 2;   /* one for the load, one until we return */
+  osb__rt->store->last_seq(osb__rt->store, ch->name, channel_loaded, ch);
+  ch->pins--;
+  if (ch->state == OSB__RT_CH_FAILED) {
+    osb__rt_channel_gc(ch);
+    *err = -OSB_EUNAVAIL;
+    return NULL;
+  }
+  return ch;
+}
+
+/* ---- publishing ---- */
+
+static void fanout(osb__rt_channel_t *ch, osb_msg_t *frame) {
+  osb__rt_hub_t *hub = osb__rt;
+  uint64_t ok = 0, slow = 0, closed = 0;
+  osb_list_t *pos, *tmp;
+  ch->pins++;
+  osb_list_foreach_safe(pos, tmp, &ch->subs) {
+    osb__rt_sub_t *s = osb_container_of(pos, osb__rt_sub_t, ch_link);
+    if (s->state != OSB__RT_SUB_LIVE) continue;   /* replaying subs read the ring later */
+    int r = hub->tr->send(s->cl->conn, frame);
+    if (r == 0) ok++;
+    else if (r == -OSB_ESLOW) slow++;
+    else closed++;
+  }
+  ch->pins--;
+  if (ok) osb_series_inc(hub->st.deliveries, (double)ok);
+  if (slow) {
+    osb_series_inc(hub->st.drops_slow, (double)slow);
+    osb_series_inc(hub->st.slow_closes, (double)slow);
+  }
+  if (closed) osb_series_inc(hub->st.drops_closed, (double)closed);
+}
+
+static void deliver_ready(osb__rt_channel_t *ch, const char *data, size_t len, uint64_t seq_hint,
+                          bool stored, osb_rt_publish_cb cb, void *ud) {
+  osb__rt_hub_t *hub = osb__rt;
+  uint64_t seq = ch->seq + 1;
+  if (seq_hint) {
+    if (seq_hint <= ch->seq) {
+      osb_log(OSB_LOG_WARN, "realtime", "%s: seq %" PRIu64 " is not above %" PRIu64 "; not delivered",
+              ch->name, seq_hint, ch->seq);
+      osb__rt_channel_gc(ch);
+      if (cb) cb(ud, -OSB_ECONFLICT, 0);
+      return;
+    }
+    seq = seq_hint;
+  }
+  ch->seq = seq;
+  uint64_t ts = osb_wallclock_ms();
+  osb_msg_t *frame = message_frame(ch, seq, data, len, ts);
+  osb__rt_ring_push(&ch->hist, seq, osb_now_ms(), frame);
+  if (ch->ns->durable && !stored && hub->store) {
+    osb_rt_row_t row = {seq, data, len, ts};
+    hub->store->append(hub->store, ch->name, &row);
+  }
+  fanout(ch, frame);
+  osb_msg_unref(frame);
+  osb_series_inc(hub->st.published, 1);
+  osb__rt_channel_gc(ch);
+  if (cb) cb(ud, 0, seq);
+}
+
+void osb__rt_deliver(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
+  osb__rt_hub_t *hub = osb__rt;
+  if (!hub) {
+    if (cb) cb(ud, -OSB_EUNAVAIL, 0);
+    return;
+  }
+  size_t nlen = strlen(pub->channel);
+  if (!osb__rt_ns_lookup(pub->channel, nlen, NULL)) {
+    if (cb) cb(ud, -OSB_EINVAL, 0);
+    return;
+  }
+  if (pub->len > hub->opt.max_data_bytes) {
+    if (cb) cb(ud, -OSB_ETOOBIG, 0);
+    return;
+  }
+  osb__rt_channel_t *ch = osb__rt_channel_find(pub->channel, nlen);
+  if (!ch && pub->stored) {   /* nobody listens; the row waits in the store */
+    if (cb) cb(ud, 0, pub->seq);
+    return;
+  }
+  int err = 0;
+  if (!ch) ch = osb__rt_channel_open(pub->channel, nlen, &err);
+  if (!ch) {
+    if (cb) cb(ud, err, 0);
+    return;
+  }
+  if (ch->state == OSB__RT_CH_LOADING) {
+    waiting_pub_t *w = osb_malloc(sizeof(*w) + pub->len + 1);
+    w->cb = cb;
+    w->ud = ud;
+    w->seq = pub->seq;
+    w->stored = pub->stored;
+    w->len = pub->len;
+    memcpy(w->data, pub->data, pub->len);
+    w->data[pub->len] = 0;
+    osb_list_insert_tail(&ch->waiting, &w->link);
+    return;
+  }
+  deliver_ready(ch, pub->data, pub->len, pub->seq, pub->stored, cb, ud);
+}
+
+static bool valid_json_text(const char *data, size_t len) {
+  json_t *j = json_loadb(data, len, JSON_DECODE_ANY, NULL);
+  json_decref(j);
+  return j != NULL;
+}
+
+static void publish_pub(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
+  osb__rt_hub_t *hub = osb__rt;
+  if (!hub || !hub->bus) {
+    if (cb) cb(ud, -OSB_EUNAVAIL, 0);
+    return;
+  }
+  if (!osb__rt_ns_lookup(pub->channel, strlen(pub->channel), NULL)) {
+    if (cb) cb(ud, -OSB_EINVAL, 0);
+    return;
+  }
+  if (pub->len > hub->opt.max_data_bytes) {
+    if (cb) cb(ud, -OSB_ETOOBIG, 0);
+    return;
+  }
+  hub->bus->publish(hub->bus, pub, cb, ud);
+}
+
+void osb_rt_publish_text(const char *channel, const char *data, size_t len, osb_rt_publish_cb cb,
+                         void *ud) {
+  if (!data || !valid_json_text(data, len)) {
+    if (cb) cb(ud, -OSB_EINVAL, 0);
+    return;
+  }
+  osb_rt_pub_t pub = {channel, data, len, 0, false};
+  publish_pub(&pub, cb, ud);
+}
+
+static void publish_json(const char *channel, uint64_t seq, bool stored, const json_t *data,
+                         osb_rt_publish_cb cb, void *ud) {
+  char *text = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+  if (!text) {
+    if (cb) cb(ud, -OSB_EINVAL, 0);
+    return;
+  }
+  osb_rt_pub_t pub = {channel, text, strlen(text), seq, stored};
+  publish_pub(&pub, cb, ud);
+  free(text);
+}
+
+void osb_rt_publish(const char *channel, const json_t *data, osb_rt_publish_cb cb, void *ud) {
+  publish_json(channel, 0, false, data, cb, ud);
+}
+
+void osb_rt_publish_stored(const char *channel, uint64_t seq, const json_t *data,
+                           osb_rt_publish_cb cb, void *ud) {
+  const char *sfx;
+  osb__rt_ns_t *ns = osb__rt_ns_lookup(channel, strlen(channel), &sfx);
+  if (!ns || !ns->durable || seq == 0) {
+    if (cb) cb(ud, -OSB_EINVAL, 0);
+    return;
+  }
+  publish_json(channel, seq, true, data, cb, ud);
+}
+
+/* ---- subscriptions ---- */
+
+static void sub_free(osb__rt_sub_t *sub) {
+  if (sub->setup) json_decref(sub->setup->req_id);
+  free(sub->setup);
+  free(sub);
+}
+
+void osb__rt_subscribe(osb__rt_client_t *cl, osb__rt_channel_t *ch, json_t *req_id, bool has_since,
+                       uint64_t since) {
+  osb__rt_hub_t *hub = osb__rt;
+  osb__rt_sub_t *sub = osb_calloc(1, sizeof(*sub));
+  sub->ch = ch;
+  sub->cl = cl;
+  sub->setup = osb_calloc(1, sizeof(*sub->setup));
+  sub->setup->req_id = req_id ? json_incref(req_id) : NULL;
+  sub->setup->has_since = has_since;
+  sub->setup->since = since;
+  osb_list_insert_tail(&ch->subs, &sub->ch_link);
+  osb_list_insert_tail(&cl->subs, &sub->cl_link);
+  ch->nsubs++;
+  cl->nsubs++;
+  hub->nsubs++;
+  osb_series_set(hub->st.subscriptions, (double)hub->nsubs);
+  sub->state = OSB__RT_SUB_WAIT;
+  if (ch->state == OSB__RT_CH_READY) start_replay(sub);
+}
+
+osb__rt_sub_t *osb__rt_client_sub(osb__rt_client_t *cl, const char *name, size_t len) {
+  osb_list_t *pos;
+  for (pos = cl->subs.next; pos != &cl->subs; pos = pos->next) {
+    osb__rt_sub_t *s = osb_container_of(pos, osb__rt_sub_t, cl_link);
+    if (s->ch->namelen == len && memcmp(s->ch->name, name, len) == 0) return s;
+  }
+  return NULL;
+}
+
+void osb__rt_sub_remove(osb__rt_sub_t *sub, bool presence_event) {
+  osb__rt_hub_t *hub = osb__rt;
+  osb__rt_channel_t *ch = sub->ch;
+  if (presence_event && sub->state == OSB__RT_SUB_LIVE) osb__rt_presence_event(sub, "leave");
+  osb_list_remove(&sub->ch_link);
+  osb_list_remove(&sub->cl_link);
+  ch->nsubs--;
+  sub->cl->nsubs--;
+  hub->nsubs--;
+  osb_series_set(hub->st.subscriptions, (double)hub->nsubs);
+  if (sub->state == OSB__RT_SUB_REPLAY) sub->dead = true;   /* the store callback frees it */
+  else sub_free(sub);
+  osb__rt_channel_gc(ch);
+}
+
+/* Reply `subscribed`, then the replayed frames, then go live. */
+static void sub_answer(osb__rt_sub_t *sub, bool recovered, osb_msg_t **frames, size_t n) {
+  osb__rt_hub_t *hub = osb__rt;
+  osb__rt_client_t *cl = sub->cl;
+  osb__rt_channel_t *ch = sub->ch;
+  osb__rt_sub_setup_t *s = sub->setup;
+  uint64_t missed = s->has_since && s->since < ch->seq ? ch->seq - s->since : 0;
+  json_t *j = json_pack("{s:s, s:s#, s:I, s:b, s:I}", "type", "subscribed", "channel", ch->name,
+                        (int)ch->namelen, "seq", (json_int_t)ch->seq, "recovered", recovered,
+                        "missed", (json_int_t)missed);
+  if (s->req_id) json_object_set(j, "id", s->req_id);
+  osb__rt_client_ref(cl);
+  int r = osb__rt_send_json(cl, j);
+  uint64_t sent = 0;
+  for (size_t i = 0; r == 0 && i < n; i++) {
+    r = osb__rt_send_frame(cl, frames[i]);
+    if (r == 0) sent++;
+  }
+  if (sent) osb_series_inc(hub->st.deliveries, (double)sent);
+  if (cl->conn) {   /* still attached: the sub is alive too */
+    sub->state = OSB__RT_SUB_LIVE;
+    json_decref(s->req_id);
+    free(s);
+    sub->setup = NULL;
+    osb__rt_presence_event(sub, "join");
+    osb__rt_client_done(cl);
+  }
+  osb__rt_client_unref(cl);
+}
+
+typedef struct frame_vec {
+  osb_msg_t **v;
+  size_t n, cap;
+} frame_vec_t;
+
+static void fv_push(frame_vec_t *fv, osb_msg_t *m) {
+  if (fv->n == fv->cap) {
+    fv->cap = fv->cap ? fv->cap * 2 : 16;
+    fv->v = osb_realloc(fv->v, fv->cap * sizeof(*fv->v));
+  }
+  fv->v[fv->n++] = m;
+}
+
+static void fv_free(frame_vec_t *fv) {
+  for (size_t i = 0; i < fv->n; i++) osb_msg_unref(fv->v[i]);
+  free(fv->v);
+}
+
+/* Append ring entries after *last, requiring each to be *last + 1. */
+static bool take_ring(osb__rt_channel_t *ch, uint64_t *last, frame_vec_t *fv) {
+  for (uint32_t i = osb__rt_ring_after(&ch->hist, *last); i < ch->hist.len; i++) {
+    osb__rt_hist_t *h = osb__rt_ring_at(&ch->hist, i);
+    if (h->seq != *last + 1) return false;
+    fv_push(fv, osb_msg_ref(h->frame));
+    *last = h->seq;
+  }
+  return *last == ch->seq;
+}
+
+static void range_done(void *ud, int err, const osb_rt_row_t *rows, size_t n) {
+  osb__rt_sub_t *sub = ud;
+  if (sub->dead) {
+    sub_free(sub);
+    return;
+  }
+  osb__rt_hub_t *hub = osb__rt;
+  osb__rt_channel_t *ch = sub->ch;
+  uint64_t last = sub->setup->since;
+  frame_vec_t fv = {0};
+  bool ok = err == 0;
+  if (err)
+    osb_log(OSB_LOG_WARN, "realtime", "replay of %s from the store failed: %s", ch->name, osb_strerror(err));
+  osb__rt_ring_expire(&ch->hist, osb_now_ms(), ch->ns->history_age_ms);
+  uint64_t ring_first = ch->hist.len ? osb__rt_ring_at(&ch->hist, 0)->seq : UINT64_MAX;
+  for (size_t i = 0; ok && i < n; i++) {
+    if (rows[i].seq <= last) continue;
+    if (rows[i].seq >= ring_first) break;
+    if (rows[i].seq != last + 1) {
+      ok = false;
+      break;
+    }
+    fv_push(&fv, message_frame(ch, rows[i].seq, rows[i].data, rows[i].len, rows[i].ts_ms));
+    last = rows[i].seq;
+  }
+  if (ok) ok = take_ring(ch, &last, &fv);
+  osb_series_inc(ok ? hub->st.resume_store : hub->st.resume_lost, 1);
+  if (!ok) {
+    fv_free(&fv);
+    fv = (frame_vec_t){0};
+  }
+  sub->state = OSB__RT_SUB_WAIT;
+  sub_answer(sub, ok, fv.v, fv.n);
+  fv_free(&fv);
+}
+
+static void start_replay(osb__rt_sub_t *sub) {
+  osb__rt_hub_t *hub = osb__rt;
+  osb__rt_channel_t *ch = sub->ch;
+  osb__rt_sub_setup_t *s = sub->setup;
+  osb__rt_ring_expire(&ch->hist, osb_now_ms(), ch->ns->history_age_ms);
+  if (!s->has_since) {
+    sub_answer(sub, false, NULL, 0);
+    return;
+  }
+  if (s->since >= ch->seq) {
+    /* Up to date; a since beyond seq is from another life of the channel. */
+    osb_series_inc(s->since == ch->seq ? hub->st.resume_none : hub->st.resume_lost, 1);
+    sub_answer(sub, s->since == ch->seq, NULL, 0);
+    return;
+  }
+  uint64_t missed = ch->seq - s->since;
+  uint32_t i = osb__rt_ring_after(&ch->hist, s->since);
+  if (ch->hist.len - i == missed) {   /* seqs increase: count == missed means contiguous */
+    frame_vec_t fv = {0};
+    uint64_t last = s->since;
+    bool ok = take_ring(ch, &last, &fv);
+    osb_assert(ok);
+    osb_series_inc(hub->st.resume_memory, 1);
+    sub_answer(sub, true, fv.v, fv.n);
+    fv_free(&fv);
+    return;
+  }
+  if (ch->ns->durable && hub->store && missed <= hub->opt.replay_max) {
+    sub->state = OSB__RT_SUB_REPLAY;
+    hub->store->range(hub->store, ch->name, s->since, (size_t)missed, range_done, sub);
+    return;
+  }
+  osb_series_inc(hub->st.resume_lost, 1);
+  sub_answer(sub, false, NULL, 0);
+}
+
+/* ---- introspection ---- */
+
+json_t *osb_rt_channels_json(void) {
+  osb__rt_hub_t *hub = osb__rt;
+  json_t *arr = json_array();
+  if (hub) {
+    osb__rt_sweep(osb_now_ms());
+    for (uint32_t i = 0; i < hub->nbuckets; i++)
+      for (osb__rt_channel_t *c = hub->buckets[i]; c; c = c->hnext)
+        json_array_append_new(arr, json_pack("{s:s, s:I, s:I, s:I, s:b}", "channel", c->name,
+                                             "subscribers", (json_int_t)c->nsubs, "seq",
+                                             (json_int_t)c->seq, "history", (json_int_t)c->hist.len,
+                                             "durable", c->ns->durable));
+  }
+  return json_pack("{s:o, s:I, s:I}", "channels", arr, "connections",
+                   (json_int_t)(hub ? hub->nclients : 0), "subscriptions",
+                   (json_int_t)(hub ? hub->nsubs : 0));
+}
+
+json_t *osb_rt_presence_json(const char *channel) {
+  size_t len = strlen(channel);
+  if (!osb__rt_ns_lookup(channel, len, NULL)) return NULL;
+  osb__rt_channel_t *ch = osb__rt ? osb__rt_channel_find(channel, len) : NULL;
+  size_t count = 0, anon = 0;
+  json_t *members = ch ? osb__rt_presence_members(ch, &count, &anon) : json_array();
+  return json_pack("{s:s, s:o, s:I, s:I}", "channel", channel, "members", members, "count",
+                   (json_int_t)count, "anonymous", (json_int_t)anon);
+}
+
+void osb_rt_check_read(const char *channel, const osb_rt_who_t *who, osb_rt_check_cb cb, void *ctx) {
+  const char *sfx;
+  osb__rt_ns_t *ns = osb__rt_ns_lookup(channel, strlen(channel), &sfx);
+  if (!ns) {
+    cb(ctx, -OSB_EINVAL, false);
+    return;
+  }
+  switch (osb__rt_decide(ns, false, sfx, who)) {
+    case OSB__RT_ALLOW: cb(ctx, 0, true); return;
+    case OSB__RT_DENY: cb(ctx, 0, false); return;
+    case OSB__RT_ASK: ns->check(ns->check_ud, channel, sfx, who, cb, ctx); return;
+  }
+}

@@ -1,0 +1,268 @@
+/* internal.h: what the realtime files share (not for other modules).
+ *
+ * Object graph (all owned by the hub, loop thread only):
+ *
+ *   hub ── channels (hash by name) ── channel ── subs (list) ─┐
+ *                                        └─ history ring        │ sub links a
+ *   client (one per WebSocket) ── subs (list) ──────────────────┘ channel and a client
+ *
+ * A client is refcounted: the connection holds one reference until
+ * on_close, every asynchronous operation started for it (token check,
+ * access check, store replay, publish) holds one more, so a callback that
+ * arrives after the socket closed finds a detached client (conn == NULL)
+ * and only drops its reference.
+ *
+ * A client's messages are handled strictly in order: while one operation
+ * is pending (`busy`), later messages wait in a small backlog. Replies
+ * therefore come back in request order, and subscribe/unsubscribe races
+ * cannot happen.
+ *
+ * The hub reaches connections only through osb_rt_transport_t, so it can be
+ * unit-tested with fake sinks; ws_glue.c binds it to osb_ws_*. */
+#ifndef OSB_REALTIME_INTERNAL_H
+#define OSB_REALTIME_INTERNAL_H
+
+#include <jansson.h>
+#include "obs/metrics.h"
+#include "realtime/realtime.h"
+
+/* ---- transport (the WebSocket layer, or a fake in tests) ---- */
+typedef struct osb__rt_transport {
+  /* Queue a finished frame on `conn` (takes a reference): 0, -OSB_ECLOSED,
+   * or -OSB_ESLOW (the connection is now being closed with 1013). */
+  int (*send)(void *conn, osb_msg_t *frame);
+  /* Start closing `conn` with a WebSocket close code; idempotent. */
+  void (*close)(void *conn, uint16_t code, const char *reason);
+  /* Write the frame header for a text payload built in
+   * osb_msg_new(OSB_WS_HEADROOM, n) (osb_ws_frame_finish). */
+  void (*finish)(osb_msg_t *m);
+} osb__rt_transport_t;
+
+/* Token verification (osb_auth_verify_token, wrapped so the hub never owns
+ * an osb_principal_t). cb exactly once; who valid during the call. */
+typedef void (*osb__rt_verified_cb)(void *ud, int err, const osb_rt_who_t *who);
+typedef void (*osb__rt_verify_fn)(const char *token, osb__rt_verified_cb cb, void *ud);
+
+typedef struct osb__rt_options {
+  uint32_t max_subscriptions;   /* per connection */
+  double msg_rate;              /* client messages per second, sustained */
+  double msg_burst;             /* bucket size */
+  uint32_t abuse_limit;         /* rejected messages within 10 s → close 1008 */
+  size_t max_data_bytes;        /* published data */
+  uint32_t replay_max;          /* most messages replayed from the store */
+  uint32_t backlog_max;         /* messages waiting while one is pending */
+  uint32_t heartbeat_s;         /* in welcome */
+  uint32_t max_connections;     /* 0 = unlimited */
+  uint32_t presence_list_max;   /* members listed in a presence reply */
+} osb__rt_options_t;
+
+void osb__rt_default_options(osb__rt_options_t *o);
+
+/* ---- namespaces ---- */
+typedef enum {
+  OSB__RT_ANYONE = 0,  /* also anonymous */
+  OSB__RT_SIGNED_IN,   /* any principal */
+  OSB__RT_SELF,        /* suffix == user id */
+  OSB__RT_OWNER,       /* asked through the namespace's access check */
+  OSB__RT_ADMIN,       /* admin (and service) */
+  OSB__RT_SERVER,      /* service or admin principals, server code */
+} osb__rt_policy_t;
+
+typedef struct osb__rt_ns {
+  const char *name;          /* before the ':' */
+  const char *only_suffix;   /* "status" for agents:status; NULL = any valid suffix */
+  uint8_t read, write;       /* osb__rt_policy_t */
+  bool durable;
+  bool presence_events;
+  uint32_t history_max;      /* entries kept in memory */
+  uint32_t history_age_ms;   /* and for at most this long */
+  osb_rt_check_fn check;
+  void *check_ud;
+  osb_rt_publish_hook_fn on_publish;
+  void *publish_ud;
+} osb__rt_ns_t;
+
+/* The namespace of a full channel name, or NULL (unknown namespace, bad
+ * suffix characters, too long). *suffix points into `name`. */
+osb__rt_ns_t *osb__rt_ns_lookup(const char *name, size_t len, const char **suffix);
+osb__rt_ns_t *osb__rt_ns_by_name(const char *ns);
+/* Restore the built-in table (tests). */
+void osb__rt_ns_reset(void);
+
+typedef enum { OSB__RT_DENY = 0, OSB__RT_ALLOW, OSB__RT_ASK } osb__rt_decision_t;
+/* Pure policy decision; ASK means "call ns->check". */
+osb__rt_decision_t osb__rt_decide(const osb__rt_ns_t *ns, bool write, const char *suffix,
+                                  const osb_rt_who_t *who);
+
+/* ---- history ring ----
+ * Entries in increasing seq order (gaps are possible only through
+ * publish_stored). Capacity grows on demand up to `max`. */
+typedef struct osb__rt_hist {
+  uint64_t seq;
+  uint64_t at_ms;       /* loop clock, for age */
+  osb_msg_t *frame;     /* the message frame, one reference */
+} osb__rt_hist_t;
+
+typedef struct osb__rt_ring {
+  osb__rt_hist_t *e;
+  uint32_t cap, head, len, max;
+} osb__rt_ring_t;
+
+void osb__rt_ring_push(osb__rt_ring_t *r, uint64_t seq, uint64_t at_ms, osb_msg_t *frame);
+void osb__rt_ring_expire(osb__rt_ring_t *r, uint64_t now_ms, uint32_t age_ms);
+osb__rt_hist_t *osb__rt_ring_at(osb__rt_ring_t *r, uint32_t i);   /* 0 = oldest */
+/* Index of the first entry with seq > since (== len if none). */
+uint32_t osb__rt_ring_after(osb__rt_ring_t *r, uint64_t since);
+void osb__rt_ring_free(osb__rt_ring_t *r);
+
+/* ---- channels, subscriptions, clients ---- */
+typedef struct osb__rt_channel osb__rt_channel_t;
+typedef struct osb__rt_sub osb__rt_sub_t;
+typedef struct osb__rt_client osb__rt_client_t;
+
+enum { OSB__RT_CH_LOADING = 0, OSB__RT_CH_READY, OSB__RT_CH_FAILED };
+
+struct osb__rt_channel {
+  osb__rt_channel_t *hnext;     /* hash chain */
+  osb__rt_ns_t *ns;
+  uint64_t seq;                 /* last seq published (or loaded) */
+  osb_list_t subs;              /* osb__rt_sub_t.ch_link */
+  uint32_t nsubs;
+  uint32_t pins;                /* > 0: do not free (fan-out, load in flight) */
+  uint8_t state;
+  osb_list_t waiting;           /* publications waiting for the load */
+  osb__rt_ring_t hist;
+  uint32_t hash;
+  uint16_t suffix_off;
+  uint16_t namelen;
+  char name[];
+};
+
+enum {
+  OSB__RT_SUB_WAIT = 0,   /* channel loading its seq */
+  OSB__RT_SUB_REPLAY,     /* store range in flight */
+  OSB__RT_SUB_LIVE,
+};
+
+/* Per-subscription state needed only until it is live. */
+typedef struct osb__rt_sub_setup {
+  json_t *req_id;
+  uint64_t since;
+  bool has_since;
+} osb__rt_sub_setup_t;
+
+struct osb__rt_sub {
+  osb_list_t ch_link;
+  osb_list_t cl_link;
+  osb__rt_channel_t *ch;
+  osb__rt_client_t *cl;
+  osb__rt_sub_setup_t *setup;   /* NULL once live */
+  uint8_t state;
+  bool dead;                    /* unlinked while a store call was in flight */
+};
+
+struct osb__rt_client {
+  void *conn;                   /* NULL once the connection closed */
+  uint64_t id;
+  uint32_t refs;
+  uint32_t nsubs;
+  osb_list_t subs;              /* osb__rt_sub_t.cl_link */
+  char *user_id, *email;
+  osb_role_t role;
+  bool busy;
+  uint8_t pumping;              /* > 0 while pump/dispatch runs */
+  /* rate limit: token bucket, and rejected messages in the current window */
+  double tokens;
+  uint64_t refill_ms;
+  uint64_t abuse_window_ms;
+  uint32_t abuse;
+  uint32_t backlog_n;
+  osb_buf_t *backlog;           /* [u32 len][bytes]..., allocated on demand */
+};
+
+/* ---- the hub ---- */
+typedef struct osb__rt_stats {
+  osb_series_t *connections, *subscriptions, *channels;
+  osb_series_t *published, *deliveries, *drops_slow, *drops_closed, *slow_closes;
+  osb_series_t *resume_memory, *resume_store, *resume_none, *resume_lost;
+  osb_series_t *rate_limited, *abuse_closes, *bad_messages;
+  osb_series_t *in[8];     /* by message type, see protocol.c */
+  osb_series_t *out_replies;
+} osb__rt_stats_t;
+
+typedef struct osb__rt_hub {
+  osb__rt_options_t opt;
+  const osb__rt_transport_t *tr;
+  osb__rt_verify_fn verify;
+  osb_rt_store_t *store;
+  osb_rt_bus_t *bus;
+  osb__rt_channel_t **buckets;
+  uint32_t nbuckets, nchannels;
+  uint64_t nclients, nsubs;
+  osb__rt_stats_t st;
+  struct uv_loop_s *loop;
+  void *sweep_timer;            /* uv_timer_t*, freed in its close callback */
+} osb__rt_hub_t;
+
+extern osb__rt_hub_t *osb__rt;
+
+/* Build the hub (replaces any previous one, which must have been freed).
+ * store and bus are taken over; loop may be NULL (no sweep timer: tests
+ * call osb__rt_sweep). */
+void osb__rt_hub_init(const osb__rt_options_t *opt, const osb__rt_transport_t *tr,
+                      osb__rt_verify_fn verify, osb_rt_store_t *store, osb_rt_bus_t *bus,
+                      struct uv_loop_s *loop);
+void osb__rt_hub_free(void);
+/* Drop expired history and channels left with neither subscribers nor history. */
+void osb__rt_sweep(uint64_t now_ms);
+
+osb__rt_channel_t *osb__rt_channel_find(const char *name, size_t len);
+/* Create (channel.c; the name must not exist yet); NULL if the name is not
+ * in the namespace table. */
+osb__rt_channel_t *osb__rt_channel_get(const char *name, size_t len);
+/* Find or create, and for a new durable channel start reading its last seq
+ * from the store (state LOADING until then; the read may complete before
+ * this returns). The caller must attach something or call
+ * osb__rt_channel_gc(). NULL with *err = -OSB_EINVAL if the name is not in
+ * the table, -OSB_EUNAVAIL if the store failed at once. */
+osb__rt_channel_t *osb__rt_channel_open(const char *name, size_t len, int *err);
+/* Free the channel if nothing keeps it (no subs, history, pins). */
+void osb__rt_channel_gc(osb__rt_channel_t *ch);
+
+/* The bus delivers here: assign/accept seq, record history, append to the
+ * store (durable, not yet stored), fan out. cb exactly once. */
+void osb__rt_deliver(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud);
+
+/* ---- clients (protocol.c) ---- */
+osb__rt_client_t *osb__rt_client_open(void *conn, uint64_t id);
+/* Handshake token (NULL: anonymous). Sends welcome when resolved. */
+void osb__rt_client_start(osb__rt_client_t *cl, const char *token);
+void osb__rt_client_message(osb__rt_client_t *cl, bool binary, const char *data, size_t len);
+/* The connection is gone: unsubscribe everything, drop the connection's ref. */
+void osb__rt_client_closed(osb__rt_client_t *cl);
+void osb__rt_client_ref(osb__rt_client_t *cl);
+void osb__rt_client_unref(osb__rt_client_t *cl);
+
+/* Subscriptions (hub.c). subscribe: the client is busy until it answered. */
+void osb__rt_subscribe(osb__rt_client_t *cl, osb__rt_channel_t *ch, json_t *req_id,
+                       bool has_since, uint64_t since);
+void osb__rt_sub_remove(osb__rt_sub_t *sub, bool presence_event);
+osb__rt_sub_t *osb__rt_client_sub(osb__rt_client_t *cl, const char *name, size_t len);
+
+/* Sending to one client (protocol.c): serialize once; steals j. Returns
+ * what transport->send returned, or -OSB_ECLOSED on a detached client. */
+int osb__rt_send_json(osb__rt_client_t *cl, json_t *j);
+int osb__rt_send_frame(osb__rt_client_t *cl, osb_msg_t *frame);
+/* {"type":"error","code","message"[,"id"]}; id borrowed, may be NULL. */
+void osb__rt_send_error(osb__rt_client_t *cl, json_t *id, const char *code, const char *fmt, ...)
+    OSB_PRINTF(4, 5);
+/* An operation for `cl` finished: not busy any more, handle the backlog. */
+void osb__rt_client_done(osb__rt_client_t *cl);
+/* Serialize a JSON value into a finished text frame. */
+osb_msg_t *osb__rt_frame_json(const json_t *j);
+
+/* Presence (presence.c). */
+json_t *osb__rt_presence_members(osb__rt_channel_t *ch, size_t *count, size_t *anonymous);
+void osb__rt_presence_event(osb__rt_sub_t *sub, const char *event);
+
+#endif

@@ -1,0 +1,47 @@
+/* presence.c: who is subscribed to a channel.
+ *
+ * Members are the signed-in subscribers (user id and connection id; one user
+ * with two tabs is two members). Anonymous subscribers are only counted.
+ * Namespaces with presence_events (chat) tell the other members when a
+ * signed-in member joins (its subscription became live) or leaves. */
+#include "realtime/internal.h"
+
+static json_t *member(const osb__rt_client_t *cl) {
+  return json_pack("{s:s, s:I}", "user_id", cl->user_id, "conn_id", (json_int_t)cl->id);
+}
+
+json_t *osb__rt_presence_members(osb__rt_channel_t *ch, size_t *count, size_t *anonymous) {
+  json_t *arr = json_array();
+  size_t n = 0, anon = 0, max = osb__rt->opt.presence_list_max;
+  osb_list_t *pos;
+  for (pos = ch->subs.next; pos != &ch->subs; pos = pos->next) {
+    osb__rt_sub_t *s = osb_container_of(pos, osb__rt_sub_t, ch_link);
+    if (s->state != OSB__RT_SUB_LIVE) continue;
+    if (!s->cl->user_id) {
+      anon++;
+      continue;
+    }
+    if (n++ < max) json_array_append_new(arr, member(s->cl));
+  }
+  *count = n;
+  *anonymous = anon;
+  return arr;
+}
+
+void osb__rt_presence_event(osb__rt_sub_t *sub, const char *event) {
+  osb__rt_channel_t *ch = sub->ch;
+  if (!ch->ns->presence_events || !sub->cl->user_id) return;
+  json_t *j = json_pack("{s:s, s:s, s:s, s:[o]}", "type", "presence", "channel", ch->name, "event",
+                        event, "members", member(sub->cl));
+  osb_msg_t *frame = osb__rt_frame_json(j);
+  json_decref(j);
+  osb_list_t *pos, *tmp;
+  ch->pins++;
+  osb_list_foreach_safe(pos, tmp, &ch->subs) {
+    osb__rt_sub_t *s = osb_container_of(pos, osb__rt_sub_t, ch_link);
+    if (s == sub || s->state != OSB__RT_SUB_LIVE) continue;
+    osb__rt_send_frame(s->cl, frame);
+  }
+  ch->pins--;
+  osb_msg_unref(frame);
+}
