@@ -67,7 +67,7 @@ osb__rt_ns_t *osb__rt_ns_lookup(const char *name, size_t len, const char **suffi
 
 int osb_rt_set_access_check(const char *ns, osb_rt_check_fn fn, void *ud) {
   osb__rt_ns_t *n = osb__rt_ns_by_name(ns);
-  if (!n) return -OSB_ENOTFOUND;
+  if (!n) return OSB_ENOTFOUND;
   n->check = fn;
   n->check_ud = ud;
   return 0;
@@ -75,7 +75,7 @@ int osb_rt_set_access_check(const char *ns, osb_rt_check_fn fn, void *ud) {
 
 int osb_rt_set_publish_hook(const char *ns, osb_rt_publish_hook_fn fn, void *ud) {
   osb__rt_ns_t *n = osb__rt_ns_by_name(ns);
-  if (!n) return -OSB_ENOTFOUND;
+  if (!n) return OSB_ENOTFOUND;
   n->on_publish = fn;
   n->publish_ud = ud;
   return 0;

@@ -118,7 +118,7 @@ void osb__rt_hub_free(void) {
     osb__rt_channel_t *c = hub->buckets[i], *next;
     for (; c; c = next) {
       next = c->hnext;
-      fail_waiting(c, -OSB_EUNAVAIL);
+      fail_waiting(c, OSB_EUNAVAIL);
       osb_list_t *pos, *tmp;
       osb_list_foreach_safe(pos, tmp, &c->subs) {
         osb__rt_sub_t *s = osb_container_of(pos, osb__rt_sub_t, ch_link);
@@ -212,7 +212,7 @@ static void channel_loaded(void *ud, int err, uint64_t seq) {
       osb__rt_sub_remove(s, false);
       osb__rt_client_done(cl);
     }
-    fail_waiting(ch, -OSB_EUNAVAIL);
+    fail_waiting(ch, OSB_EUNAVAIL);
     osb__rt_channel_gc(ch);
     return;
   }
@@ -245,7 +245,7 @@ osb__rt_channel_t *osb__rt_channel_open(const char *name, size_t len, int *err) 
   if (ch) return ch;
   ch = osb__rt_channel_get(name, len);
   if (!ch) {
-    *err = -OSB_EINVAL;
+    *err = OSB_EINVAL;
     return NULL;
   }
   if (!ch->ns->durable || !osb__rt->store) return ch;
@@ -255,7 +255,7 @@ osb__rt_channel_t *osb__rt_channel_open(const char *name, size_t len, int *err) 
   ch->pins--;
   if (ch->state == OSB__RT_CH_FAILED) {
     osb__rt_channel_gc(ch);
-    *err = -OSB_EUNAVAIL;
+    *err = OSB_EUNAVAIL;
     return NULL;
   }
   return ch;
@@ -273,7 +273,7 @@ static void fanout(osb__rt_channel_t *ch, osb_msg_t *frame) {
     if (s->state != OSB__RT_SUB_LIVE) continue;   /* replaying subs read the ring later */
     int r = hub->tr->send(s->cl->conn, frame);
     if (r == 0) ok++;
-    else if (r == -OSB_ESLOW) slow++;
+    else if (r == OSB_ESLOW) slow++;
     else closed++;
   }
   ch->pins--;
@@ -294,7 +294,7 @@ static void deliver_ready(osb__rt_channel_t *ch, const char *data, size_t len, u
       osb_log(OSB_LOG_WARN, "realtime", "%s: seq %" PRIu64 " is not above %" PRIu64 "; not delivered",
               ch->name, seq_hint, ch->seq);
       osb__rt_channel_gc(ch);
-      if (cb) cb(ud, -OSB_ECONFLICT, 0);
+      if (cb) cb(ud, OSB_ECONFLICT, 0);
       return;
     }
     seq = seq_hint;
@@ -317,16 +317,16 @@ static void deliver_ready(osb__rt_channel_t *ch, const char *data, size_t len, u
 void osb__rt_deliver(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
   osb__rt_hub_t *hub = osb__rt;
   if (!hub) {
-    if (cb) cb(ud, -OSB_EUNAVAIL, 0);
+    if (cb) cb(ud, OSB_EUNAVAIL, 0);
     return;
   }
   size_t nlen = strlen(pub->channel);
   if (!osb__rt_ns_lookup(pub->channel, nlen, NULL)) {
-    if (cb) cb(ud, -OSB_EINVAL, 0);
+    if (cb) cb(ud, OSB_EINVAL, 0);
     return;
   }
   if (pub->len > hub->opt.max_data_bytes) {
-    if (cb) cb(ud, -OSB_ETOOBIG, 0);
+    if (cb) cb(ud, OSB_ETOOBIG, 0);
     return;
   }
   osb__rt_channel_t *ch = osb__rt_channel_find(pub->channel, nlen);
@@ -364,15 +364,15 @@ static bool valid_json_text(const char *data, size_t len) {
 static void publish_pub(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
   osb__rt_hub_t *hub = osb__rt;
   if (!hub || !hub->bus) {
-    if (cb) cb(ud, -OSB_EUNAVAIL, 0);
+    if (cb) cb(ud, OSB_EUNAVAIL, 0);
     return;
   }
   if (!osb__rt_ns_lookup(pub->channel, strlen(pub->channel), NULL)) {
-    if (cb) cb(ud, -OSB_EINVAL, 0);
+    if (cb) cb(ud, OSB_EINVAL, 0);
     return;
   }
   if (pub->len > hub->opt.max_data_bytes) {
-    if (cb) cb(ud, -OSB_ETOOBIG, 0);
+    if (cb) cb(ud, OSB_ETOOBIG, 0);
     return;
   }
   hub->bus->publish(hub->bus, pub, cb, ud);
@@ -381,7 +381,7 @@ static void publish_pub(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud)
 void osb_rt_publish_text(const char *channel, const char *data, size_t len, osb_rt_publish_cb cb,
                          void *ud) {
   if (!data || !valid_json_text(data, len)) {
-    if (cb) cb(ud, -OSB_EINVAL, 0);
+    if (cb) cb(ud, OSB_EINVAL, 0);
     return;
   }
   osb_rt_pub_t pub = {channel, data, len, 0, false};
@@ -392,7 +392,7 @@ static void publish_json(const char *channel, uint64_t seq, bool stored, const j
                          osb_rt_publish_cb cb, void *ud) {
   char *text = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
   if (!text) {
-    if (cb) cb(ud, -OSB_EINVAL, 0);
+    if (cb) cb(ud, OSB_EINVAL, 0);
     return;
   }
   osb_rt_pub_t pub = {channel, text, strlen(text), seq, stored};
@@ -409,7 +409,7 @@ void osb_rt_publish_stored(const char *channel, uint64_t seq, const json_t *data
   const char *sfx;
   osb__rt_ns_t *ns = osb__rt_ns_lookup(channel, strlen(channel), &sfx);
   if (!ns || !ns->durable || seq == 0) {
-    if (cb) cb(ud, -OSB_EINVAL, 0);
+    if (cb) cb(ud, OSB_EINVAL, 0);
     return;
   }
   publish_json(channel, seq, true, data, cb, ud);
@@ -631,7 +631,7 @@ void osb_rt_check_read(const char *channel, const osb_rt_who_t *who, osb_rt_chec
   const char *sfx;
   osb__rt_ns_t *ns = osb__rt_ns_lookup(channel, strlen(channel), &sfx);
   if (!ns) {
-    cb(ctx, -OSB_EINVAL, false);
+    cb(ctx, OSB_EINVAL, false);
     return;
   }
   switch (osb__rt_decide(ns, false, sfx, who)) {

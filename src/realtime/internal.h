@@ -28,8 +28,8 @@
 
 /* ---- transport (the WebSocket layer, or a fake in tests) ---- */
 typedef struct osb__rt_transport {
-  /* Queue a finished frame on `conn` (takes a reference): 0, -OSB_ECLOSED,
-   * or -OSB_ESLOW (the connection is now being closed with 1013). */
+  /* Queue a finished frame on `conn` (takes a reference): 0, OSB_ECLOSED,
+   * or OSB_ESLOW (the connection is now being closed with 1013). */
   int (*send)(void *conn, osb_msg_t *frame);
   /* Start closing `conn` with a WebSocket close code; idempotent. */
   void (*close)(void *conn, uint16_t code, const char *reason);
@@ -223,8 +223,8 @@ osb__rt_channel_t *osb__rt_channel_get(const char *name, size_t len);
 /* Find or create, and for a new durable channel start reading its last seq
  * from the store (state LOADING until then; the read may complete before
  * this returns). The caller must attach something or call
- * osb__rt_channel_gc(). NULL with *err = -OSB_EINVAL if the name is not in
- * the table, -OSB_EUNAVAIL if the store failed at once. */
+ * osb__rt_channel_gc(). NULL with *err = OSB_EINVAL if the name is not in
+ * the table, OSB_EUNAVAIL if the store failed at once. */
 osb__rt_channel_t *osb__rt_channel_open(const char *name, size_t len, int *err);
 /* Free the channel if nothing keeps it (no subs, history, pins). */
 void osb__rt_channel_gc(osb__rt_channel_t *ch);
@@ -250,7 +250,7 @@ void osb__rt_sub_remove(osb__rt_sub_t *sub, bool presence_event);
 osb__rt_sub_t *osb__rt_client_sub(osb__rt_client_t *cl, const char *name, size_t len);
 
 /* Sending to one client (protocol.c): serialize once; steals j. Returns
- * what transport->send returned, or -OSB_ECLOSED on a detached client. */
+ * what transport->send returned, or OSB_ECLOSED on a detached client. */
 int osb__rt_send_json(osb__rt_client_t *cl, json_t *j);
 int osb__rt_send_frame(osb__rt_client_t *cl, osb_msg_t *frame);
 /* {"type":"error","code","message"[,"id"]}; id borrowed, may be NULL. */

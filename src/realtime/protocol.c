@@ -30,16 +30,16 @@ osb_msg_t *osb__rt_frame_json(const json_t *j) {
 }
 
 int osb__rt_send_frame(osb__rt_client_t *cl, osb_msg_t *frame) {
-  if (!cl->conn) return -OSB_ECLOSED;
+  if (!cl->conn) return OSB_ECLOSED;
   int r = osb__rt->tr->send(cl->conn, frame);
-  if (r == -OSB_ESLOW) osb_series_inc(osb__rt->st.slow_closes, 1);
+  if (r == OSB_ESLOW) osb_series_inc(osb__rt->st.slow_closes, 1);
   return r;
 }
 
 int osb__rt_send_json(osb__rt_client_t *cl, json_t *j) {
   if (!cl->conn) {
     json_decref(j);
-    return -OSB_ECLOSED;
+    return OSB_ECLOSED;
   }
   osb_msg_t *m = osb__rt_frame_json(j);
   json_decref(j);
@@ -66,10 +66,21 @@ static json_t *with_id(json_t *j, json_t *id) {
   return j;
 }
 
+/* Role names as auth.c spells them (kept here so the hub links without auth.c). */
+static const char *role_name(osb_role_t r) {
+  switch (r) {
+    case OSB_ROLE_USER: return "user";
+    case OSB_ROLE_ADMIN: return "admin";
+    case OSB_ROLE_SERVICE: return "service";
+    case OSB_ROLE_NONE: break;
+  }
+  return "none";
+}
+
 static json_t *user_json(const osb__rt_client_t *cl) {
   if (!cl->user_id) return json_null();
   return json_pack("{s:s, s:s?, s:s}", "id", cl->user_id, "email", cl->email, "role",
-                   osb_role_name(cl->role));
+                   role_name(cl->role));
 }
 
 static osb_rt_who_t who_of(const osb__rt_client_t *cl) {
@@ -274,11 +285,11 @@ static void publish_done(void *ud, int err, uint64_t seq) {
   } else if (err == 0) {
     osb__rt_send_json(cl, with_id(json_pack("{s:s, s:s, s:I}", "type", "ack", "channel", op->channel,
                                             "seq", (json_int_t)seq), op->id));
-  } else if (err == -OSB_EINVAL) {
+  } else if (err == OSB_EINVAL) {
     osb__rt_send_error(cl, op->id, "bad_request", "invalid data for %s", op->channel);
-  } else if (err == -OSB_EDENIED) {
+  } else if (err == OSB_EDENIED) {
     osb__rt_send_error(cl, op->id, "forbidden", "publishing on %s is not allowed", op->channel);
-  } else if (err == -OSB_ETOOBIG) {
+  } else if (err == OSB_ETOOBIG) {
     osb__rt_send_error(cl, op->id, "too_large", "data is larger than %zu bytes", osb__rt->opt.max_data_bytes);
   } else {
     osb__rt_send_error(cl, op->id, "unavailable", "publish on %s failed: %s", op->channel, osb_strerror(err));

@@ -62,10 +62,10 @@ bool osb_rt_can_accept(void);
 /* ---- publishing from the server ----
  * cb(ud, err, seq) runs exactly once, possibly before the call returns:
  * err == 0 and the assigned seq, or a negative error:
- *   -OSB_EINVAL   channel name not in the namespace table, or data not JSON
- *   -OSB_ETOOBIG  data larger than WS_MAX_MESSAGE_BYTES
- *   -OSB_EUNAVAIL a durable channel whose last seq could not be read
- *   -OSB_ECONFLICT (publish_stored) seq not above the channel's seq
+ *   OSB_EINVAL   channel name not in the namespace table, or data not JSON
+ *   OSB_ETOOBIG  data larger than WS_MAX_MESSAGE_BYTES
+ *   OSB_EUNAVAIL a durable channel whose last seq could not be read
+ *   OSB_ECONFLICT (publish_stored) seq not above the channel's seq
  * cb may be NULL. */
 typedef void (*osb_rt_publish_cb)(void *ud, int err, uint64_t seq);
 
@@ -95,21 +95,21 @@ void osb_rt_publish_stored(const char *channel, uint64_t seq, const json_t *data
 typedef void (*osb_rt_check_cb)(void *ctx, int err, bool allowed);
 typedef void (*osb_rt_check_fn)(void *ud, const char *channel, const char *suffix,
                                 const osb_rt_who_t *who, osb_rt_check_cb cb, void *ctx);
-/* `ns` is the namespace name ("chat"). Returns -OSB_ENOTFOUND if unknown. */
+/* `ns` is the namespace name ("chat"). Returns OSB_ENOTFOUND if unknown. */
 int osb_rt_set_access_check(const char *ns, osb_rt_check_fn fn, void *ud);
 
 /* What a client `publish` on a namespace means (chat: "{text} is a user
  * message to the agent"). Called after the write check passed; `data` is
  * borrowed. The hook answers through cb(ctx, err, seq) exactly once; the
- * client then gets `ack {seq}` or an error (-OSB_EINVAL → bad_request,
- * -OSB_EDENIED → forbidden, -OSB_ETOOBIG → too_large, others →
+ * client then gets `ack {seq}` or an error (OSB_EINVAL → bad_request,
+ * OSB_EDENIED → forbidden, OSB_ETOOBIG → too_large, others →
  * unavailable). Without a hook the data is published on the channel as is. */
 typedef void (*osb_rt_publish_hook_fn)(void *ud, const char *channel, const osb_rt_who_t *who,
                                        const json_t *data, osb_rt_publish_cb cb, void *ctx);
 int osb_rt_set_publish_hook(const char *ns, osb_rt_publish_hook_fn fn, void *ud);
 
 /* Read permission for REST callers (presence): cb(ctx, err, allowed) as
- * above. err -OSB_EINVAL: not a channel of the table. */
+ * above. err OSB_EINVAL: not a channel of the table. */
 void osb_rt_check_read(const char *channel, const osb_rt_who_t *who, osb_rt_check_cb cb, void *ctx);
 
 /* ---- introspection (REST) ----

@@ -1,0 +1,129 @@
+/* ws_glue.c: binds the hub to the real WebSocket layer (ws.h), the auth
+ * module's verification hook and the configuration. Everything the hub
+ * needs from outside comes through here, so the rest of src/realtime runs
+ * in unit tests with fake connections. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <uv.h>
+
+#include "auth/auth.h"
+#include "core/config.h"
+#include "http/ws.h"
+#include "obs/health.h"
+#include "obs/log.h"
+#include "realtime/internal.h"
+
+/* ---- transport ---- */
+
+static int tr_send(void *conn, osb_msg_t *frame) { return osb_ws_send(conn, frame); }
+static void tr_close(void *conn, uint16_t code, const char *reason) { osb_ws_close(conn, code, reason); }
+static void tr_finish(osb_msg_t *m) { osb_ws_frame_finish(m, OSB_WS_TEXT); }
+static const osb__rt_transport_t ws_transport = {tr_send, tr_close, tr_finish};
+
+/* ---- token verification: the hub never owns an osb_principal_t ---- */
+
+typedef struct verify_ctx {
+  osb__rt_verified_cb cb;
+  void *ud;
+  char token[];   /* osb_auth_verify_token may finish later; keep the token alive */
+} verify_ctx_t;
+
+static void verified(void *ud, int err, osb_principal_t *p) {
+  verify_ctx_t *v = ud;
+  if (err == 0 && p) {
+    osb_rt_who_t who = {p->user_id, p->email, p->role};
+    v->cb(v->ud, 0, &who);
+  } else {
+    v->cb(v->ud, err ? err : OSB_EDENIED, NULL);
+  }
+  if (p) osb_principal_free(p);
+  free(v);
+}
+
+static void verify(const char *token, osb__rt_verified_cb cb, void *ud) {
+  size_t n = strlen(token);
+  verify_ctx_t *v = osb_malloc(sizeof(*v) + n + 1);
+  v->cb = cb;
+  v->ud = ud;
+  memcpy(v->token, token, n + 1);
+  osb_auth_verify_token(v->token, verified, v);
+}
+
+/* Authorization: Bearer, then the SSO cookie, then ?token= (SPEC §4). */
+static const char *handshake_token(osb_req_t *req) {
+  const char *h = osb_req_header(req, "authorization");
+  if (h && strncasecmp(h, "Bearer ", 7) == 0) {
+    h += 7;
+    while (*h == ' ') h++;
+    if (*h) return h;
+  }
+  const char *c = osb_req_cookie(req, "osb_access");
+  if (c && *c) return c;
+  const char *q = osb_req_query(req, "token");
+  if (q && *q) return q;
+  return NULL;
+}
+
+/* ---- the /ws handler ---- */
+
+static void on_open(osb_ws_t *ws, osb_req_t *req) {
+  osb__rt_client_t *cl = osb__rt_client_open(ws, osb_ws_id(ws));
+  osb_ws_set_data(ws, cl);
+  osb__rt_client_start(cl, handshake_token(req));
+}
+
+static void on_message(osb_ws_t *ws, bool binary, const char *data, size_t len) {
+  osb__rt_client_t *cl = osb_ws_data(ws);
+  if (cl) osb__rt_client_message(cl, binary, data, len);
+}
+
+static void on_close(osb_ws_t *ws, uint16_t code) {
+  osb__rt_client_t *cl = osb_ws_data(ws);
+  if (!cl) return;
+  osb_ws_set_data(ws, NULL);
+  osb__rt_client_closed(cl);
+}
+
+static const osb_ws_handler_t rt_handler = {on_open, on_message, on_close};
+
+/* ---- health ---- */
+
+static osb_health_status_t health(void *ud, char *reason, size_t len) {
+  osb__rt_hub_t *hub = osb__rt;
+  if (!hub) {
+    snprintf(reason, len, "stopped");
+    return OSB_HEALTH_FAIL;
+  }
+  snprintf(reason, len, "%llu connections, %u channels, store %s, bus %s",
+           (unsigned long long)hub->nclients, hub->nchannels, hub->store ? hub->store->name : "none",
+           hub->bus ? hub->bus->name : "none");
+  return OSB_HEALTH_PASS;
+}
+
+/* ---- start / stop ---- */
+
+int osb_rt_start(uv_loop_t *loop) {
+  osb__rt_options_t opt;
+  osb__rt_default_options(&opt);
+  const osb_config_t *cfg = osb_cfg;
+  if (cfg->rate_limit_rps > 0) opt.msg_rate = cfg->rate_limit_rps;
+  if (cfg->rate_limit_burst > 0) opt.msg_burst = opt.abuse_limit = (uint32_t)cfg->rate_limit_burst;
+  if (cfg->ws_max_message_bytes > 0) opt.max_data_bytes = (size_t)cfg->ws_max_message_bytes;
+  if (cfg->ws_ping_interval_ms >= 1000) opt.heartbeat_s = (uint32_t)(cfg->ws_ping_interval_ms / 1000);
+  if (cfg->ws_max_connections > 0) opt.max_connections = (uint32_t)cfg->ws_max_connections;
+  osb__rt_hub_init(&opt, &ws_transport, verify, osb_rt_store_memory_new(1000), osb_rt_bus_local_new(), loop);
+  osb_ws_set_handler(&rt_handler);
+  osb_health_register("realtime", health, NULL, false);
+  return 0;
+}
+
+void osb_rt_stop(void) {
+  osb_ws_set_handler(NULL);
+  osb__rt_hub_free();
+}
+
+bool osb_rt_can_accept(void) {
+  osb__rt_hub_t *hub = osb__rt;
+  return !hub || !hub->opt.max_connections || hub->nclients < hub->opt.max_connections;
+}
