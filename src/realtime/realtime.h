@@ -153,6 +153,10 @@ struct osb_rt_store {
 /* An in-memory store: at most `per_channel` rows per channel (oldest
  * dropped). Used by tests and until a database store is installed. */
 osb_rt_store_t *osb_rt_store_memory_new(size_t per_channel);
+/* The database store (channel_messages through db.h; PostgreSQL or SQLite),
+ * purging rows older than 7 days every 10 minutes on `loop` (may be
+ * NULL). Needs osb_db_init() to have succeeded. */
+osb_rt_store_t *osb_rt_store_db_new(struct uv_loop_s *loop);
 /* Replace the hub's store (the old one is disposed); takes ownership. Do it
  * before the loop runs: channels already loaded keep their seq. */
 void osb_rt_set_store(osb_rt_store_t *st);

@@ -1,0 +1,103 @@
+/* realtime_api.c: REST endpoints over the realtime hub. Thin: parse,
+ * check the role, call realtime.h, answer. */
+#include <jansson.h>
+
+#include "apps/realtime_api.h"
+#include "auth/auth.h"
+#include "http/http.h"
+#include "realtime/realtime.h"
+
+static bool is_server(const osb_principal_t *p) {
+  return p && (p->role == OSB_ROLE_ADMIN || p->role == OSB_ROLE_SERVICE);
+}
+
+/* ---- POST /api/realtime/publish ---- */
+
+static void published(void *ud, int err, uint64_t seq) {
+  osb_req_t *req = ud;
+  switch (err) {
+    case 0:
+      osb_res_json(req, 200, json_pack("{s:I}", "seq", (json_int_t)seq));
+      return;
+    case OSB_EINVAL:
+      osb_res_error(req, 400, "invalid_channel", "channel is not in the namespace table");
+      return;
+    case OSB_ETOOBIG:
+      osb_res_error(req, 413, "too_large", "data is larger than WS_MAX_MESSAGE_BYTES");
+      return;
+    case OSB_ECONFLICT:
+      osb_res_error(req, 409, "seq_conflict", "sequence conflict");
+      return;
+    default:
+      osb_res_error(req, 503, "unavailable", "the channel's history is unavailable: %s", osb_strerror(err));
+      return;
+  }
+}
+
+static void h_publish(osb_req_t *req) {
+  if (!osb_auth_require(req, OSB_ROLE_USER, h_publish)) return;
+  if (!is_server(osb_req_principal(req))) {
+    osb_res_error(req, 403, "forbidden", "publishing needs the service key or an admin");
+    return;
+  }
+  json_t *body = osb_req_json(req);
+  if (!body) return;   /* answered 400 already */
+  const char *channel = json_string_value(json_object_get(body, "channel"));
+  json_t *data = json_object_get(body, "data");
+  if (!json_is_object(body) || !channel || !*channel) {
+    osb_res_error(req, 400, "bad_request", "channel (a string) is required");
+    return;
+  }
+  if (!data) {
+    osb_res_error(req, 400, "bad_request", "data is required");
+    return;
+  }
+  osb_rt_publish(channel, data, published, req);
+}
+
+/* ---- GET /api/realtime/channels ---- */
+
+static void h_channels(osb_req_t *req) {
+  if (!osb_auth_require(req, OSB_ROLE_USER, h_channels)) return;
+  if (!is_server(osb_req_principal(req))) {
+    osb_res_error(req, 403, "forbidden", "admins only");
+    return;
+  }
+  osb_res_json(req, 200, osb_rt_channels_json());
+}
+
+/* ---- GET /api/realtime/presence/:channel ---- */
+
+static void presence_checked(void *ctx, int err, bool allowed) {
+  osb_req_t *req = ctx;
+  const char *channel = osb_req_param(req, "channel");
+  if (err == OSB_EINVAL) {
+    osb_res_error(req, 404, "not_found", "no such channel");
+  } else if (err) {
+    osb_res_error(req, 503, "unavailable", "cannot check access now");
+  } else if (!allowed) {
+    osb_res_error(req, 403, "forbidden", "access to this channel denied");
+  } else {
+    json_t *j = osb_rt_presence_json(channel);
+    if (j) osb_res_json(req, 200, j);
+    else osb_res_error(req, 404, "not_found", "no such channel");
+  }
+}
+
+static void h_presence(osb_req_t *req) {
+  if (!osb_auth_require(req, OSB_ROLE_USER, h_presence)) return;
+  osb_principal_t *p = osb_req_principal(req);
+  const char *channel = osb_req_param(req, "channel");
+  if (!channel || !*channel) {
+    osb_res_error(req, 400, "bad_request", "channel is required");
+    return;
+  }
+  osb_rt_who_t who = {p->user_id, p->email, p->role};
+  osb_rt_check_read(channel, &who, presence_checked, req);
+}
+
+void osb_realtime_api_routes(void) {
+  osb_route(OSB_POST, "/api/realtime/publish", h_publish);
+  osb_route(OSB_GET, "/api/realtime/channels", h_channels);
+  osb_route(OSB_GET, "/api/realtime/presence/:channel", h_presence);
+}
