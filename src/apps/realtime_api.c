@@ -7,10 +7,6 @@
 #include "http/http.h"
 #include "realtime/realtime.h"
 
-static bool is_server(const osb_principal_t *p) {
-  return p && (p->role == OSB_ROLE_ADMIN || p->role == OSB_ROLE_SERVICE);
-}
-
 /* ---- POST /api/realtime/publish ---- */
 
 static void published(void *ud, int err, uint64_t seq) {
@@ -35,11 +31,8 @@ static void published(void *ud, int err, uint64_t seq) {
 }
 
 static void h_publish(osb_req_t *req) {
-  if (!osb_auth_require(req, OSB_ROLE_USER, h_publish)) return;
-  if (!is_server(osb_req_principal(req))) {
-    osb_res_error(req, 403, "forbidden", "publishing needs the service key or an admin");
-    return;
-  }
+  /* OSB_ROLE_SERVICE admits the service key and admins (auth.h). */
+  if (!osb_auth_require(req, OSB_ROLE_SERVICE, h_publish)) return;
   json_t *body = osb_req_json(req);
   if (!body) return;   /* answered 400 already */
   const char *channel = json_string_value(json_object_get(body, "channel"));
@@ -58,11 +51,7 @@ static void h_publish(osb_req_t *req) {
 /* ---- GET /api/realtime/channels ---- */
 
 static void h_channels(osb_req_t *req) {
-  if (!osb_auth_require(req, OSB_ROLE_USER, h_channels)) return;
-  if (!is_server(osb_req_principal(req))) {
-    osb_res_error(req, 403, "forbidden", "admins only");
-    return;
-  }
+  if (!osb_auth_require(req, OSB_ROLE_SERVICE, h_channels)) return;
   osb_res_json(req, 200, osb_rt_channels_json());
 }
 
@@ -85,7 +74,8 @@ static void presence_checked(void *ctx, int err, bool allowed) {
 }
 
 static void h_presence(osb_req_t *req) {
-  if (!osb_auth_require(req, OSB_ROLE_USER, h_presence)) return;
+  /* Any signed-in principal; the channel's read policy decides. */
+  if (!osb_auth_require(req, OSB_ROLE_NONE, h_presence)) return;
   osb_principal_t *p = osb_req_principal(req);
   const char *channel = osb_req_param(req, "channel");
   if (!channel || !*channel) {

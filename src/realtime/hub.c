@@ -78,8 +78,12 @@ static void stats_init(osb__rt_stats_t *st) {
 
 /* ---- hub lifetime ---- */
 
+/* Static storage, like every module-level handle: main's final uv_walk may
+ * close it, and nothing needs freeing in a close callback. */
+static uv_timer_t sweep_timer;
+static bool sweep_started;
+
 static void sweep_cb(uv_timer_t *t) { osb__rt_sweep(uv_now(t->loop)); }
-static void timer_closed(uv_handle_t *h) { free(h); }
 
 void osb__rt_hub_init(const osb__rt_options_t *opt, const osb__rt_transport_t *tr,
                       osb__rt_verify_fn verify, osb_rt_store_t *store, osb_rt_bus_t *bus,
@@ -96,12 +100,11 @@ void osb__rt_hub_init(const osb__rt_options_t *opt, const osb__rt_transport_t *t
   hub->loop = loop;
   stats_init(&hub->st);
   osb__rt = hub;
-  if (loop) {
-    uv_timer_t *t = osb_malloc(sizeof(*t));
-    uv_timer_init(loop, t);
-    uv_timer_start(t, sweep_cb, 5000, 5000);
-    uv_unref((uv_handle_t *)t);
-    hub->sweep_timer = t;
+  if (loop && !sweep_started) {
+    uv_timer_init(loop, &sweep_timer);
+    uv_timer_start(&sweep_timer, sweep_cb, 5000, 5000);
+    uv_unref((uv_handle_t *)&sweep_timer);
+    sweep_started = true;
   }
 }
 
@@ -110,7 +113,7 @@ static void fail_waiting(osb__rt_channel_t *ch, int err);
 void osb__rt_hub_free(void) {
   osb__rt_hub_t *hub = osb__rt;
   if (!hub) return;
-  if (hub->sweep_timer) uv_close(hub->sweep_timer, timer_closed);
+  if (sweep_started && !uv_is_closing((uv_handle_t *)&sweep_timer)) uv_close((uv_handle_t *)&sweep_timer, NULL);
   /* The store goes first: its pending callbacks must not fire afterwards. */
   if (hub->store) hub->store->dispose(hub->store);
   hub->store = NULL;

@@ -201,7 +201,6 @@ typedef struct osb__rt_hub {
   uint64_t nclients, nsubs;
   osb__rt_stats_t st;
   struct uv_loop_s *loop;
-  void *sweep_timer;            /* uv_timer_t*, freed in its close callback */
 } osb__rt_hub_t;
 
 extern osb__rt_hub_t *osb__rt;

@@ -65,8 +65,12 @@ typedef struct pending {
 struct dbstore {
   osb_rt_store_t base;
   osb_list_t pending;
-  uv_timer_t *purge;
 };
+
+/* Static storage (main's final uv_walk may close it); one database store
+ * per process. */
+static uv_timer_t purge_timer;
+static bool purge_started;
 
 static pending_t *pending_new(dbstore_t *s, void *ud) {
   pending_t *p = osb_calloc(1, sizeof(*p));
@@ -164,8 +168,6 @@ static void purge_cb(uv_timer_t *t) {
   osb_db_query(&Q_PURGE, params, 1, purged, NULL);
 }
 
-static void timer_closed(uv_handle_t *h) { free(h); }
-
 static void db_dispose(osb_rt_store_t *st) {
   dbstore_t *s = (dbstore_t *)st;
   /* Queries in flight keep their context; it no longer calls back. */
@@ -175,7 +177,7 @@ static void db_dispose(osb_rt_store_t *st) {
     p->live = false;
     osb_list_remove(&p->link);
   }
-  if (s->purge) uv_close((uv_handle_t *)s->purge, timer_closed);
+  if (purge_started && !uv_is_closing((uv_handle_t *)&purge_timer)) uv_close((uv_handle_t *)&purge_timer, NULL);
   free(s);
 }
 
@@ -187,11 +189,11 @@ osb_rt_store_t *osb_rt_store_db_new(uv_loop_t *loop) {
   s->base.last_seq = db_last_seq;
   s->base.dispose = db_dispose;
   osb_list_init(&s->pending);
-  if (loop) {
-    s->purge = osb_malloc(sizeof(*s->purge));
-    uv_timer_init(loop, s->purge);
-    uv_timer_start(s->purge, purge_cb, PURGE_EVERY_MS, PURGE_EVERY_MS);
-    uv_unref((uv_handle_t *)s->purge);
+  if (loop && !purge_started) {
+    uv_timer_init(loop, &purge_timer);
+    uv_timer_start(&purge_timer, purge_cb, PURGE_EVERY_MS, PURGE_EVERY_MS);
+    uv_unref((uv_handle_t *)&purge_timer);
+    purge_started = true;
   }
   return &s->base;
 }
