@@ -207,16 +207,32 @@ static void channel_loaded(void *ud, int err, uint64_t seq) {
   if (err) {
     osb_log(OSB_LOG_WARN, "realtime", "cannot read the last seq of %s: %s", ch->name, osb_strerror(err));
     ch->state = OSB__RT_CH_FAILED;
-    osb_list_t *pos, *tmp;
-    osb_list_foreach_safe(pos, tmp, &ch->subs) {
-      osb__rt_sub_t *s = osb_container_of(pos, osb__rt_sub_t, ch_link);
-      osb__rt_client_t *cl = s->cl;
-      osb__rt_send_error(cl, s->setup->req_id, "unavailable", "history of %s is unavailable", ch->name);
+    /* Detach the waiting subscriptions first and answer them after: an
+     * answer lets their clients handle further messages, which must not
+     * find this channel half torn down. */
+    size_t n = 0;
+    struct { osb__rt_client_t *cl; json_t *id; } *w = osb_malloc(sizeof(*w) * (ch->nsubs ? ch->nsubs : 1));
+    ch->pins++;
+    while (!osb_list_empty(&ch->subs)) {
+      osb__rt_sub_t *s = osb_container_of(ch->subs.next, osb__rt_sub_t, ch_link);
+      w[n].cl = s->cl;
+      w[n].id = s->setup->req_id ? json_incref(s->setup->req_id) : NULL;
+      osb__rt_client_ref(s->cl);
+      n++;
       osb__rt_sub_remove(s, false);
-      osb__rt_client_done(cl);
     }
     fail_waiting(ch, OSB_EUNAVAIL);
+    char name[200];
+    snprintf(name, sizeof(name), "%s", ch->name);
+    ch->pins--;
     osb__rt_channel_gc(ch);
+    for (size_t i = 0; i < n; i++) {
+      osb__rt_send_error(w[i].cl, w[i].id, "unavailable", "history of %s is unavailable", name);
+      if (w[i].cl->conn) osb__rt_client_done(w[i].cl);
+      json_decref(w[i].id);
+      osb__rt_client_unref(w[i].cl);
+    }
+    free(w);
     return;
   }
   /* A publish_stored row is already in the store when its delivery waits
@@ -245,6 +261,10 @@ static void channel_loaded(void *ud, int err, uint64_t seq) {
 
 osb__rt_channel_t *osb__rt_channel_open(const char *name, size_t len, int *err) {
   osb__rt_channel_t *ch = osb__rt_channel_find(name, len);
+  if (ch && ch->state == OSB__RT_CH_FAILED) {   /* a failed load still being torn down */
+    *err = OSB_EUNAVAIL;
+    return NULL;
+  }
   if (ch) return ch;
   ch = osb__rt_channel_get(name, len);
   if (!ch) {
@@ -333,6 +353,10 @@ void osb__rt_deliver(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
     return;
   }
   osb__rt_channel_t *ch = osb__rt_channel_find(pub->channel, nlen);
+  if (ch && ch->state == OSB__RT_CH_FAILED) {
+    if (cb) cb(ud, OSB_EUNAVAIL, 0);
+    return;
+  }
   if (!ch && pub->stored) {   /* nobody listens; the row waits in the store */
     if (cb) cb(ud, 0, pub->seq);
     return;

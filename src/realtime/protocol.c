@@ -460,8 +460,8 @@ static void dispatch(osb__rt_client_t *cl, bool binary, const char *data, size_t
   json_t *msg = json_loadb(data, len, 0, &e);
   if (!msg || !json_is_object(msg)) {
     osb_series_inc(st->in[IN_INVALID], 1);
-    if (msg) osb__rt_send_error(cl, NULL, "invalid_json", "a message is a JSON object");
-    else osb__rt_send_error(cl, NULL, "invalid_json", "invalid JSON at offset %d: %s", e.position, e.text);
+    if (msg) osb__rt_send_error(cl, NULL, "bad_json", "a message is a JSON object");
+    else osb__rt_send_error(cl, NULL, "bad_json", "invalid JSON at offset %d: %s", e.position, e.text);
     json_decref(msg);
     return;
   }

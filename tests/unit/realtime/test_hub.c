@@ -138,6 +138,9 @@ typedef struct dstore {
   osb_rt_store_t *mem;
   bool hold;
   int fail_last;            /* last_seq error to report */
+  bool hold_last;           /* keep the last_seq callback for the test */
+  osb_rt_seq_cb lcb;
+  void *lud;
   osb_rt_rows_cb rcb;
   void *rud;
   uint64_t since;
@@ -168,6 +171,11 @@ static void d_range(osb_rt_store_t *st, const char *ch, uint64_t since, size_t l
 }
 static void d_last(osb_rt_store_t *st, const char *ch, osb_rt_seq_cb cb, void *ud) {
   dstore_t *d = (dstore_t *)st;
+  if (d->hold_last) {
+    d->lcb = cb;
+    d->lud = ud;
+    return;
+  }
   if (d->fail_last) {
     cb(ud, d->fail_last, 0);
     return;
@@ -667,6 +675,35 @@ static void test_store_failure_answers_unavailable(void **state) {
   conn_free(c);
 }
 
+static void test_async_load_failure_answers_the_waiting_subscribers(void **state) {
+  hub(100);
+  dstore->hold_last = true;
+  fconn_t *a = conn_open("tok-user-u1"), *b = conn_open("tok-service-svc");
+  expect_drop(a, "welcome");
+  expect_drop(b, "welcome");
+  say(a, "{\"type\":\"subscribe\",\"channel\":\"notify:u1\",\"id\":1}");
+  say(b, "{\"type\":\"subscribe\",\"channel\":\"notify:u1\",\"id\":2}");
+  say(a, "{\"type\":\"subscribe\",\"channel\":\"notify:u1\",\"id\":3}");   /* waits behind 1 */
+  pub_err = 1;
+  osb_rt_publish_text("notify:u1", "1", 1, pub_cb, NULL);
+  assert_int_equal(pub_err, 1);   /* waiting for the load too */
+  assert_int_equal(pending(a) + pending(b), 0);
+  dstore->hold_last = false;
+  dstore->fail_last = OSB_EUNAVAIL;
+  osb_rt_seq_cb cb = dstore->lcb;
+  cb(dstore->lud, OSB_EUNAVAIL, 0);
+  assert_int_equal(pub_err, OSB_EUNAVAIL);
+  expect_error(a, "unavailable");
+  expect_error(a, "unavailable");   /* id 3 ran after the answer to 1: the store still fails */
+  expect_error(b, "unavailable");
+  assert_null(osb__rt_channel_find("notify:u1", 9));
+  dstore->fail_last = 0;
+  say(b, "{\"type\":\"subscribe\",\"channel\":\"notify:u1\",\"id\":4}");
+  expect_drop(b, "subscribed");
+  conn_free(a);
+  conn_free(b);
+}
+
 /* ---- permissions on the wire ---- */
 
 static void test_forbidden_channel_keeps_the_connection(void **state) {
@@ -897,9 +934,9 @@ static void test_bad_json_is_an_error_and_the_connection_stays(void **state) {
   fconn_t *c = conn_open(NULL);
   expect_drop(c, "welcome");
   say(c, "{not json");
-  expect_error(c, "invalid_json");
+  expect_error(c, "bad_json");
   say(c, "[1,2]");
-  expect_error(c, "invalid_json");
+  expect_error(c, "bad_json");
   assert_int_equal(c->closed, 0);
   say(c, "{\"type\":\"ping\",\"id\":\"x\"}");
   json_t *p = expect(c, "pong");
@@ -1087,6 +1124,7 @@ int main(void) {
     T(test_close_during_replay_is_safe),
     T(test_publish_stored_uses_the_given_seq),
     T(test_store_failure_answers_unavailable),
+    T(test_async_load_failure_answers_the_waiting_subscribers),
     T(test_forbidden_channel_keeps_the_connection),
     T(test_unknown_namespace_is_forbidden),
     T(test_anonymous_cannot_publish_on_market),
