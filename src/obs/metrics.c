@@ -559,8 +559,10 @@ double osb_process_rss_bytes(void) {
 double osb_process_cpu_seconds(void) {
   struct rusage ru;
   if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
-  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+  /* Sum in whole microseconds, divide once: renders as 0.058344, not 0.05834399999999999. */
+  int64_t us = ((int64_t)ru.ru_utime.tv_sec + (int64_t)ru.ru_stime.tv_sec) * 1000000 +
+               (int64_t)ru.ru_utime.tv_usec + (int64_t)ru.ru_stime.tv_usec;
+  return (double)us / 1e6;
 }
 
 static double rss_fn(void *ud) { OSB_UNUSED(ud); return osb_process_rss_bytes(); }
