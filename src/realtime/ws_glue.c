@@ -110,7 +110,7 @@ int osb_rt_start(uv_loop_t *loop) {
   if (cfg->rate_limit_rps > 0) opt.msg_rate = cfg->rate_limit_rps;
   if (cfg->rate_limit_burst > 0) opt.msg_burst = opt.abuse_limit = (uint32_t)cfg->rate_limit_burst;
   if (cfg->ws_max_message_bytes > 0) opt.max_data_bytes = (size_t)cfg->ws_max_message_bytes;
-  if (cfg->ws_ping_interval_ms >= 1000) opt.heartbeat_s = (uint32_t)(cfg->ws_ping_interval_ms / 1000);
+  if (cfg->ws_ping_interval_ms > 0) opt.heartbeat_s = (uint32_t)((cfg->ws_ping_interval_ms + 999) / 1000);
   if (cfg->ws_max_connections > 0) opt.max_connections = (uint32_t)cfg->ws_max_connections;
   osb__rt_hub_init(&opt, &ws_transport, verify, osb_rt_store_memory_new(1000), osb_rt_bus_local_new(), loop);
   osb_ws_set_handler(&rt_handler);

@@ -3,6 +3,7 @@
 // the database, slow consumers, frame limits, bad input, 1,000 connections.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import WebSocket from 'ws';
 import { startServer, randomKey } from './lib/server.mjs';
 import { rawWs, frame, closeCode } from './lib/rawws.mjs';
@@ -341,9 +342,14 @@ describe('realtime: permissions and bad input', () => {
 describe('realtime: resume', () => {
   let srv;
   const key = randomKey();
-  before(async () => { srv = await startServer({ env: baseEnv(key), keepDir: true }); });
+  const dirs = [];
+  before(async () => {
+    srv = await startServer({ env: baseEnv(key), keepDir: true });
+    dirs.push(srv.dir);
+  });
   after(async () => {
     const r = await srv.stop();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
     assert.equal(r.code, 0, 'clean exit\n' + srv.logs().slice(-3000));
   });
 
@@ -401,6 +407,7 @@ describe('realtime: resume', () => {
     for (let i = 0; i < 5; i++) before.push(await publishOk(srv, key, ch, { n: i }));
     await srv.stop();
     srv = await startServer({ env: { ...baseEnv(key), SQLITE_PATH: srv.env.SQLITE_PATH }, keepDir: true });
+    dirs.push(srv.dir);
     const next = await publishOk(srv, key, ch, { n: 5 });
     assert.equal(next, before[4] + 1);
     const c = await Client.open(srv, { token: key });
@@ -415,11 +422,47 @@ describe('realtime: resume', () => {
   });
 });
 
+describe('realtime: durable channels on PostgreSQL', { skip: !process.env.OSB_TEST_PG_URL && 'OSB_TEST_PG_URL not set' }, () => {
+  let srv;
+  const key = randomKey();
+  const env = { ...baseEnv(key), JWT_SECRET: randomKey(32) };
+  before(async () => { srv = await startServer({ pg: true, env }); });
+  after(async () => {
+    const r = await srv.stop();
+    assert.equal(r.code, 0, 'clean exit\n' + srv.logs().slice(-3000));
+  });
+
+  test('resume from the database, also after a restart', async () => {
+    const ch = `notify:rt-pg-${randomKey(6)}`;
+    const seqs = [];
+    for (let i = 0; i < 80; i++) seqs.push(await publishOk(srv, key, ch, { n: i, nested: { a: [1, 2, 'x'] } }));
+    assert.deepEqual(seqs, Array.from({ length: 80 }, (_, i) => i + 1));
+    let c = await Client.open(srv, { token: key });
+    let s = await sub(c, ch, { since: 3 });
+    assert.equal(s.recovered, true, JSON.stringify(s));
+    let got = await c.messages(77);
+    assert.deepEqual(got.map((m) => m.seq), seqs.slice(3));
+    assert.deepEqual(got[0].data, { n: 3, nested: { a: [1, 2, 'x'] } });
+    c.close();
+    await srv.stop();
+    srv = await startServer({ pg: true, env });
+    assert.equal(await publishOk(srv, key, ch, { n: 80, nested: { a: [] } }), 81);
+    c = await Client.open(srv, { token: key });
+    s = await sub(c, ch, { since: 70 });
+    assert.equal(s.recovered, true, JSON.stringify(s));
+    assert.equal(s.missed, 11);
+    got = await c.messages(11);
+    assert.deepEqual(got.map((m) => m.data.n), Array.from({ length: 11 }, (_, i) => 70 + i));
+    await c.quiet();
+    c.close();
+  });
+});
+
 describe('realtime: slow consumers', () => {
   let srv;
   const key = randomKey();
   before(async () => {
-    srv = await startServer({ env: { ...baseEnv(key), WS_SEND_BUFFER_BYTES: '65536' } });
+    srv = await startServer({ env: { ...baseEnv(key), WS_SEND_BUFFER_BYTES: '262144' } });
   });
   after(async () => {
     const r = await srv.stop();
@@ -434,13 +477,14 @@ describe('realtime: slow consumers', () => {
     slow.send(frame(0x1, JSON.stringify({ type: 'subscribe', channel: 'market:firehose', id: 1 })));
     await slow.until((fs) => fs.some((f) => f.opcode === 0x1 && f.payload.toString().includes('subscribed')));
     slow.sock.pause();
-    // ~8 MB: more than the kernel's socket buffers and the 64 KiB send buffer
+    // ~10 MB: more than the kernel's socket buffers (a few MB on loopback)
+    // plus the 256 KiB send buffer; bursts of 80 KB fit a reading client's buffer
     const blob = 'x'.repeat(16 * 1024);
-    const N = 500;
+    const N = 600;
     const seqs = [];
-    for (let i = 0; i < N; i += 10) {
+    for (let i = 0; i < N; i += 5) {
       const batch = [];
-      for (let k = i; k < i + 10; k++) batch.push(publishOk(srv, key, 'market:firehose', { k, blob }));
+      for (let k = i; k < i + 5; k++) batch.push(publishOk(srv, key, 'market:firehose', { k, blob }));
       seqs.push(...(await Promise.all(batch)));
     }
     const got = await healthy.messages(N, 30000);
