@@ -198,8 +198,11 @@ void osb_db_tx_rollback(osb_db_tx_t *tx, osb_db_cb cb, void *ud);
  * the module.
  * osb_db_close: fails every waiting query with -OSB_EUNAVAIL, closes the
  * connections (handles are freed in their close callbacks: run the loop
- * afterwards), stops the timers. Queries already running complete first on
- * SQLite. Idempotent. Queries issued after close fail with -OSB_EUNAVAIL. */
+ * afterwards), stops the timers. Queries already running on SQLite worker
+ * threads complete first. Idempotent. Queries issued after close fail with
+ * -OSB_EUNAVAIL; once the module is fully released (after the loop ran)
+ * that callback runs immediately, inside the call: the one exception to
+ * "never from inside the call", for late callers during shutdown. */
 int osb_db_init(const struct osb_config *cfg);
 void osb_db_close(void);
 
