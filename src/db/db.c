@@ -125,6 +125,11 @@ static osb__stmt_info_t *stmt_info(const osb_db_stmt_t *st) {
   return si;
 }
 
+void osb_db_register(const osb_db_stmt_t *const *stmts, size_t n) {
+  if (D.released || !D.handles) return;
+  for (size_t i = 0; i < n; i++) stmt_info(stmts[i]);
+}
+
 size_t osb__stmt_count(void) { return D.nstmts; }
 osb__stmt_info_t *osb__stmt_at(size_t i) { return i < D.nstmts ? D.stmts[i] : NULL; }
 

@@ -157,6 +157,13 @@ void osb_db_result_unref(const osb_db_result_t *res);
 osb_msg_t *osb_db_result_memo(const osb_db_result_t *res);
 void osb_db_result_set_memo(const osb_db_result_t *res, osb_msg_t *body);
 
+/* Declare statements up front (optional): every PostgreSQL connection
+ * opened afterwards prepares them right after connecting, in one round
+ * trip. Statements are otherwise registered on first use and prepared on
+ * each connection just before their first query there (same pipeline, no
+ * extra round trip). After osb_db_init. */
+void osb_db_register(const osb_db_stmt_t *const *stmts, size_t n);
+
 /* ---- queries ----
  * `ud` must stay valid until cb runs. A statement must declare nparams equal
  * to the count passed (asserted). */

@@ -112,9 +112,17 @@ static item_t *item_new(item_kind_t kind) {
 
 static void item_push(conn_t *c, item_t *it) { osb_list_insert_tail(&c->items, &it->link); }
 
+/* libpq's messages span lines ("...failed: X\n\tIs the server running...");
+ * make them one log-friendly line. */
 static void trim_newline(char *s) {
-  size_t n = strlen(s);
-  while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ')) s[--n] = 0;
+  char *w = s;
+  for (const char *r = s; *r; r++) {
+    char ch = *r == '\n' || *r == '\r' || *r == '\t' ? ' ' : *r;
+    if (ch == ' ' && (w == s || w[-1] == ' ')) continue;
+    *w++ = ch;
+  }
+  while (w > s && w[-1] == ' ') w--;
+  *w = 0;
 }
 
 static void notice_log(void *arg, const char *message) {

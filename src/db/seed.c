@@ -2,7 +2,7 @@
  *
  * Market procedures are the product of base procedures (grouped in dental
  * and aesthetic categories) × markets (countries in five regions) × price
- * tiers: 101 × 31 × 4 = 12,524 rows, ids 1..N in that order. Figures come
+ * tiers: 100 × 31 × 4 = 12,400 rows, ids 1..N in that order. Figures come
  * from a per-procedure base price and US volume, per-market price and
  * volume factors, per-category growth and a splitmix64 stream seeded by the
  * row index, so every database gets the same rows (the benchmark and the
