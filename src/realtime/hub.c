@@ -308,6 +308,18 @@ static void fanout(osb__rt_channel_t *ch, osb_msg_t *frame) {
   if (closed) osb_series_inc(hub->st.drops_closed, (double)closed);
 }
 
+typedef struct append_ctx {
+  osb_rt_publish_cb cb;
+  void *ud;
+  uint64_t seq;
+} append_ctx_t;
+
+static void append_done(void *ud, int err) {
+  append_ctx_t *a = ud;
+  if (a->cb) a->cb(a->ud, err ? OSB_EUNAVAIL : 0, a->seq);
+  free(a);
+}
+
 static void deliver_ready(osb__rt_channel_t *ch, const char *data, size_t len, uint64_t seq_hint,
                           bool stored, osb_rt_publish_cb cb, void *ud) {
   osb__rt_hub_t *hub = osb__rt;
@@ -326,13 +338,20 @@ static void deliver_ready(osb__rt_channel_t *ch, const char *data, size_t len, u
   uint64_t ts = osb_wallclock_ms();
   osb_msg_t *frame = message_frame(ch, seq, data, len, ts);
   osb__rt_ring_push(&ch->hist, seq, osb_now_ms(), frame);
-  if (ch->ns->durable && !stored && hub->store) {
-    osb_rt_row_t row = {seq, data, len, ts};
-    hub->store->append(hub->store, ch->name, &row);
-  }
   fanout(ch, frame);
   osb_msg_unref(frame);
   osb_series_inc(hub->st.published, 1);
+  if (ch->ns->durable && !stored && hub->store) {
+    /* Live delivery does not wait for the store; the publisher does. */
+    append_ctx_t *a = osb_malloc(sizeof(*a));
+    a->cb = cb;
+    a->ud = ud;
+    a->seq = seq;
+    osb_rt_row_t row = {seq, data, len, ts};
+    hub->store->append(hub->store, ch->name, &row, append_done, a);
+    osb__rt_channel_gc(ch);
+    return;
+  }
   osb__rt_channel_gc(ch);
   if (cb) cb(ud, 0, seq);
 }

@@ -70,7 +70,10 @@ bool osb_rt_can_accept(void);
 typedef void (*osb_rt_publish_cb)(void *ud, int err, uint64_t seq);
 
 /* Publish `data` (borrowed, serialized here) on `channel`; the hub assigns
- * the next seq. Durable channels also append the message to the store. */
+ * the next seq and delivers at once. On a durable channel the message is
+ * also appended to the store, and cb runs once the store has it (err
+ * OSB_EUNAVAIL if it could not: the message went out live but will not be
+ * recoverable), so a request answered with the seq survives a restart. */
 void osb_rt_publish(const char *channel, const json_t *data, osb_rt_publish_cb cb, void *ud);
 /* The same with data already serialized as compact JSON text (len bytes). */
 void osb_rt_publish_text(const char *channel, const char *data, size_t len,
@@ -132,14 +135,18 @@ typedef struct osb_rt_row {
   uint64_t ts_ms;
 } osb_rt_row_t;
 typedef void (*osb_rt_rows_cb)(void *ud, int err, const osb_rt_row_t *rows, size_t n);
+typedef void (*osb_rt_done_cb)(void *ud, int err);
 typedef void (*osb_rt_seq_cb)(void *ud, int err, uint64_t seq);
 
 typedef struct osb_rt_store osb_rt_store_t;
 struct osb_rt_store {
   const char *name;   /* "memory", "database": shown in health */
-  /* Keep (channel, row). Fire and forget: the store logs its own failures
-   * (a lost row shows up later as recovered:false, never as wrong data). */
-  void (*append)(osb_rt_store_t *st, const char *channel, const osb_rt_row_t *row);
+  /* Keep (channel, row); cb(ud, err) exactly once when it is stored (or
+   * not: the store logs the failure; the hole shows up later as
+   * recovered:false, never as wrong data), possibly synchronously. A row
+   * whose (channel, seq) exists already is left alone (err 0). */
+  void (*append)(osb_rt_store_t *st, const char *channel, const osb_rt_row_t *row,
+                 osb_rt_done_cb cb, void *ud);
   /* Rows with seq > since in ascending order, at most `limit`; cb exactly
    * once, possibly synchronously. */
   void (*range)(osb_rt_store_t *st, const char *channel, uint64_t since, size_t limit,

@@ -59,6 +59,7 @@ typedef struct pending {
   bool live;
   osb_rt_rows_cb rows_cb;
   osb_rt_seq_cb seq_cb;
+  osb_rt_done_cb done_cb;
   void *ud;
 } pending_t;
 
@@ -86,10 +87,16 @@ static void pending_free(pending_t *p) {
 }
 
 static void appended(void *ud, int err, const osb_db_result_t *res) {
+  pending_t *p = ud;
   if (err) osb_log(OSB_LOG_WARN, "realtime", "storing a channel message failed: %s", osb_strerror(err));
+  if (p->live && p->done_cb) p->done_cb(p->ud, err);
+  pending_free(p);
 }
 
-static void db_append(osb_rt_store_t *st, const char *channel, const osb_rt_row_t *row) {
+static void db_append(osb_rt_store_t *st, const char *channel, const osb_rt_row_t *row,
+                      osb_rt_done_cb cb, void *ud) {
+  pending_t *pd = pending_new((dbstore_t *)st, ud);
+  pd->done_cb = cb;
   char seq[24], ts[24];
   snprintf(seq, sizeof(seq), "%" PRIu64, row->seq);
   snprintf(ts, sizeof(ts), "%" PRIu64, row->ts_ms);
@@ -102,7 +109,7 @@ static void db_append(osb_rt_store_t *st, const char *channel, const osb_rt_row_
      osb_cfg && osb_cfg->cluster_node_id ? strlen(osb_cfg->cluster_node_id) : 0},
     {OSB_DB_P_TEXT, ts, strlen(ts)},
   };
-  osb_db_queryv(&Q_APPEND, p, 5, appended, NULL);
+  osb_db_queryv(&Q_APPEND, p, 5, appended, pd);
 }
 
 static void ranged(void *ud, int err, const osb_db_result_t *res) {

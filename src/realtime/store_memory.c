@@ -40,10 +40,14 @@ static mchan_t *find(mstore_t *s, const char *channel, bool create) {
 
 static mrow_t *row_at(mchan_t *c, size_t i) { return &c->rows[(c->head + i) % c->cap]; }
 
-static void mem_append(osb_rt_store_t *st, const char *channel, const osb_rt_row_t *row) {
+static void mem_append(osb_rt_store_t *st, const char *channel, const osb_rt_row_t *row,
+                       osb_rt_done_cb cb, void *ud) {
   mstore_t *s = (mstore_t *)st;
   mchan_t *c = find(s, channel, true);
-  if (c->len && row_at(c, c->len - 1)->seq >= row->seq) return;   /* keep ascending, like a primary key */
+  if (c->len && row_at(c, c->len - 1)->seq >= row->seq) {   /* keep ascending, like a primary key */
+    if (cb) cb(ud, 0);
+    return;
+  }
   if (c->len == c->cap) {
     free(row_at(c, 0)->data);
     c->head = (c->head + 1) % c->cap;
@@ -54,6 +58,7 @@ static void mem_append(osb_rt_store_t *st, const char *channel, const osb_rt_row
   r->ts_ms = row->ts_ms;
   r->len = row->len;
   r->data = osb_strndup(row->data, row->len);
+  if (cb) cb(ud, 0);
 }
 
 static void mem_range(osb_rt_store_t *st, const char *channel, uint64_t since, size_t limit,

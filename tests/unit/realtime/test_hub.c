@@ -139,6 +139,9 @@ typedef struct dstore {
   bool hold;
   int fail_last;            /* last_seq error to report */
   bool hold_last;           /* keep the last_seq callback for the test */
+  bool hold_append;         /* keep the append callback (not stored) */
+  osb_rt_done_cb acb;
+  void *aud;
   osb_rt_seq_cb lcb;
   void *lud;
   osb_rt_rows_cb rcb;
@@ -151,10 +154,16 @@ typedef struct dstore {
 
 static dstore_t *dstore;
 
-static void d_append(osb_rt_store_t *st, const char *ch, const osb_rt_row_t *row) {
+static void d_append(osb_rt_store_t *st, const char *ch, const osb_rt_row_t *row, osb_rt_done_cb cb,
+                     void *ud) {
   dstore_t *d = (dstore_t *)st;
   d->appends++;
-  d->mem->append(d->mem, ch, row);
+  if (d->hold_append) {
+    d->acb = cb;
+    d->aud = ud;
+    return;
+  }
+  d->mem->append(d->mem, ch, row, cb, ud);
 }
 static void d_range(osb_rt_store_t *st, const char *ch, uint64_t since, size_t limit, osb_rt_rows_cb cb,
                     void *ud) {
@@ -660,6 +669,23 @@ static void test_publish_stored_uses_the_given_seq(void **state) {
   conn_free(c);
 }
 
+static void test_durable_publish_answers_once_stored(void **state) {
+  hub(100);
+  fconn_t *c = conn_open("tok-user-u1");
+  expect_drop(c, "welcome");
+  say(c, "{\"type\":\"subscribe\",\"channel\":\"notify:u1\"}");
+  expect_drop(c, "subscribed");
+  dstore->hold_append = true;
+  pub_err = 1;
+  osb_rt_publish_text("notify:u1", "1", 1, pub_cb, NULL);
+  expect_seqs(c, 1, 1);             /* delivered live at once */
+  assert_int_equal(pub_err, 1);     /* the publisher waits for the store */
+  dstore->acb(dstore->aud, OSB_EDB);
+  assert_int_equal(pub_err, OSB_EUNAVAIL);
+  assert_int_equal(pub_seq, 1);
+  conn_free(c);
+}
+
 static void test_store_failure_answers_unavailable(void **state) {
   hub(100);
   dstore->fail_last = OSB_EUNAVAIL;
@@ -1123,6 +1149,7 @@ int main(void) {
     T(test_replay_includes_messages_published_while_the_store_answers),
     T(test_close_during_replay_is_safe),
     T(test_publish_stored_uses_the_given_seq),
+    T(test_durable_publish_answers_once_stored),
     T(test_store_failure_answers_unavailable),
     T(test_async_load_failure_answers_the_waiting_subscribers),
     T(test_forbidden_channel_keeps_the_connection),
