@@ -17,7 +17,8 @@
 # NODE_BASELINE_DIR (/work/shared/anchors/node-baseline), BENCH_PORT_BASE
 # (55490: PostgreSQL on it, osbackend +1, baseline +2, uncached osbackend +3).
 #
-# Exit status: non-zero if PostgreSQL or a server failed to start. A single
+# Exit status: non-zero if PostgreSQL or a server failed to start (or a
+# server died during the run). A single
 # failed measurement prints "failed" and the run goes on.
 set -uo pipefail
 
@@ -49,6 +50,7 @@ hr() { say ""; say "== $* =="; }
 randhex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
 START_FAILED=0
+SERVER_DIED=0
 declare -A PIDS=()
 SUMMARY=()   # "metric|osbackend|baseline|ratio|better"
 NOTES=()     # free-form lines printed under the summary table
@@ -148,6 +150,18 @@ start_node() {
     return 1
   fi
   say "  baseline: pid ${PIDS[baseline]} on port $NODE_PORT"
+}
+
+# check_servers: report a server that died during the run (once) and fail the run.
+check_servers() {
+  local n
+  for n in "${!PIDS[@]}"; do
+    kill -0 "${PIDS[$n]}" 2>/dev/null && continue
+    exit_note "$n"
+    say "  !! $n is gone$NOTE (see $RES/$n.log)"
+    unset "PIDS[$n]"
+    SERVER_DIED=1
+  done
 }
 
 up() { [ -n "${PIDS[$1]:-}" ] && kill -0 "${PIDS[$1]}" 2>/dev/null; }
@@ -273,6 +287,11 @@ section_ws() {
   for pair in $WS_MATRIX; do
     conns=${pair%%:*}; rate=${pair##*:}
     hr "c. WebSocket fan-out: $conns sockets × $rate msg/s for ${WS_DURATION}s on market:all (wsload)"
+    # Fresh processes, so that the RSS-per-connection figure is not skewed by
+    # heap left over from earlier sections (Node's GC would otherwise hand
+    # memory back mid-measurement and make the difference meaningless).
+    if up osbackend; then stop_pid osbackend; start_osb osbackend "$OSB_PORT"; fi
+    if up baseline; then stop_pid baseline; start_node; fi
     o=$(ws_measure osbackend "$OSB_PORT" "$conns" "$rate")
     n=$(ws_measure baseline "$NODE_PORT" "$conns" "$rate")
     for who in osbackend baseline; do
@@ -337,6 +356,7 @@ for s in $SECTIONS; do
     ws) section_ws ;;
     *) say "unknown section: $s" ;;
   esac
+  check_servers
 done
 
 hr "summary (ratio = osbackend / baseline)"
@@ -350,8 +370,8 @@ hr "summary (ratio = osbackend / baseline)"
 } | tee "$RES/summary.txt"
 say ""
 say "total time: $(( $(date +%s) - T0 )) s; raw outputs in $RES"
-if [ "$START_FAILED" != 0 ]; then
-  say "a server failed to start: exit 1"
+if [ "$START_FAILED" != 0 ] || [ "$SERVER_DIED" != 0 ]; then
+  say "a server failed to start or died during the run: exit 1"
   exit 1
 fi
 exit 0
