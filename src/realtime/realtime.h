@@ -42,21 +42,22 @@ typedef struct osb_rt_who {
 } osb_rt_who_t;
 
 /* ---- start and stop ----
- * osb_rt_start: after osb_config_load, the metrics registry and the HTTP
- * server are initialised and before the loop runs. Builds the hub with the
- * limits of osb_cfg, the in-process bus, the message store (the database
- * one once osb_rt_set_store() is called, in-memory until then), installs
- * the /ws handler with osb_ws_set_handler() and registers the "realtime"
- * health component. Returns 0. */
+ * osb_rt_start: after osb_config_load, osb_metrics_init, osb_db_init and
+ * the auth module, before the HTTP server listens. Builds the hub with the
+ * limits of osb_cfg, the in-process bus and an in-memory message store
+ * (main then installs the database one: osb_rt_set_store(
+ * osb_rt_store_db_new(loop))), installs the /ws handler with
+ * osb_ws_set_handler() and registers the "realtime" health component.
+ * Returns 0. */
 int osb_rt_start(struct uv_loop_s *loop);
-/* Free every channel, history entry and the store/bus. Call after the loop
- * has closed all WebSocket connections (on_close ran for each). */
+/* Free every channel, history entry and the store/bus. Call once the loop
+ * is done (every WebSocket's on_close ran), before osb_metrics_reset. */
 void osb_rt_stop(void);
 
-/* True while another WebSocket may be admitted (open connections below
- * WS_MAX_CONNECTIONS). The HTTP layer should answer the upgrade with 503
- * when false; the hub also closes a connection opened beyond the limit
- * with 1013 as a second line of defence. */
+/* True while another WebSocket may be admitted (hub clients below
+ * WS_MAX_CONNECTIONS). ws.c already answers the upgrade with 503 past the
+ * limit; the hub also closes a connection opened beyond it with 1013 as a
+ * second line of defence. */
 bool osb_rt_can_accept(void);
 
 /* ---- publishing from the server ----
