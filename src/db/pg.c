@@ -692,7 +692,7 @@ static void conn_start(void) {
   P.nconns++;
   P.nconnecting++;
   c->connect_deadline = osb_now_ms() + CONNECT_TIMEOUT_MS;
-  const char *kw[] = { "dbname", "application_name", NULL };
+  const char *kw[] = { "dbname", "fallback_application_name", NULL };
   const char *vals[] = { P.cfg->database_url, "osbackend", NULL };
   c->pg = PQconnectStartParams(kw, vals, 1);
   if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
@@ -882,7 +882,7 @@ int osb__pg_start(const osb_config_t *cfg, const osb__backend_t **out) {
 
   /* Migrations and seed: one blocking connection, start-up only. A server
    * that is still starting gets a few seconds. */
-  const char *kw[] = { "dbname", "application_name", "connect_timeout", NULL };
+  const char *kw[] = { "dbname", "fallback_application_name", "connect_timeout", NULL };
   const char *vals[] = { cfg->database_url, "osbackend-migrate", "5", NULL };
   PGconn *mc = NULL;
   uint64_t give_up = uv_hrtime() + 10ULL * 1000000000ULL;
