@@ -18,7 +18,7 @@
  * and are resubmitted.
  *
  * Waiting. Ops that find no usable connection wait FIFO in P.waiters until
- * DB_ACQUIRE_TIMEOUT_MS, then fail with -OSB_EUNAVAIL. A transaction's BEGIN
+ * DB_ACQUIRE_TIMEOUT_MS, then fail with OSB_EUNAVAIL. A transaction's BEGIN
  * waits in the same queue and then owns its connection (c->tx) until COMMIT
  * or ROLLBACK completed: nothing else is sent on it meanwhile.
  *
@@ -73,7 +73,9 @@ typedef struct conn {
   uint8_t *prep;           /* per statement id: prepared (or sent) here */
   size_t nprep;
   osb_db_tx_t *tx;         /* owner while a transaction holds it */
-  uint64_t born, expires, last_used, connect_deadline;
+  uint64_t born, expires, connect_deadline;
+  uint64_t last_used;        /* last query sent or completed (idle trimming) */
+  uint64_t last_checked;     /* last health check answered (or connect) */
   bool health_pending;
 } conn_t;
 
@@ -193,7 +195,7 @@ static void on_acquire_expired(uv_timer_t *t) {
     if (op->deadline <= now) {
       dequeue(op);
       osb__count_timeout();
-      osb__op_complete(op, -OSB_EUNAVAIL, NULL);
+      osb__op_complete(op, OSB_EUNAVAIL, NULL);
     }
   }
   if (!osb_list_empty(&P.waiters)) arm_acquire_timer();
@@ -256,13 +258,13 @@ static osb_db_result_t *convert(PGresult *r) {
 
 static int map_error(const osb__op_t *op, PGresult *r) {
   const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-  int err = -OSB_EDB;
+  int err = OSB_EDB;
   if (state) {
-    if (strcmp(state, "23505") == 0) err = -OSB_ECONFLICT;
-    else if (strcmp(state, "23503") == 0) err = -OSB_ENOTFOUND;
-    else if (strncmp(state, "22", 2) == 0) err = -OSB_EINVAL;
+    if (strcmp(state, "23505") == 0) err = OSB_ECONFLICT;
+    else if (strcmp(state, "23503") == 0) err = OSB_ENOTFOUND;
+    else if (strncmp(state, "22", 2) == 0) err = OSB_EINVAL;
     else if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 || strcmp(state, "53300") == 0)
-      err = -OSB_EUNAVAIL;
+      err = OSB_EUNAVAIL;
   }
   /* The constraint/table/column names help; the message text may quote a
    * value, so only the primary message of non-data errors is logged. */
@@ -271,7 +273,7 @@ static int map_error(const osb__op_t *op, PGresult *r) {
     const char *cons = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME);
     const char *prim = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
     if (cons) snprintf(detail, sizeof(detail), "constraint %s", cons);
-    else if (prim && err == -OSB_EDB) snprintf(detail, sizeof(detail), "%s", prim);
+    else if (prim && err == OSB_EDB) snprintf(detail, sizeof(detail), "%s", prim);
   }
   osb__log_query_error(op, err, state, detail[0] ? detail : NULL);
   return err;
@@ -420,7 +422,7 @@ static void pump(void) {
   }
   if (osb_list_empty(&P.waiters)) uv_timer_stop(&P.acquire_timer);
   grow();
-  if (P.down && P.nready == 0) fail_waiters(-OSB_EUNAVAIL);
+  if (P.down && P.nready == 0) fail_waiters(OSB_EUNAVAIL);
 }
 
 /* ---- receiving ---- */
@@ -461,17 +463,19 @@ static bool item_done(conn_t *c, item_t *it) {
       break;
     case I_HEALTH:
       c->health_pending = false;
+      c->last_checked = osb_now_ms();
       if (st != PGRES_TUPLES_OK && st != PGRES_PIPELINE_ABORTED) keep = false;
       break;
     case I_OP: {
       osb__op_t *op = it->op;
       c->depth--;
+      c->last_used = osb_now_ms();
       if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
         if (op->kind == OSB__OP_COMMIT || op->kind == OSB__OP_ROLLBACK) release_tx(c);
         osb__op_complete(op, 0, convert(r));
       } else if (st == PGRES_PIPELINE_ABORTED) {
         if (op->kind == OSB__OP_BEGIN || op->kind == OSB__OP_COMMIT || op->kind == OSB__OP_ROLLBACK) release_tx(c);
-        requeue_or_fail(op, -OSB_EDB);
+        requeue_or_fail(op, OSB_EDB);
       } else {
         int err = map_error(op, r);
         if (op->kind == OSB__OP_BEGIN || op->kind == OSB__OP_COMMIT) release_tx(c);
@@ -501,7 +505,7 @@ static bool process(conn_t *c) {
       if (it->kind == I_SYNC) break;   /* not reached: a Sync result comes without a NULL */
       osb_list_remove(&it->link);
       if (!item_done(c, it)) {
-        conn_close(c, -OSB_EUNAVAIL);
+        conn_close(c, OSB_EUNAVAIL);
         return false;
       }
       continue;
@@ -518,13 +522,12 @@ static bool process(conn_t *c) {
     if (it->kind == I_SYNC) {
       PQclear(r);
       osb_log(OSB_LOG_ERROR, "db", "pipeline out of step, closing the connection");
-      conn_close(c, -OSB_EUNAVAIL);
+      conn_close(c, OSB_EUNAVAIL);
       return false;
     }
     if (!it->res) it->res = r;
     else PQclear(r);
   }
-  if (osb_list_empty(&c->items)) c->last_used = osb_now_ms();
   return true;
 }
 
@@ -557,7 +560,7 @@ static void conn_broken(conn_t *c, const char *what) {
   if (!why[0]) snprintf(why, sizeof(why), "%s", what);
   osb_log(OSB_LOG_WARN, "db", "connection lost: %s", why);
   osb__count_reconnect();
-  conn_close(c, -OSB_EUNAVAIL);
+  conn_close(c, OSB_EUNAVAIL);
   if (P.nready == 0 && P.nconnecting == 0) {
     /* Find out at once whether the server is gone (the attempt fails fast
      * on a refused connection) rather than at the next query. */
@@ -572,10 +575,10 @@ static void connect_failed(conn_t *c, const char *msg) {
   char why[200];
   snprintf(why, sizeof(why), "%s", msg && *msg ? msg : "connection failed");
   trim_newline(why);
-  conn_close(c, -OSB_EUNAVAIL);
+  conn_close(c, OSB_EUNAVAIL);
   if (P.nready == 0) {
     set_down(why);
-    fail_waiters(-OSB_EUNAVAIL);
+    fail_waiters(OSB_EUNAVAIL);
   } else {
     osb_log(OSB_LOG_WARN, "db", "could not open a connection: %s", why);
   }
@@ -592,7 +595,7 @@ static void connected(conn_t *c) {
   P.nconnecting--;
   P.nready++;
   uint64_t now = osb_now_ms();
-  c->born = c->last_used = now;
+  c->born = c->last_used = c->last_checked = now;
   c->expires = now + jitter_lifetime();
   if (P.down) osb_log(OSB_LOG_INFO, "db", "database reachable again");
   P.down = false;
@@ -774,10 +777,11 @@ static void health_tick(uv_timer_t *t) {
     conn_t *c = osb_container_of(pos, conn_t, link);
     if (!conn_idle(c)) continue;
     if (now >= c->expires) {
-      conn_close(c, -OSB_EUNAVAIL);
+      conn_close(c, OSB_EUNAVAIL);
     } else if (P.nready > P.cfg->db_pool_min && now - c->last_used >= (uint64_t)P.cfg->db_idle_timeout_ms) {
-      conn_close(c, -OSB_EUNAVAIL);
-    } else if (now - c->last_used >= interval / 2 && !c->health_pending) {
+      conn_close(c, OSB_EUNAVAIL);
+    } else if (now - (c->last_used > c->last_checked ? c->last_used : c->last_checked) >= interval &&
+               !c->health_pending) {
       item_push(c, item_new(I_HEALTH));
       c->health_pending = true;
       if (!PQsendQueryParams(c->pg, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0) || !send_sync(c) ||
@@ -796,11 +800,11 @@ static void health_tick(uv_timer_t *t) {
 
 static void pg_submit(osb__op_t *op) {
   if (P.closing) {
-    osb__op_complete(op, -OSB_EUNAVAIL, NULL);
+    osb__op_complete(op, OSB_EUNAVAIL, NULL);
     return;
   }
   if (P.down && P.nready == 0) {
-    osb__op_complete(op, -OSB_EUNAVAIL, NULL);   /* fail fast while down */
+    osb__op_complete(op, OSB_EUNAVAIL, NULL);   /* fail fast while down */
     return;
   }
   enqueue(op, false);
@@ -810,7 +814,7 @@ static void pg_submit(osb__op_t *op) {
 static void pg_tx_op(osb__op_t *op) {
   conn_t *c = osb__tx_conn(op->tx);
   if (!c) {
-    osb__op_complete(op, -OSB_EUNAVAIL, NULL);
+    osb__op_complete(op, OSB_EUNAVAIL, NULL);
     return;
   }
   if (!send_op(c, op)) conn_broken(c, "send failed");
@@ -819,10 +823,10 @@ static void pg_tx_op(osb__op_t *op) {
 static void pg_close(void) {
   if (!P.open) return;
   P.closing = true;
-  fail_waiters(-OSB_EUNAVAIL);
-  while (!osb_list_empty(&P.conns)) conn_close(osb_container_of(P.conns.next, conn_t, link), -OSB_EUNAVAIL);
+  fail_waiters(OSB_EUNAVAIL);
+  while (!osb_list_empty(&P.conns)) conn_close(osb_container_of(P.conns.next, conn_t, link), OSB_EUNAVAIL);
   /* Resubmitted reads landed in the waiters: fail them too. */
-  fail_waiters(-OSB_EUNAVAIL);
+  fail_waiters(OSB_EUNAVAIL);
   uv_close((uv_handle_t *)&P.acquire_timer, NULL);
   uv_close((uv_handle_t *)&P.retry_timer, NULL);
   uv_close((uv_handle_t *)&P.health_timer, NULL);
@@ -896,7 +900,7 @@ int osb__pg_start(const osb_config_t *cfg, const osb__backend_t **out) {
     mc = NULL;
     if (uv_hrtime() >= give_up) {
       osb_log(OSB_LOG_ERROR, "db", "cannot connect to %s: %s", redacted, why);
-      return -OSB_EUNAVAIL;
+      return OSB_EUNAVAIL;
     }
     osb_log(OSB_LOG_WARN, "db", "waiting for PostgreSQL at %s: %s", redacted, why);
     uv_sleep(250);
