@@ -889,7 +889,7 @@ int osb__pg_start(const osb_config_t *cfg, const osb__backend_t **out) {
   const char *kw[] = { "dbname", "fallback_application_name", "connect_timeout", NULL };
   const char *vals[] = { cfg->database_url, "osbackend-migrate", "5", NULL };
   PGconn *mc = NULL;
-  uint64_t give_up = uv_hrtime() + 10ULL * 1000000000ULL;
+  uint64_t give_up = uv_hrtime() + 5ULL * 1000000000ULL;
   for (;;) {
     mc = PQconnectdbParams(kw, vals, 1);
     if (mc && PQstatus(mc) == CONNECTION_OK) break;
