@@ -355,8 +355,8 @@ int osb_db_migrate_cli(void) {
   osb_log_init(cli_cfg.log_level, (int)cli_cfg.log_format);
   int rc;
   if (cli_cfg.database_url && *cli_cfg.database_url) {
-    const char *kw[] = { "dbname", "fallback_application_name", "connect_timeout", NULL };
-    const char *vals[] = { cli_cfg.database_url, "osbackend-migrate", "10", NULL };
+    const char *kw[] = { "application_name", "connect_timeout", "dbname", NULL };
+    const char *vals[] = { "osbackend-migrate", "10", cli_cfg.database_url, NULL };
     PGconn *c = PQconnectdbParams(kw, vals, 1);
     if (!c || PQstatus(c) != CONNECTION_OK) {
       char redacted[256];

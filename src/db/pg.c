@@ -348,12 +348,11 @@ static bool send_op(conn_t *c, osb__op_t *op) {
     const char *sql = op->kind == OSB__OP_BEGIN ? "BEGIN" : op->kind == OSB__OP_COMMIT ? "COMMIT" : "ROLLBACK";
     if (!PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0)) return false;
   }
-  if (own_segment) {
-    if (!send_sync(c)) return false;
-  } else {
-    mark_dirty(c);
+  if (!own_segment) {
+    mark_dirty(c);   /* on_flush sends the Sync and the bytes, once per loop iteration */
+    return true;
   }
-  if (!flush_out(c)) return false;
+  if (!send_sync(c) || !flush_out(c)) return false;
   update_poll(c);
   return true;
 }
@@ -399,9 +398,13 @@ static bool has_idle(void) {
 
 static void conn_start(void);
 
+/* Open connections up to the minimum, and one more (two with a queue)
+ * while every connection is busy. Not while down: then only the retry
+ * timer connects. conn_start may fail at once (and set P.down). */
 static void grow(void) {
+  while (P.open && !P.closing && !P.down && P.nconns < P.cfg->db_pool_min && P.nconnecting < MAX_CONNECTING)
+    conn_start();
   if (!P.open || P.closing || P.down) return;
-  while (P.nconns < P.cfg->db_pool_min && P.nconnecting < MAX_CONNECTING) conn_start();
   bool demand = !osb_list_empty(&P.waiters) || !has_idle();
   if (demand && P.nconns < P.cfg->db_pool_max && P.nconnecting < (P.nwaiting > 1 ? MAX_CONNECTING : 1))
     conn_start();
@@ -695,8 +698,13 @@ static void conn_start(void) {
   P.nconns++;
   P.nconnecting++;
   c->connect_deadline = osb_now_ms() + CONNECT_TIMEOUT_MS;
-  const char *kw[] = { "dbname", "fallback_application_name", NULL };
-  const char *vals[] = { P.cfg->database_url, "osbackend", NULL };
+  /* Defaults before dbname, so the URL can override them. Keepalives let a
+   * dead peer (no RST) fail the connection instead of hanging its queries.
+   * Note: a host name is resolved inside PQconnectStart (blocking); use an
+   * address in DATABASE_URL where that matters. */
+  const char *kw[] = { "application_name", "keepalives_idle", "keepalives_interval", "keepalives_count",
+                       "dbname", NULL };
+  const char *vals[] = { "osbackend", "10", "5", "3", P.cfg->database_url, NULL };
   c->pg = PQconnectStartParams(kw, vals, 1);
   if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
     connect_failed(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
@@ -751,8 +759,11 @@ static void conn_close(conn_t *c, int err) {
 static void on_retry(uv_timer_t *t) {
   OSB_UNUSED(t);
   if (P.closing) return;
-  osb__count_reconnect();
-  if (P.nconnecting == 0) conn_start();
+  bool wanted = P.down || P.nready < P.cfg->db_pool_min || !osb_list_empty(&P.waiters);
+  if (P.nconnecting == 0 && wanted) {
+    osb__count_reconnect();
+    conn_start();
+  }
   osb__drain();
 }
 
@@ -886,8 +897,8 @@ int osb__pg_start(const osb_config_t *cfg, const osb__backend_t **out) {
 
   /* Migrations and seed: one blocking connection, start-up only. A server
    * that is still starting gets a few seconds. */
-  const char *kw[] = { "dbname", "fallback_application_name", "connect_timeout", NULL };
-  const char *vals[] = { cfg->database_url, "osbackend-migrate", "5", NULL };
+  const char *kw[] = { "application_name", "connect_timeout", "dbname", NULL };
+  const char *vals[] = { "osbackend-migrate", "5", cfg->database_url, NULL };
   PGconn *mc = NULL;
   uint64_t give_up = uv_hrtime() + 5ULL * 1000000000ULL;
   for (;;) {
