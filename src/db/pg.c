@@ -15,7 +15,7 @@
  * transaction statements get a Sync of their own: a failed write never
  * takes another request's write down with it. A failed read aborts the
  * reads behind it up to the Sync; those come back PGRES_PIPELINE_ABORTED
- * and are resubmitted.
+ * and are resubmitted once, each in a segment of its own.
  *
  * Waiting. Ops that find no usable connection wait FIFO in P.waiters until
  * DB_ACQUIRE_TIMEOUT_MS, then fail with OSB_EUNAVAIL. A transaction's BEGIN
@@ -44,7 +44,7 @@
 #define CONNECT_TIMEOUT_MS 5000
 #define RETRY_MIN_MS 50
 #define RETRY_MAX_MS 500
-#define READ_RETRIES 2
+#define READ_RETRIES 1
 #define MAX_CONNECTING 2
 
 typedef enum { I_OP, I_PREPARE, I_HEALTH, I_SYNC } item_kind_t;
@@ -325,7 +325,8 @@ static bool send_op(conn_t *c, osb__op_t *op) {
   c->depth++;
   c->last_used = osb_now_ms();
   osb__op_started(op);
-  bool own_segment = op->kind != OSB__OP_QUERY || op->tx || osb__op_is_write(op);
+  /* A resubmitted read travels alone: no failing neighbour can abort it twice. */
+  bool own_segment = op->kind != OSB__OP_QUERY || op->tx || osb__op_is_write(op) || op->retries > 0;
   if (own_segment && c->dirty && !send_sync(c)) return false;
   if (op->kind == OSB__OP_QUERY) {
     osb__stmt_info_t *si = op->si;
@@ -546,7 +547,7 @@ static void set_down(const char *why) {
     osb_log(OSB_LOG_ERROR, "db", "database unreachable: %s", why);
     P.down = true;
   }
-  snprintf(P.reason, sizeof(P.reason), "unreachable: %s", why);
+  snprintf(P.reason, sizeof(P.reason), "unreachable: %.180s", why);
 }
 
 static void schedule_retry(void) {
