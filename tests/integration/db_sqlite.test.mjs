@@ -73,3 +73,24 @@ test('osbackend migrate creates the schema once', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('slow queries are logged by statement name, never with parameter values', async () => {
+  const srv = await startServer({ env: { SLOW_QUERY_MS: '0' } });
+  try {
+    const secret = `needle${Date.now()}`;
+    const r = await srv.fetch(`/api/market/procedures?q=${secret}&category=${secret}`);
+    assert.equal(r.status, 200);
+    await srv.fetch('/api/market/procedures/77');
+    await srv.waitForLog(/"msg":"slow query".*market_procedure_get|market_procedure_get.*"msg":"slow query"/);
+    const dbLines = srv.logs().split('\n').filter((l) => l.includes('"module":"db"'));
+    const slow = dbLines.filter((l) => l.includes('slow query'));
+    assert.ok(slow.some((l) => l.includes('"statement":"market_list_name_asc"')), slow.join('\n'));
+    for (const l of slow) {
+      const j = JSON.parse(l);
+      assert.equal(typeof j.duration_ms, 'number');
+    }
+    for (const l of dbLines) assert.ok(!l.includes(secret), `a parameter value reached the log: ${l}`);
+  } finally {
+    await srv.stop();
+  }
+});
