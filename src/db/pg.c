@@ -30,7 +30,8 @@
  * second of the server accepting connections again.
  *
  * Housekeeping (every DB_HEALTH_INTERVAL_MS): idle connections past their
- * lifetime (DB_MAX_LIFETIME_MS ± 10 %) are closed and replaced, idle ones
+ * lifetime (DB_MAX_LIFETIME_MS ± 10 %) are closed and replaced (busy ones
+ * retire: no new queries, closed once drained), idle ones
  * beyond DB_POOL_MIN unused for DB_IDLE_TIMEOUT_MS are closed, and the
  * others, if unused for an interval, answer SELECT 1 or are replaced. */
 #include "db/internal.h"
@@ -77,6 +78,7 @@ typedef struct conn {
   uint64_t last_used;        /* last query sent or completed (idle trimming) */
   uint64_t last_checked;     /* last health check answered (or connect) */
   bool health_pending;
+  bool retiring;             /* past its lifetime while busy: no new work, closed once drained */
 } conn_t;
 
 static struct {
@@ -381,7 +383,7 @@ static conn_t *pick(void) {
   osb_list_t *pos, *tmp;
   osb_list_foreach_safe(pos, tmp, &P.conns) {
     conn_t *c = osb_container_of(pos, conn_t, link);
-    if (c->state != C_READY || c->tx) continue;
+    if (c->state != C_READY || c->tx || c->retiring) continue;
     if (c->depth == 0) return c;
     if (c->depth < PIPE_DEPTH && (!best || c->depth < best->depth)) best = c;
   }
@@ -392,7 +394,7 @@ static bool has_idle(void) {
   osb_list_t *pos, *tmp;
   osb_list_foreach_safe(pos, tmp, &P.conns) {
     conn_t *c = osb_container_of(pos, conn_t, link);
-    if (c->state == C_READY && !c->tx && c->depth == 0) return true;
+    if (c->state == C_READY && !c->tx && !c->retiring && c->depth == 0) return true;
   }
   return false;
 }
@@ -684,6 +686,10 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     conn_broken(c, "connection bad");
     goto out;
   }
+  if (c->retiring && conn_idle(c)) {
+    conn_close(c, OSB_EUNAVAIL);
+    goto out;
+  }
   update_poll(c);
 out:
   pump();
@@ -787,6 +793,7 @@ static void health_tick(uv_timer_t *t) {
   osb_list_t *pos, *tmp;
   osb_list_foreach_safe(pos, tmp, &P.conns) {
     conn_t *c = osb_container_of(pos, conn_t, link);
+    if (c->state == C_READY && now >= c->expires && !conn_idle(c)) c->retiring = true;
     if (!conn_idle(c)) continue;
     if (now >= c->expires) {
       conn_close(c, OSB_EUNAVAIL);

@@ -754,6 +754,34 @@ static void pg_connections_are_recycled_after_their_lifetime(void **state) {
   stop();
 }
 
+static void pg_busy_connections_retire_after_their_lifetime(void **state) {
+  tweak = short_lifetime;
+  start_with(state, 1, 0, 5000);
+  static const osb_db_stmt_t Q_SLOW_PID = {
+    .name = "t_slow_pid", .pg = "SELECT pg_backend_pid() AS pid, pg_sleep(0.02)" };
+  /* Keep two queries in flight at all times for ~800 ms: the connection is
+   * never idle, yet it must be replaced once past its 200 ms lifetime. */
+  int64_t first = 0, last = 0;
+  q_t q[2] = { { 0 } };
+  uint64_t end = uv_hrtime() + 800ULL * 1000000ULL;
+  osb_db_query(&Q_SLOW_PID, NULL, 0, q_cb, &q[0]);
+  osb_db_query(&Q_SLOW_PID, NULL, 0, q_cb, &q[1]);
+  for (int i = 0; uv_hrtime() < end; i ^= 1) {
+    run_until(&q[i].calls, 1);
+    assert_int_equal(q[i].err, 0);
+    last = osb_db_int(q[i].res, 0, 0);
+    if (!first) first = last;
+    q_clear(&q[i]);
+    osb_db_query(&Q_SLOW_PID, NULL, 0, q_cb, &q[i]);
+  }
+  run_until(&q[0].calls, 1);
+  run_until(&q[1].calls, 1);
+  q_clear(&q[0]);
+  q_clear(&q[1]);
+  assert_true(first != last);
+  stop();
+}
+
 static void pg_idle_connections_are_trimmed_to_the_minimum(void **state) {
   tweak = short_idle;
   start_with(state, 3, 0, 5000);
@@ -876,6 +904,7 @@ int main(void) {
     T(pg_failed_read_does_not_fail_its_pipeline_neighbours, &PG),
     T(pg_pool_grows_to_max_and_no_further, &PG),
     T(pg_connections_are_recycled_after_their_lifetime, &PG),
+    T(pg_busy_connections_retire_after_their_lifetime, &PG),
     T(pg_idle_connections_are_trimmed_to_the_minimum, &PG),
     T(pg_connection_killed_mid_transaction, &PG),
   };
