@@ -177,7 +177,6 @@ typedef struct osb__migration {
 extern const osb__migration_t osb__migrations[];
 extern const size_t osb__nmigrations;
 
-struct pg_conn;
 struct sqlite3;
 /* Blocking, start-up only. `report` (may be NULL) gets one line per
  * applied migration. Return 0 or OSB_EDB (logged). */
