@@ -43,6 +43,12 @@ int osb_http_server_start(struct uv_loop_s *loop);
 /* Stop accepting; idle keep-alive connections are closed, busy ones close
  * after their current response; WebSockets get 1001. Idempotent. */
 void osb_http_server_shutdown(void);
+/* After the shutdown timeout: close every connection now. */
+void osb_http_server_force_close(void);
+/* Close the server's own handles (listener, timers) so the loop can end. */
+void osb_http_server_stop(void);
+/* Free what the module keeps (freelists, routes). After the loop ended. */
+void osb_http_server_dispose(void);
 /* Connections (HTTP and WebSocket) still open. */
 size_t osb_http_open_connections(void);
 /* Requests currently being handled. */

@@ -1,0 +1,184 @@
+/* internal.h: what the files of the http module share (server.c, request.c,
+ * response.c, router.c, ws.c). Nothing outside src/http includes this. */
+#ifndef OSB_HTTP_INTERNAL_H
+#define OSB_HTTP_INTERNAL_H
+
+#include <http_parser.h>
+#include <jansson.h>
+#include <uv.h>
+
+#include "core/core.h"
+#include "http/http.h"
+#include "http/ws.h"
+
+#define OSB__MAX_HEADERS 100
+#define OSB__MAX_HEADER_BYTES (16 * 1024)
+#define OSB__MAX_PARAMS 8
+#define OSB__READ_BUF (64 * 1024)
+
+typedef enum { OSB__CONN_HTTP, OSB__CONN_WS } osb__conn_mode_t;
+
+/* One output queue entry: a reference to a shared message and how much of it
+ * was already written. */
+typedef struct osb__outq_ent { osb_msg_t *msg; size_t off; } osb__outq_ent_t;
+
+/* A connection: one TCP socket, HTTP first, possibly upgraded to WebSocket in
+ * place. Owned by the server's connection list; freed only in the close
+ * callback of its tcp handle (osb__conn_close is the one close path). A
+ * request being handled holds conn->req; when the connection closes first,
+ * the request is detached (req->conn = NULL) and frees itself when finished.
+ * Timeouts are checked by one server-wide sweep timer, so a connection owns
+ * no timer handle (an idle WebSocket costs a few hundred bytes). */
+typedef struct osb__conn {
+  uv_tcp_t tcp;                 /* first: the handle's memory is the conn's */
+  osb_list_t node;              /* server.conns */
+  osb_list_t flush_node;        /* server.pending_flush while it has unsent data */
+  uint64_t id;
+  osb__conn_mode_t mode;
+  bool closing;                 /* osb__conn_close was called */
+  bool close_after_flush;       /* close once the queue is empty */
+  bool reading;
+  bool processing;              /* inside conn_process: no re-entry */
+  uint64_t deadline;            /* loop ms; 0 = none. What it means depends on the phase */
+  uint8_t phase;                /* osb__phase_t */
+  char ip[46];
+
+  /* HTTP */
+  http_parser parser;
+  osb_buf_t in;                 /* unparsed bytes (only while some remain) */
+  struct osb_req *req;          /* request being parsed or handled */
+  uint32_t requests;            /* served on this connection */
+
+  /* output: a ring of message references, one uv_write in flight at most */
+  osb__outq_ent_t *q;
+  uint32_t qhead, qlen, qcap;
+  uint32_t inflight;            /* entries (from qhead) owned by the write in flight */
+  size_t queued_bytes;          /* unsent bytes in the queue */
+  uv_write_t *wreq;             /* non-NULL while a write is in flight */
+
+  /* WebSocket (mode == OSB__CONN_WS) */
+  struct osb__ws_state *ws;
+} osb__conn_t;
+
+typedef enum {
+  OSB__PHASE_IDLE = 0,          /* keep-alive, waiting for a request: idle timeout */
+  OSB__PHASE_HEAD,              /* reading a request head: header timeout → 408 */
+  OSB__PHASE_BUSY,              /* handling a request: no timeout here */
+  OSB__PHASE_WS,                /* WebSocket: ping/idle */
+  OSB__PHASE_DRAIN,             /* closing after flush: hard deadline */
+} osb__phase_t;
+
+/* Request arena: a chain of blocks, the first one inline. */
+typedef struct osb__arena_blk { struct osb__arena_blk *next; size_t used, cap; char data[]; } osb__arena_blk_t;
+
+struct osb_req {
+  osb__conn_t *conn;            /* NULL once detached */
+  osb_list_t node;              /* freelist / inflight list */
+  uint64_t start_ns;
+  uint64_t start_ms;
+  enum http_method hp_method;
+  osb_method_t method;
+  bool keep_alive;
+  bool finished;
+  bool streaming;
+  bool head_only;
+  bool upgrade;
+  bool errored;                 /* a limit was hit while parsing: answer and close */
+  bool dispatched;              /* handed to a handler: only finishing frees it */
+  int status;
+  /* raw head bytes, copied from the read buffer as they arrive */
+  osb_buf_t hbuf;
+  size_t url_off, url_len;
+  size_t hdr_off[OSB__MAX_HEADERS][4]; /* name off, name len, value off, value len */
+  int nheaders;
+  bool last_was_value;
+  const char *hn[OSB__MAX_HEADERS];  /* lower-cased names, NUL-terminated (arena) */
+  const char *hv[OSB__MAX_HEADERS];  /* values, NUL-terminated (arena) */
+  char *path;                   /* decoded */
+  char *query;                  /* raw, may be NULL */
+  osb_buf_t body;
+  const char *route;
+  const char *pnames[OSB__MAX_PARAMS];
+  char *pvalues[OSB__MAX_PARAMS];
+  int nparams;
+  char id[40];
+  char ip[46];
+  json_t *json;
+  struct osb_principal *principal;
+  void (*principal_free)(struct osb_principal *);
+  osb_buf_t rhead;              /* extra response headers "Name: value\r\n" */
+  osb__arena_blk_t *arena;
+};
+
+/* server.c */
+typedef struct osb__server {
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  bool listening;
+  bool shutting_down;
+  uv_timer_t sweep;
+  uv_prepare_t flusher;
+  uv_idle_t spin;               /* keeps the loop from blocking while work is left */
+  osb_list_t conns;
+  osb_list_t pending_flush;
+  size_t nconns;
+  size_t inflight;
+  uint64_t next_conn_id;
+  char readbuf[OSB__READ_BUF];
+  bool readbuf_lent;
+} osb__server_t;
+
+extern osb__server_t osb__srv;
+
+void osb__conn_close(osb__conn_t *c, const char *reason);
+/* Queue a message reference (takes a new ref) and schedule a flush. */
+void osb__conn_queue(osb__conn_t *c, osb_msg_t *m);
+/* Drop queued entries that are not part of a write in flight or partly written. */
+void osb__conn_discard_queue(osb__conn_t *c);
+void osb__conn_schedule_flush(osb__conn_t *c);
+/* Called by response.c when a request is finished. */
+void osb__req_finished(struct osb_req *req);
+void osb__req_free(struct osb_req *req);
+
+/* router.c */
+typedef struct osb__match {
+  osb_handler_fn fn;
+  const char *pattern;
+  unsigned allow;               /* methods allowed on the matched path (for 405) */
+  int nparams;
+  const char *pnames[OSB__MAX_PARAMS];
+  char *pvalues[OSB__MAX_PARAMS];
+} osb__match_t;
+/* 0 found; OSB_ENOTFOUND no path; -OSB_EDENIED path exists, method not (allow set). */
+int osb__router_match(osb_method_t m, const char *path, osb_req_t *req, osb__match_t *out);
+void osb__router_reset(void);
+
+/* request.c */
+void *osb__arena_alloc(osb_req_t *req, size_t n);
+void osb__arena_reset(osb_req_t *req);
+int osb__url_decode(char *s, size_t n, bool plus_is_space); /* in place; returns new length or -1 */
+
+/* response.c */
+void osb__res_simple_error(osb__conn_t *c, int status, const char *code, const char *message, bool close);
+size_t osb__date_header(char *out); /* "Date: ...\r\n", cached per second */
+void osb__cors_init(const char *origins);
+void osb__cors_dispose(void);
+bool osb__cors_preflight(osb_req_t *req);
+/* Queue just a head (the 101 of an upgrade) without finishing the request. */
+void osb__res_head(osb_req_t *req, int status, const char *content_type);
+/* Finish a request whose head went out with osb__res_head. */
+void osb__res_finish_upgraded(osb_req_t *req);
+
+/* ws.c */
+void osb__ws_init(void);
+void osb__ws_dispose_module(void);
+bool osb__utf8_valid(const uint8_t *s, size_t n);
+bool osb__ws_is_upgrade(osb_req_t *req);
+void osb__ws_upgrade(osb_req_t *req);   /* finishes the request */
+void osb__ws_on_data(osb__conn_t *c, const char *data, size_t len);
+void osb__ws_sweep(osb__conn_t *c, uint64_t now);
+void osb__ws_on_close(osb__conn_t *c);
+void osb__ws_shutdown(osb__conn_t *c);  /* 1001 */
+void osb__ws_dispose(osb__conn_t *c);
+
+#endif

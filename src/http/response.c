@@ -1,0 +1,363 @@
+/* response.c: building responses. One allocation per response: the head is
+ * written into the headroom of the message that holds the body, and the
+ * message is queued on the connection as one reference. */
+#include "http/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <time.h>
+
+#include "core/config.h"
+
+const char *osb_http_status_text(int status) {
+  switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+  }
+}
+
+/* ---- Date, cached per second ---- */
+
+static time_t date_sec;
+static char date_line[64];
+static size_t date_len;
+
+size_t osb__date_header(char *out) {
+  time_t now = time(NULL);
+  if (now != date_sec) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    date_len = strftime(date_line, sizeof(date_line), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    date_sec = now;
+  }
+  memcpy(out, date_line, date_len);
+  return date_len;
+}
+
+/* ---- CORS ---- */
+
+static char **cors_origins;
+static size_t cors_n;
+
+void osb__cors_init(const char *origins) {
+  osb__cors_dispose();
+  if (!origins || !*origins) return;
+  const char *p = origins;
+  while (*p) {
+    while (*p == ' ' || *p == ',') p++;
+    if (!*p) break;
+    size_t len = strcspn(p, ",");
+    size_t l = len;
+    while (l && p[l - 1] == ' ') l--;
+    while (l && p[l - 1] == '/') l--;   /* "https://a.example/" names the same origin */
+    if (l) {
+      cors_origins = osb_realloc(cors_origins, sizeof(char *) * (cors_n + 1));
+      cors_origins[cors_n++] = osb_strndup(p, l);
+    }
+    p += len;
+  }
+}
+
+void osb__cors_dispose(void) {
+  for (size_t i = 0; i < cors_n; i++) free(cors_origins[i]);
+  free(cors_origins);
+  cors_origins = NULL;
+  cors_n = 0;
+}
+
+static const char *cors_allowed(const osb_req_t *req) {
+  if (!cors_n) return NULL;
+  const char *o = osb_req_header(req, "origin");
+  if (!o) return NULL;
+  for (size_t i = 0; i < cors_n; i++)
+    if (strcmp(cors_origins[i], o) == 0 || strcmp(cors_origins[i], "*") == 0) return o;
+  return NULL;
+}
+
+/* ---- head ---- */
+
+typedef struct {
+  char *p;
+  size_t len, cap;
+} hw_t;
+
+static void hw_put(hw_t *w, const char *s, size_t n) {
+  osb_assert(w->len + n <= w->cap);
+  memcpy(w->p + w->len, s, n);
+  w->len += n;
+}
+#define HW_LIT(w, s) hw_put((w), (s), sizeof(s) - 1)
+static void hw_str(hw_t *w, const char *s) { hw_put(w, s, strlen(s)); }
+
+static size_t head_estimate(const osb_req_t *req, const char *ctype) {
+  size_t n = 512 + (req ? req->rhead.len : 0) + (ctype ? strlen(ctype) : 0);
+  if (req) {
+    const char *o = cors_allowed(req);
+    if (o) n += strlen(o) + 128;
+  }
+  return n;
+}
+
+/* Writes the status line and headers. `body_len` < 0 means chunked. */
+static void head_write(hw_t *w, osb_req_t *req, int status, const char *ctype, long long body_len, bool keep_alive) {
+  char tmp[64];
+  int n = snprintf(tmp, sizeof(tmp), "HTTP/1.1 %d ", status);
+  hw_put(w, tmp, (size_t)n);
+  hw_str(w, osb_http_status_text(status));
+  HW_LIT(w, "\r\n");
+  char date[64];
+  hw_put(w, date, osb__date_header(date));
+  if (ctype) {
+    HW_LIT(w, "Content-Type: ");
+    hw_str(w, ctype);
+    HW_LIT(w, "\r\n");
+  }
+  if (body_len >= 0) {
+    if (status != 204 && status != 304 && status != 101) {
+      n = snprintf(tmp, sizeof(tmp), "Content-Length: %lld\r\n", body_len);
+      hw_put(w, tmp, (size_t)n);
+    }
+  } else {
+    HW_LIT(w, "Transfer-Encoding: chunked\r\n");
+  }
+  if (status != 101) {
+    if (keep_alive) HW_LIT(w, "Connection: keep-alive\r\n");
+    else HW_LIT(w, "Connection: close\r\n");
+  }
+  HW_LIT(w, "X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n");
+  if (req) {
+    HW_LIT(w, "X-Request-ID: ");
+    hw_str(w, req->id);
+    HW_LIT(w, "\r\n");
+    if (osb_req_is_https(req)) HW_LIT(w, "Strict-Transport-Security: max-age=31536000; includeSubDomains\r\n");
+    const char *o = cors_allowed(req);
+    if (o) {
+      HW_LIT(w, "Access-Control-Allow-Origin: ");
+      hw_str(w, o);
+      HW_LIT(w, "\r\nAccess-Control-Allow-Credentials: true\r\nAccess-Control-Expose-Headers: X-Request-ID, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset\r\nVary: Origin\r\n");
+    }
+    if (req->rhead.len) hw_put(w, req->rhead.base, req->rhead.len);
+  }
+  HW_LIT(w, "\r\n");
+}
+
+static bool req_keep_alive(const osb_req_t *req) {
+  return req->keep_alive && !req->errored && !osb__srv.shutting_down && req->conn && !req->conn->close_after_flush;
+}
+
+/* Prepend the head to `m` (built with enough headroom), queue, finish. */
+static void finish_with(osb_req_t *req, int status, const char *ctype, osb_msg_t *m, size_t body_len, osb_msg_t *shared_body) {
+  osb_assert(!req->finished);
+  req->finished = true;
+  req->status = status;
+  bool ka = req_keep_alive(req);
+  req->keep_alive = ka;
+  if (req->conn && !req->conn->closing) {
+    size_t est = head_estimate(req, ctype);
+    char stackbuf[1024];
+    char *hb = est <= sizeof(stackbuf) ? stackbuf : osb_malloc(est);
+    hw_t w = {hb, 0, est};
+    head_write(&w, req, status, ctype, (long long)body_len, ka);
+    if (m && w.len <= m->headroom) {
+      osb_msg_prepend(m, hb, w.len);
+      osb__conn_queue(req->conn, m);
+    } else {
+      osb_msg_t *h = osb_msg_from(hb, w.len);
+      osb__conn_queue(req->conn, h);
+      osb_msg_unref(h);
+      if (m && m->len) osb__conn_queue(req->conn, m);
+    }
+    if (shared_body && shared_body->len && !req->head_only) osb__conn_queue(req->conn, shared_body);
+    if (hb != stackbuf) free(hb);
+  }
+  osb_msg_unref(m);
+  osb__req_finished(req);
+}
+
+void osb_res_header(osb_req_t *req, const char *name, const char *value) {
+  osb_buf_puts(&req->rhead, name);
+  osb_buf_puts(&req->rhead, ": ");
+  /* header injection: values never carry CR or LF */
+  for (const char *p = value; *p; p++) {
+    char ch = (*p == '\r' || *p == '\n') ? ' ' : *p;
+    osb_buf_append(&req->rhead, &ch, 1);
+  }
+  osb_buf_puts(&req->rhead, "\r\n");
+}
+
+#define HEADROOM_FOR(req, ctype) (head_estimate((req), (ctype)))
+
+void osb_res_send(osb_req_t *req, int status, const char *content_type, const void *body, size_t len) {
+  size_t hr = HEADROOM_FOR(req, content_type);
+  size_t blen = req->head_only ? 0 : len;
+  osb_msg_t *m = osb_msg_new(hr, blen);
+  if (blen) memcpy(m->data, body, blen);
+  m->len = blen;
+  finish_with(req, status, content_type, m, len, NULL);
+}
+
+typedef struct { osb_msg_t *m; } dumpctx_t;
+
+static int dump_to_msg(const char *buf, size_t size, void *data) {
+  dumpctx_t *d = data;
+  osb_msg_append(&d->m, buf, size);
+  return 0;
+}
+
+void osb_res_json(osb_req_t *req, int status, json_t *body) {
+  size_t hr = HEADROOM_FOR(req, "application/json");
+  dumpctx_t d = {osb_msg_new(hr, 256)};
+  if (body) {
+    json_dump_callback(body, dump_to_msg, &d, JSON_COMPACT);
+    json_decref(body);
+  }
+  size_t len = d.m->len;
+  if (req->head_only) d.m->len = 0;
+  finish_with(req, status, "application/json", d.m, len, NULL);
+}
+
+void osb_res_error(osb_req_t *req, int status, const char *code, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (status == 401 && !strstr(req->rhead.base ? req->rhead.base : "", "WWW-Authenticate"))
+    osb_res_header(req, "WWW-Authenticate", "Bearer");
+  json_t *j = json_pack("{s:{s:s, s:s, s:s}}", "error", "code", code, "message", msg, "request_id", req->id);
+  osb_res_json(req, status, j);
+}
+
+void osb_res_msg(osb_req_t *req, int status, const char *content_type, osb_msg_t *body) {
+  finish_with(req, status, content_type, NULL, body ? body->len : 0, body);
+}
+
+/* ---- streaming ---- */
+
+void osb_res_stream_start(osb_req_t *req, int status, const char *content_type) {
+  osb_assert(!req->finished && !req->streaming);
+  req->streaming = true;
+  req->status = status;
+  req->keep_alive = req_keep_alive(req);
+  if (!req->conn || req->conn->closing) return;
+  size_t est = head_estimate(req, content_type) + 64;
+  char *hb = osb_malloc(est);
+  hw_t w = {hb, 0, est};
+  head_write(&w, req, status, content_type, -1, req->keep_alive);
+  osb_msg_t *m = osb_msg_from(hb, w.len);
+  free(hb);
+  osb__conn_queue(req->conn, m);
+  osb_msg_unref(m);
+}
+
+void osb_res_stream_write(osb_req_t *req, const void *data, size_t len) {
+  osb_assert(req->streaming && !req->finished);
+  if (len == 0 || !req->conn || req->conn->closing) return;
+  char hdr[24];
+  int n = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
+  osb_msg_t *m = osb_msg_new(0, (size_t)n + len + 2);
+  memcpy(m->data, hdr, (size_t)n);
+  memcpy(m->data + n, data, len);
+  memcpy(m->data + n + len, "\r\n", 2);
+  m->len = (size_t)n + len + 2;
+  osb__conn_queue(req->conn, m);
+  osb_msg_unref(m);
+}
+
+void osb_res_stream_end(osb_req_t *req) {
+  osb_assert(req->streaming && !req->finished);
+  req->finished = true;
+  if (req->conn && !req->conn->closing) {
+    osb_msg_t *m = osb_msg_from("0\r\n\r\n", 5);
+    osb__conn_queue(req->conn, m);
+    osb_msg_unref(m);
+  }
+  osb__req_finished(req);
+}
+
+/* ---- errors without a request (garbage before a request line) ---- */
+
+void osb__res_simple_error(osb__conn_t *c, int status, const char *code, const char *message, bool close) {
+  if (c->closing) return;
+  osb_buf_t body = OSB_BUF_INIT;
+  osb_buf_printf(&body, "{\"error\":{\"code\":\"%s\",\"message\":", code);
+  osb_buf_json_str(&body, message, strlen(message));
+  osb_buf_puts(&body, ",\"request_id\":null}}");
+  char hb[512];
+  hw_t w = {hb, 0, sizeof(hb)};
+  head_write(&w, NULL, status, "application/json", (long long)body.len, !close);
+  osb_msg_t *m = osb_msg_new(0, w.len + body.len);
+  memcpy(m->data, hb, w.len);
+  memcpy(m->data + w.len, body.base, body.len);
+  m->len = w.len + body.len;
+  osb__conn_queue(c, m);
+  osb_msg_unref(m);
+  osb_buf_free(&body);
+  if (close) {
+    c->close_after_flush = true;
+    c->phase = OSB__PHASE_DRAIN;
+    c->deadline = uv_now(osb__srv.loop) + 5000;
+  }
+}
+
+bool osb__cors_preflight(osb_req_t *req) {
+  const char *o = cors_allowed(req);
+  if (!o) {
+    osb_res_error(req, 403, "cors_forbidden", "origin not allowed");
+    return false;
+  }
+  const char *want = osb_req_header(req, "access-control-request-headers");
+  osb_res_header(req, "Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+  osb_res_header(req, "Access-Control-Allow-Headers",
+                 want && *want ? want : "Authorization, Content-Type, X-CSRF-Token, X-Request-ID, Prefer, Accept");
+  osb_res_header(req, "Access-Control-Max-Age", "600");
+  osb_res_send(req, 204, NULL, NULL, 0);
+  return true;
+}
+
+void osb__res_head(osb_req_t *req, int status, const char *content_type) {
+  req->status = status;
+  if (!req->conn || req->conn->closing) return;
+  size_t est = head_estimate(req, content_type);
+  char *hb = osb_malloc(est);
+  hw_t w = {hb, 0, est};
+  head_write(&w, req, status, content_type, 0, true);
+  osb_msg_t *m = osb_msg_from(hb, w.len);
+  free(hb);
+  osb__conn_queue(req->conn, m);
+  osb_msg_unref(m);
+}
+
+void osb__res_finish_upgraded(osb_req_t *req) {
+  osb_assert(!req->finished);
+  req->finished = true;
+  osb__req_finished(req);
+}

@@ -1,0 +1,865 @@
+/* server.c: the listening socket, connections, HTTP/1.1 parsing and the
+ * output queue every response and WebSocket frame goes through.
+ *
+ * Connection life cycle: accept → read (HTTP: http-parser; one request at a
+ * time, pipelined ones wait in `in`) → handler → response queued → flushed
+ * once per loop iteration from a uv_prepare_t (redis's beforeSleep), with
+ * uv_try_write first and one uv_write in flight for the rest. Every path
+ * that ends a connection goes through osb__conn_close(); memory is freed in
+ * the tcp handle's close callback only. */
+#include "http/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/config.h"
+#include "obs/log.h"
+#include "obs/metrics.h"
+
+osb__server_t osb__srv;
+
+static http_parser_settings parser_settings;
+static osb_list_t req_freelist;
+static size_t req_freelist_len;
+
+typedef struct {
+  osb_http_hook_fn fn;
+} hook_t;
+static hook_t hooks[8];
+static int nhooks;
+
+static osb_metric_t *m_duration, *m_conn_total;
+static osb_series_t *s_conn_total;
+
+static void conn_process(osb__conn_t *c);
+static size_t conn_parse(osb__conn_t *c, const char *data, size_t len);
+static void conn_write(osb__conn_t *c);
+
+void osb_http_add_hook(osb_http_hook_fn fn) {
+  osb_assert(nhooks < (int)OSB_ARRAY_LEN(hooks));
+  hooks[nhooks++].fn = fn;
+}
+
+size_t osb_http_open_connections(void) { return osb__srv.nconns; }
+size_t osb_http_inflight(void) { return osb__srv.inflight; }
+
+/* ---- requests ---- */
+
+/* Request ids: a random per-process prefix and a counter, unique and cheap. */
+static char rid_prefix[9];
+static uint64_t rid_counter;
+
+static void gen_request_id(char *out) {
+  if (!rid_prefix[0]) {
+    unsigned char b[4];
+    osb_random_bytes(b, sizeof(b));
+    osb_hex(rid_prefix, b, sizeof(b));
+  }
+  snprintf(out, 40, "%s-%012llx", rid_prefix, (unsigned long long)++rid_counter);
+}
+
+static osb_req_t *req_new(osb__conn_t *c) {
+  osb_req_t *r;
+  if (!osb_list_empty(&req_freelist)) {
+    osb_list_t *n = req_freelist.next;
+    osb_list_remove(n);
+    req_freelist_len--;
+    r = osb_container_of(n, osb_req_t, node);
+    /* keep the buffers' capacity, reset everything else */
+    osb_buf_t hbuf = r->hbuf, body = r->body, rhead = r->rhead;
+    osb__arena_blk_t *arena = r->arena;
+    memset(r, 0, sizeof(*r));
+    r->hbuf = hbuf; r->body = body; r->rhead = rhead; r->arena = arena;
+    osb_buf_reset(&r->hbuf);
+    osb_buf_reset(&r->body);
+    osb_buf_reset(&r->rhead);
+  } else {
+    r = osb_calloc(1, sizeof(*r));
+  }
+  osb_list_init(&r->node);
+  r->conn = c;
+  r->start_ns = uv_hrtime();
+  r->start_ms = uv_now(osb__srv.loop);
+  memcpy(r->ip, c->ip, sizeof(r->ip));
+  gen_request_id(r->id);
+  osb__srv.inflight++;
+  return r;
+}
+
+void osb__req_free(osb_req_t *r) {
+  if (r->json) json_decref(r->json);
+  if (r->principal && r->principal_free) r->principal_free(r->principal);
+  osb__arena_reset(r);
+  if (req_freelist_len < 256 && r->hbuf.cap <= 64 * 1024 && r->body.cap <= 64 * 1024) {
+    osb_list_insert_head(&req_freelist, &r->node);
+    req_freelist_len++;
+    return;
+  }
+  osb_buf_free(&r->hbuf);
+  osb_buf_free(&r->body);
+  osb_buf_free(&r->rhead);
+  free(r->arena);
+  free(r);
+}
+
+static void access_log(osb_req_t *r, double secs) {
+  int level = r->status >= 500 ? OSB_LOG_WARN : OSB_LOG_INFO;
+  if (!osb_log_enabled(level)) return;
+  json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:s}",
+                        "request_id", r->id, "method", http_method_str(r->hp_method),
+                        "route", r->route ? r->route : "unmatched", "path", r->path ? r->path : "",
+                        "status", r->status, "duration_ms", secs * 1000.0, "ip", r->ip);
+  osb_log_fields(level, "http", "request", f);
+}
+
+void osb__req_finished(osb_req_t *r) {
+  double secs = (double)(uv_hrtime() - r->start_ns) / 1e9;
+  char status[8];
+  snprintf(status, sizeof(status), "%d", r->status);
+  const char *labels[3] = {http_method_str(r->hp_method), r->route ? r->route : "unmatched", status};
+  osb_series_observe(osb_metric_series(m_duration, labels, 3), secs);
+  access_log(r, secs);
+  osb__srv.inflight--;
+
+  osb__conn_t *c = r->conn;
+  if (c) {
+    c->req = NULL;
+    c->requests++;
+    if (!c->closing && c->mode == OSB__CONN_HTTP) {
+      if (!r->keep_alive || osb__srv.shutting_down || r->errored) {
+        c->close_after_flush = true;
+        c->phase = OSB__PHASE_DRAIN;
+        c->deadline = uv_now(osb__srv.loop) + 5000;
+      } else {
+        c->phase = OSB__PHASE_IDLE;
+        c->deadline = uv_now(osb__srv.loop) + (uint64_t)osb_cfg->http_idle_timeout_ms;
+      }
+      /* Leftover pipelined bytes are parsed from the flusher, never from
+       * inside the handler that just finished (no re-entry). */
+      osb__conn_schedule_flush(c);
+    }
+  }
+  osb__req_free(r);
+}
+
+/* ---- parser callbacks ---- */
+
+static osb__conn_t *pconn(http_parser *p) { return p->data; }
+
+static int req_fail(osb_req_t *r, int status) {
+  r->errored = true;
+  r->status = status;
+  return -1;
+}
+
+static int on_message_begin(http_parser *p) {
+  osb__conn_t *c = pconn(p);
+  osb_assert(c->req == NULL);
+  c->req = req_new(c);
+  c->phase = OSB__PHASE_HEAD;
+  c->deadline = uv_now(osb__srv.loop) + (uint64_t)osb_cfg->http_header_timeout_ms;
+  return 0;
+}
+
+static int head_append(osb_req_t *r, const char *at, size_t len) {
+  if (r->hbuf.len + len > OSB__MAX_HEADER_BYTES) return req_fail(r, 431);
+  osb_buf_append(&r->hbuf, at, len);
+  return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len) {
+  osb_req_t *r = pconn(p)->req;
+  if (r->url_len == 0) r->url_off = r->hbuf.len;
+  r->url_len += len;
+  return head_append(r, at, len);
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len) {
+  osb_req_t *r = pconn(p)->req;
+  if (r->nheaders == 0 || r->last_was_value) {
+    if (r->nheaders >= OSB__MAX_HEADERS) return req_fail(r, 431);
+    r->hdr_off[r->nheaders][0] = r->hbuf.len;
+    r->hdr_off[r->nheaders][1] = 0;
+    r->hdr_off[r->nheaders][2] = 0;
+    r->hdr_off[r->nheaders][3] = 0;
+    r->nheaders++;
+    r->last_was_value = false;
+  }
+  r->hdr_off[r->nheaders - 1][1] += len;
+  return head_append(r, at, len);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len) {
+  osb_req_t *r = pconn(p)->req;
+  if (!r->last_was_value) {
+    r->hdr_off[r->nheaders - 1][2] = r->hbuf.len;
+    r->last_was_value = true;
+  }
+  r->hdr_off[r->nheaders - 1][3] += len;
+  return head_append(r, at, len);
+}
+
+static bool valid_request_id(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > 36) return false;
+  for (size_t i = 0; i < n; i++) {
+    char ch = s[i];
+    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '-' || ch == '_' || ch == '.'))
+      return false;
+  }
+  return true;
+}
+
+static osb_method_t map_method(enum http_method m) {
+  switch (m) {
+    case HTTP_GET: return OSB_GET;
+    case HTTP_HEAD: return OSB_HEAD;
+    case HTTP_POST: return OSB_POST;
+    case HTTP_PUT: return OSB_PUT;
+    case HTTP_PATCH: return OSB_PATCH;
+    case HTTP_DELETE: return OSB_DELETE;
+    case HTTP_OPTIONS: return OSB_OPTIONS;
+    default: return 0;
+  }
+}
+
+static int on_headers_complete(http_parser *p) {
+  osb__conn_t *c = pconn(p);
+  osb_req_t *r = c->req;
+  /* Copy names (lower-cased) and values NUL-terminated into the arena. */
+  const char *base = r->hbuf.base;
+  for (int i = 0; i < r->nheaders; i++) {
+    size_t no = r->hdr_off[i][0], nl = r->hdr_off[i][1], vo = r->hdr_off[i][2], vl = r->hdr_off[i][3];
+    char *nm = osb__arena_alloc(r, nl + vl + 2);
+    for (size_t k = 0; k < nl; k++) {
+      char ch = base[no + k];
+      nm[k] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+    }
+    nm[nl] = 0;
+    char *v = nm + nl + 1;
+    memcpy(v, base + vo, vl);
+    v[vl] = 0;
+    r->hn[i] = nm;
+    r->hv[i] = v;
+  }
+  r->hp_method = p->method;
+  r->method = map_method(p->method);
+  r->keep_alive = http_should_keep_alive(p) != 0;
+  r->upgrade = p->upgrade;
+  r->head_only = p->method == HTTP_HEAD;
+  /* the body may still be on its way: allow it a while longer */
+  c->deadline = uv_now(osb__srv.loop) + 30000 + (uint64_t)osb_cfg->http_header_timeout_ms;
+
+  /* Split the URL into path and query; decode the path. */
+  char *url = osb__arena_alloc(r, r->url_len + 1);
+  memcpy(url, base + r->url_off, r->url_len);
+  url[r->url_len] = 0;
+  char *q = strchr(url, '?');
+  if (q) {
+    *q = 0;
+    r->query = q + 1;
+  }
+  char *hash = strchr(r->query ? r->query : url, '#');
+  if (hash) *hash = 0;
+  int n = osb__url_decode(url, strlen(url), false);
+  if (n < 0 || url[0] != '/' || memchr(url, 0, (size_t)n) != NULL) {
+    r->path = url[0] == '/' ? url : osb__arena_alloc(r, 2);
+    if (r->path != url) strcpy(r->path, "/");
+    return req_fail(r, 400);
+  }
+  r->path = url;
+
+  const char *rid = osb_req_header(r, "x-request-id");
+  if (rid && valid_request_id(rid)) snprintf(r->id, sizeof(r->id), "%s", rid);
+  if (osb_cfg->trust_proxy) {
+    const char *xff = osb_req_header(r, "x-forwarded-for");
+    if (xff) {
+      /* the left-most address is the client's */
+      size_t k = strcspn(xff, ",");
+      while (k > 0 && xff[k - 1] == ' ') k--;
+      while (*xff == ' ' && k > 0) { xff++; k--; }
+      if (k > 0 && k < sizeof(r->ip)) {
+        memcpy(r->ip, xff, k);
+        r->ip[k] = 0;
+      }
+    }
+  }
+  if (p->content_length != ULLONG_MAX && p->content_length > (uint64_t)osb_cfg->max_body_bytes)
+    return req_fail(r, 413);
+  if (r->method == 0) return req_fail(r, 405);
+  return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len) {
+  osb_req_t *r = pconn(p)->req;
+  if (osb_buf_try_reserve(&r->body, len, (size_t)osb_cfg->max_body_bytes) != 0) return req_fail(r, 413);
+  osb_buf_append(&r->body, at, len);
+  return 0;
+}
+
+static int on_message_complete(http_parser *p) {
+  /* Pause: the request is dispatched from conn_parse, outside the parser. */
+  http_parser_pause(p, 1);
+  return 0;
+}
+
+/* ---- dispatch ---- */
+
+static void dispatch(osb__conn_t *c) {
+  osb_req_t *r = c->req;
+  r->dispatched = true;
+  c->phase = OSB__PHASE_BUSY;
+  c->deadline = 0;
+  if (r->upgrade && !osb__ws_is_upgrade(r)) r->keep_alive = false;  /* other upgrades: answer, then close */
+
+  osb__match_t m;
+  int rc = osb__router_match(r->method == OSB_HEAD ? OSB_GET : r->method, r->path, r, &m);
+  if (rc == 0) {
+    r->route = m.pattern;
+    r->nparams = m.nparams;
+    memcpy(r->pnames, m.pnames, sizeof(m.pnames));
+    memcpy(r->pvalues, m.pvalues, sizeof(m.pvalues));
+  }
+  if (r->method == OSB_OPTIONS && osb_req_header(r, "access-control-request-method")) {
+    if (rc != OSB_ENOTFOUND) r->route = r->route ? r->route : "preflight";
+    osb__cors_preflight(r);
+    return;
+  }
+  if (rc == OSB_ENOTFOUND) {
+    osb_res_error(r, 404, "not_found", "no route for %s", r->path);
+    return;
+  }
+  if (rc != 0) {
+    osb_buf_t allow = OSB_BUF_INIT;
+    static const struct { osb_method_t m; const char *n; } names[] = {
+      {OSB_GET, "GET"}, {OSB_HEAD, "HEAD"}, {OSB_POST, "POST"}, {OSB_PUT, "PUT"},
+      {OSB_PATCH, "PATCH"}, {OSB_DELETE, "DELETE"}, {OSB_OPTIONS, "OPTIONS"}};
+    unsigned a = m.allow | (m.allow & OSB_GET ? OSB_HEAD : 0) | OSB_OPTIONS;
+    for (size_t i = 0; i < OSB_ARRAY_LEN(names); i++) {
+      if (!(a & names[i].m)) continue;
+      if (allow.len) osb_buf_puts(&allow, ", ");
+      osb_buf_puts(&allow, names[i].n);
+    }
+    r->route = m.pattern;
+    osb_res_header(r, "Allow", allow.base);
+    osb_buf_free(&allow);
+    if (r->method == OSB_OPTIONS) {
+      osb_res_send(r, 204, NULL, NULL, 0);
+      return;
+    }
+    osb_res_error(r, 405, "method_not_allowed", "%s is not allowed here", http_method_str(r->hp_method));
+    return;
+  }
+  for (int i = 0; i < nhooks; i++)
+    if (!hooks[i].fn(r)) return;
+  m.fn(r);
+}
+
+/* Parse as much of data as one-request-at-a-time allows; returns bytes used. */
+static size_t conn_parse(osb__conn_t *c, const char *data, size_t len) {
+  size_t off = 0;
+  while (off < len && !c->closing && c->mode == OSB__CONN_HTTP && c->req == NULL && !c->close_after_flush) {
+    size_t n = http_parser_execute(&c->parser, &parser_settings, data + off, len - off);
+    off += n;
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    if (e == HPE_PAUSED) {
+      http_parser_pause(&c->parser, 0);
+      dispatch(c);
+      continue;  /* a synchronous handler left c->req NULL: go on with the next request */
+    }
+    if (e != HPE_OK) {
+      osb_req_t *r = c->req;
+      int status = (r && r->errored) ? r->status : 400;
+      const char *code = status == 431 ? "headers_too_large" : status == 413 ? "body_too_large"
+                       : status == 405 ? "method_not_allowed" : "bad_request";
+      const char *msg = status == 431 ? "request header block too large (16 KiB, 100 headers at most)"
+                      : status == 413 ? "request body too large"
+                      : status == 405 ? "unsupported method" : http_errno_description(e);
+      if (r) {
+        r->errored = true;
+        r->keep_alive = false;
+        r->dispatched = true;
+        osb_res_error(r, status, code, "%s", msg);
+      } else {
+        osb__res_simple_error(c, status, code, msg, true);
+      }
+      return len;
+    }
+    if (n == 0) break;
+  }
+  if (c->mode == OSB__CONN_WS && !c->closing && off < len) {
+    osb__ws_on_data(c, data + off, len - off);
+    return len;
+  }
+  return off;
+}
+
+static void conn_process(osb__conn_t *c) {
+  if (c->processing || c->closing || c->in.len == 0) return;
+  c->processing = true;
+  size_t used = conn_parse(c, c->in.base, c->in.len);
+  if (!c->closing) osb_buf_consume(&c->in, used);
+  c->processing = false;
+  if (c->in.len == 0 && c->in.cap > 4096) osb_buf_free(&c->in);
+}
+
+/* ---- reading ---- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  if (!osb__srv.readbuf_lent) {
+    osb__srv.readbuf_lent = true;
+    *buf = uv_buf_init(osb__srv.readbuf, sizeof(osb__srv.readbuf));
+  } else {
+    *buf = uv_buf_init(osb_malloc(suggested), (unsigned)suggested);
+  }
+}
+
+static void release_readbuf(const uv_buf_t *buf) {
+  if (buf->base == osb__srv.readbuf) osb__srv.readbuf_lent = false;
+  else free(buf->base);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  osb__conn_t *c = osb_container_of((uv_tcp_t *)s, osb__conn_t, tcp);
+  if (nread < 0) {
+    release_readbuf(buf);
+    osb__conn_close(c, nread == UV_EOF ? "peer closed" : uv_strerror((int)nread));
+    return;
+  }
+  if (nread == 0 || c->closing) {
+    release_readbuf(buf);
+    return;
+  }
+  if (c->mode == OSB__CONN_WS) {
+    osb__ws_on_data(c, buf->base, (size_t)nread);
+  } else if (c->in.len || c->req || c->processing) {
+    /* busy or leftover: keep the bytes for later, bounded */
+    osb_buf_append(&c->in, buf->base, (size_t)nread);
+    if (c->in.len > (size_t)osb_cfg->max_body_bytes + OSB__MAX_HEADER_BYTES && c->reading) {
+      uv_read_stop(s);
+      c->reading = false;
+    }
+    conn_process(c);
+  } else {
+    c->processing = true;
+    size_t used = conn_parse(c, buf->base, (size_t)nread);
+    c->processing = false;
+    if (!c->closing && used < (size_t)nread) osb_buf_append(&c->in, buf->base + used, (size_t)nread - used);
+  }
+  release_readbuf(buf);
+}
+
+/* ---- output queue ---- */
+
+void osb__conn_schedule_flush(osb__conn_t *c) {
+  if (!osb_list_linked(&c->flush_node) && !c->closing)
+    osb_list_insert_tail(&osb__srv.pending_flush, &c->flush_node);
+}
+
+void osb__conn_queue(osb__conn_t *c, osb_msg_t *m) {
+  if (c->closing) return;
+  if (c->qlen == c->qcap) {
+    uint32_t ncap = c->qcap ? c->qcap * 2 : 4;
+    osb__outq_ent_t *nq = osb_malloc(sizeof(*nq) * ncap);
+    for (uint32_t i = 0; i < c->qlen; i++) nq[i] = c->q[(c->qhead + i) % c->qcap];
+    free(c->q);
+    c->q = nq;
+    c->qhead = 0;
+    c->qcap = ncap;
+  }
+  osb__outq_ent_t *e = &c->q[(c->qhead + c->qlen) % c->qcap];
+  e->msg = osb_msg_ref(m);
+  e->off = 0;
+  c->qlen++;
+  c->queued_bytes += m->len;
+  osb__conn_schedule_flush(c);
+}
+
+static void queue_pop(osb__conn_t *c) {
+  osb__outq_ent_t *e = &c->q[c->qhead];
+  osb_msg_unref(e->msg);
+  e->msg = NULL;
+  c->qhead = (c->qhead + 1) % c->qcap;
+  c->qlen--;
+}
+
+static void queue_free(osb__conn_t *c) {
+  while (c->qlen) queue_pop(c);
+  free(c->q);
+  c->q = NULL;
+  c->qcap = c->qhead = 0;
+  c->queued_bytes = 0;
+}
+
+void osb__conn_discard_queue(osb__conn_t *c) {
+  /* keep the entries owned by the write in flight and a partly written head */
+  uint32_t keep = c->inflight;
+  if (keep == 0 && c->qlen && c->q[c->qhead].off > 0) keep = 1;
+  while (c->qlen > keep) {
+    uint32_t last = (c->qhead + c->qlen - 1) % c->qcap;
+    c->queued_bytes -= c->q[last].msg->len - c->q[last].off;
+    osb_msg_unref(c->q[last].msg);
+    c->q[last].msg = NULL;
+    c->qlen--;
+  }
+}
+
+static void queue_advance(osb__conn_t *c, size_t n) {
+  c->queued_bytes -= n;
+  while (n > 0) {
+    osb__outq_ent_t *e = &c->q[c->qhead];
+    size_t rem = e->msg->len - e->off;
+    if (n >= rem) {
+      n -= rem;
+      queue_pop(c);
+    } else {
+      e->off += n;
+      n = 0;
+    }
+  }
+  /* pop empty messages at the head */
+  while (c->qlen && c->q[c->qhead].msg->len == c->q[c->qhead].off) queue_pop(c);
+}
+
+#define OSB__MAX_IOV 64
+
+static uint32_t build_iov(osb__conn_t *c, uv_buf_t *iov) {
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < c->qlen && n < OSB__MAX_IOV; i++) {
+    osb__outq_ent_t *e = &c->q[(c->qhead + i) % c->qcap];
+    iov[n++] = uv_buf_init(e->msg->data + e->off, (unsigned)(e->msg->len - e->off));
+  }
+  return n;
+}
+
+static void after_flush_empty(osb__conn_t *c) {
+  if (c->qlen == 0) {
+    if (c->close_after_flush) {
+      osb__conn_close(c, "done");
+      return;
+    }
+    if (c->qcap > 16) { free(c->q); c->q = NULL; c->qcap = c->qhead = 0; }
+  }
+}
+
+static void on_write(uv_write_t *w, int status) {
+  osb__conn_t *c = osb_container_of((uv_tcp_t *)w->handle, osb__conn_t, tcp);
+  free(w);
+  c->wreq = NULL;
+  uint32_t done = c->inflight;
+  c->inflight = 0;
+  if (status < 0) {
+    /* UV_ECANCELED while closing, or a write error: the close path frees the queue */
+    if (!c->closing) osb__conn_close(c, uv_strerror(status));
+    return;
+  }
+  for (uint32_t i = 0; i < done; i++) {
+    osb__outq_ent_t *e = &c->q[c->qhead];
+    c->queued_bytes -= e->msg->len - e->off;
+    queue_pop(c);
+  }
+  if (c->closing) return;
+  if (c->qlen) conn_write(c);
+  else after_flush_empty(c);
+}
+
+static void conn_write(osb__conn_t *c) {
+  if (c->closing || c->wreq) return;
+  uv_buf_t iov[OSB__MAX_IOV];
+  uint32_t n = build_iov(c, iov);
+  if (n == 0) {
+    after_flush_empty(c);
+    return;
+  }
+  int w = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
+  if (w < 0 && w != UV_EAGAIN) {
+    osb__conn_close(c, uv_strerror(w));
+    return;
+  }
+  if (w > 0) queue_advance(c, (size_t)w);
+  if (c->qlen == 0) {
+    after_flush_empty(c);
+    return;
+  }
+  n = build_iov(c, iov);
+  c->wreq = osb_malloc(sizeof(uv_write_t));
+  c->inflight = n;
+  int rc = uv_write(c->wreq, (uv_stream_t *)&c->tcp, iov, n, on_write);
+  if (rc < 0) {
+    free(c->wreq);
+    c->wreq = NULL;
+    c->inflight = 0;
+    osb__conn_close(c, uv_strerror(rc));
+  }
+}
+
+/* One flush round: parse pipelined requests left waiting, then write what
+ * was queued. Handlers run here may schedule more connections. */
+static void flush_round(void) {
+  osb_list_t todo, *pos, *tmp;
+  todo.next = osb__srv.pending_flush.next;
+  todo.prev = osb__srv.pending_flush.prev;
+  todo.next->prev = &todo;
+  todo.prev->next = &todo;
+  osb_list_init(&osb__srv.pending_flush);
+  osb_list_foreach_safe(pos, tmp, &todo) {
+    osb__conn_t *c = osb_container_of(pos, osb__conn_t, flush_node);
+    osb_list_remove(pos);
+    if (c->closing) continue;
+    if (c->mode == OSB__CONN_HTTP && c->req == NULL && c->in.len && !c->close_after_flush) {
+      conn_process(c);
+      if (c->closing) continue;
+      if (!c->reading && c->in.len < 64 * 1024) {
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        c->reading = true;
+      }
+      osb_list_remove(&c->flush_node);  /* processing may have scheduled it again */
+    }
+    conn_write(c);
+  }
+}
+
+static void on_spin(uv_idle_t *h) {}
+
+/* The flusher runs once per loop iteration, before the loop blocks (redis's
+ * beforeSleep): everything queued during this iteration leaves in as few
+ * writes as possible. */
+static void on_prepare(uv_prepare_t *h) {
+  for (int round = 0; round < 8 && !osb_list_empty(&osb__srv.pending_flush); round++) flush_round();
+  /* still work left (a long pipelined burst): do not block in poll */
+  if (!osb_list_empty(&osb__srv.pending_flush)) uv_idle_start(&osb__srv.spin, on_spin);
+  else uv_idle_stop(&osb__srv.spin);
+}
+
+/* ---- connections ---- */
+
+static void on_close(uv_handle_t *h) {
+  osb__conn_t *c = osb_container_of((uv_tcp_t *)h, osb__conn_t, tcp);
+  queue_free(c);
+  osb_buf_free(&c->in);
+  osb__ws_dispose(c);
+  osb_list_remove(&c->node);
+  osb_list_remove(&c->flush_node);
+  osb__srv.nconns--;
+  free(c);
+}
+
+void osb__conn_close(osb__conn_t *c, const char *reason) {
+  if (c->closing) return;
+  c->closing = true;
+  if (osb_log_enabled(OSB_LOG_DEBUG))
+    osb_log(OSB_LOG_DEBUG, "http", "conn %llu (%s) closed: %s", (unsigned long long)c->id, c->ip, reason);
+  osb_list_remove(&c->flush_node);
+  if (c->reading) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = false;
+  }
+  if (c->req) {
+    /* detach: the handler still owns the request and finishes it later */
+    c->req->conn = NULL;
+    if (!c->req->dispatched) {
+      /* never dispatched: nobody else owns it */
+      osb__srv.inflight--;
+      osb__req_free(c->req);
+    }
+    c->req = NULL;
+  }
+  if (c->mode == OSB__CONN_WS) osb__ws_on_close(c);
+  uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  if (status < 0) {
+    osb_log(OSB_LOG_WARN, "http", "accept failed: %s", uv_strerror(status));
+    return;
+  }
+  osb__conn_t *c = osb_calloc(1, sizeof(*c));
+  uv_tcp_init(osb__srv.loop, &c->tcp);
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);  /* tcp is the first member */
+    return;
+  }
+  osb_list_init(&c->flush_node);
+  osb_list_insert_tail(&osb__srv.conns, &c->node);
+  osb__srv.nconns++;
+  c->id = ++osb__srv.next_conn_id;
+  uv_tcp_nodelay(&c->tcp, 1);
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, c->ip, sizeof(c->ip));
+    else uv_ip4_name((struct sockaddr_in *)&ss, c->ip, sizeof(c->ip));
+  }
+  http_parser_init(&c->parser, HTTP_REQUEST);
+  c->parser.data = c;
+  c->phase = OSB__PHASE_IDLE;
+  c->deadline = uv_now(osb__srv.loop) + (uint64_t)osb_cfg->http_idle_timeout_ms;
+  osb_series_inc(s_conn_total, 1);
+  if (osb__srv.shutting_down) {
+    osb__conn_close(c, "shutting down");
+    return;
+  }
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  c->reading = true;
+}
+
+/* One timer checks every connection's deadline (idle keep-alive, slow
+ * request heads, WebSocket ping/silence, drain after close). Cheaper in
+ * memory and in syscalls than a timer per connection. */
+static void on_sweep(uv_timer_t *t) {
+  uint64_t now = uv_now(osb__srv.loop);
+  osb_list_t *pos, *tmp;
+  osb_list_foreach_safe(pos, tmp, &osb__srv.conns) {
+    osb__conn_t *c = osb_container_of(pos, osb__conn_t, node);
+    if (c->closing) continue;
+    switch (c->phase) {
+      case OSB__PHASE_IDLE:
+        if (c->deadline && now >= c->deadline) osb__conn_close(c, "idle timeout");
+        break;
+      case OSB__PHASE_HEAD:
+        if (c->deadline && now >= c->deadline) {
+          if (c->req) {
+            c->req->errored = true;
+            c->req->keep_alive = false;
+            c->req->dispatched = true;
+            c->phase = OSB__PHASE_BUSY;
+            osb_res_error(c->req, 408, "request_timeout", "request head not received in time");
+          } else {
+            osb__res_simple_error(c, 408, "request_timeout", "request head not received in time", true);
+          }
+        }
+        break;
+      case OSB__PHASE_WS:
+        osb__ws_sweep(c, now);
+        break;
+      case OSB__PHASE_DRAIN:
+        if (c->deadline && now >= c->deadline) osb__conn_close(c, "drain timeout");
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+static double g_open_conns(void *ud) { return (double)osb__srv.nconns; }
+static double g_inflight(void *ud) { return (double)osb__srv.inflight; }
+
+int osb_http_server_start(uv_loop_t *loop) {
+  osb__server_t *s = &osb__srv;
+  s->loop = loop;
+  osb_list_init(&s->conns);
+  osb_list_init(&s->pending_flush);
+  osb_list_init(&req_freelist);
+
+  parser_settings.on_message_begin = on_message_begin;
+  parser_settings.on_url = on_url;
+  parser_settings.on_header_field = on_header_field;
+  parser_settings.on_header_value = on_header_value;
+  parser_settings.on_headers_complete = on_headers_complete;
+  parser_settings.on_body = on_body;
+  parser_settings.on_message_complete = on_message_complete;
+
+  m_duration = osb_metric_histogram("http_server_request_duration_seconds",
+                                    "Duration of HTTP server requests", "http_request_method,http_route,http_response_status_code",
+                                    NULL, 0);
+  m_conn_total = osb_metric_counter("http_server_connections_total", "TCP connections accepted", NULL);
+  s_conn_total = osb_metric_series0(m_conn_total);
+  osb_metric_gauge_fn("http_server_open_connections", "Open connections (HTTP and WebSocket)", g_open_conns, NULL);
+  osb_metric_gauge_fn("http_server_active_requests", "Requests being handled", g_inflight, NULL);
+  osb__cors_init(osb_cfg->cors_origins);
+  osb__ws_init();
+
+  union { struct sockaddr_in v4; struct sockaddr_in6 v6; } addr;
+  int rc;
+  if (strchr(osb_cfg->host, ':')) rc = uv_ip6_addr(osb_cfg->host, osb_cfg->port, &addr.v6);
+  else rc = uv_ip4_addr(osb_cfg->host, osb_cfg->port, &addr.v4);
+  if (rc != 0) {
+    osb_log(OSB_LOG_ERROR, "http", "HOST=%s is not an IP address: %s", osb_cfg->host, uv_strerror(rc));
+    return rc;
+  }
+  uv_tcp_init(loop, &s->listener);
+  rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 4096, on_connection);
+  if (rc != 0) {
+    osb_log(OSB_LOG_ERROR, "http", "cannot listen on %s:%d: %s", osb_cfg->host, osb_cfg->port, uv_strerror(rc));
+    uv_close((uv_handle_t *)&s->listener, NULL);
+    return rc;
+  }
+  s->listening = true;
+  struct sockaddr_storage bound;
+  int blen = sizeof(bound);
+  int port = osb_cfg->port;
+  if (uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &blen) == 0)
+    port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                             : ((struct sockaddr_in *)&bound)->sin_port);
+
+  uv_timer_init(loop, &s->sweep);
+  uint64_t every = 500;
+  uv_timer_start(&s->sweep, on_sweep, every, every);
+  uv_prepare_init(loop, &s->flusher);
+  uv_prepare_start(&s->flusher, on_prepare);
+  uv_idle_init(loop, &s->spin);
+
+  osb_log_fields(OSB_LOG_INFO, "http", "listening",
+                 json_pack("{s:s, s:i, s:s}", "host", osb_cfg->host, "port", port, "websocket", "/ws"));
+  return 0;
+}
+
+void osb_http_server_shutdown(void) {
+  osb__server_t *s = &osb__srv;
+  if (s->shutting_down) return;
+  s->shutting_down = true;
+  if (s->listening) {
+    uv_close((uv_handle_t *)&s->listener, NULL);
+    s->listening = false;
+  }
+  osb_list_t *pos, *tmp;
+  osb_list_foreach_safe(pos, tmp, &s->conns) {
+    osb__conn_t *c = osb_container_of(pos, osb__conn_t, node);
+    if (c->closing) continue;
+    if (c->mode == OSB__CONN_WS) {
+      osb__ws_shutdown(c);
+    } else if (c->phase == OSB__PHASE_IDLE || (c->phase == OSB__PHASE_HEAD && c->req && c->req->hbuf.len == 0)) {
+      if (c->qlen) c->close_after_flush = true;
+      else osb__conn_close(c, "shutting down");
+    }
+    /* busy connections close after their response (keep-alive is off now) */
+  }
+}
+
+void osb_http_server_force_close(void) {
+  osb_list_t *pos, *tmp;
+  osb_list_foreach_safe(pos, tmp, &osb__srv.conns) {
+    osb__conn_t *c = osb_container_of(pos, osb__conn_t, node);
+    osb__conn_close(c, "shutdown timeout");
+  }
+}
+
+void osb_http_server_stop(void) {
+  osb__server_t *s = &osb__srv;
+  if (s->listening) {
+    uv_close((uv_handle_t *)&s->listener, NULL);
+    s->listening = false;
+  }
+  if (!uv_is_closing((uv_handle_t *)&s->sweep)) uv_close((uv_handle_t *)&s->sweep, NULL);
+  if (!uv_is_closing((uv_handle_t *)&s->flusher)) uv_close((uv_handle_t *)&s->flusher, NULL);
+  if (!uv_is_closing((uv_handle_t *)&s->spin)) uv_close((uv_handle_t *)&s->spin, NULL);
+}
+
+void osb_http_server_dispose(void) {
+  while (!osb_list_empty(&req_freelist)) {
+    osb_list_t *n = req_freelist.next;
+    osb_list_remove(n);
+    osb_req_t *r = osb_container_of(n, osb_req_t, node);
+    osb_buf_free(&r->hbuf);
+    osb_buf_free(&r->body);
+    osb_buf_free(&r->rhead);
+    free(r->arena);
+    free(r);
+  }
+  req_freelist_len = 0;
+  osb__cors_dispose();
+  osb__ws_dispose_module();
+  osb__router_reset();
+  nhooks = 0;
+}

@@ -1,0 +1,546 @@
+/* ws.c: WebSocket (RFC 6455) on the HTTP port.
+ *
+ * Reading: wslay's frame layer decodes client frames (header, masking,
+ * control-frame rules). A wslay frame context carries a 4 KiB input buffer,
+ * which at tens of thousands of idle sockets would dominate memory, so the
+ * connections share ONE context: we measure each frame's length from its
+ * header, and hand wslay a frame only once all its bytes are here, so the
+ * context is back at a frame boundary, with an empty buffer, after every
+ * frame. Partial frames wait in the connection's own buffer.
+ *
+ * Writing: server frames are unmasked, so every subscriber of a message gets
+ * identical bytes. wslay's event API would copy each queued message per
+ * connection; instead a frame is built once (osb_ws_frame_*) and the same
+ * refcounted osb_msg_t goes into every connection's output queue (server.c).
+ *
+ * UTF-8 validation is hand-written (RFC 3629 ranges, overlongs and
+ * surrogates rejected): none of the project's libraries exposes a validator
+ * for arbitrary bytes, and it is thirty lines. */
+#include "http/internal.h"
+
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <wslay/wslay.h>
+
+#include "core/config.h"
+#include "obs/log.h"
+#include "obs/metrics.h"
+
+struct osb__ws_state {
+  uint64_t last_rx;           /* loop ms of the last byte received */
+  uint64_t last_ping;         /* loop ms of the last ping sent */
+  osb_buf_t msg;              /* data message being reassembled */
+  uint8_t msg_opcode;         /* 0 = none in progress */
+  bool close_sent;
+  bool on_close_called;
+  uint16_t close_code;
+  void *data;
+};
+
+static const osb_ws_handler_t *handler;
+static size_t ws_open;
+static osb_msg_t *ping_frame;
+static wslay_frame_context_ptr shared_ctx;
+static struct { const uint8_t *p; size_t len, off; } feed;
+static osb_metric_t *m_in, *m_out, *m_slow, *m_closed;
+static osb_series_t *s_in, *s_out, *s_slow;
+
+#define WS(c) ((osb_ws_t *)(c))
+#define CONN(ws) ((osb__conn_t *)(ws))
+
+size_t osb_ws_count(void) { return ws_open; }
+
+/* ---- frames ---- */
+
+void osb_ws_frame_finish(osb_msg_t *m, int opcode) {
+  uint8_t h[10];
+  size_t hl;
+  size_t n = m->len;
+  h[0] = (uint8_t)(0x80 | (opcode & 0x0f));
+  if (n < 126) {
+    h[1] = (uint8_t)n;
+    hl = 2;
+  } else if (n < 65536) {
+    h[1] = 126;
+    h[2] = (uint8_t)(n >> 8);
+    h[3] = (uint8_t)n;
+    hl = 4;
+  } else {
+    h[1] = 127;
+    for (int i = 0; i < 8; i++) h[2 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+    hl = 10;
+  }
+  osb_msg_prepend(m, h, hl);
+}
+
+osb_msg_t *osb_ws_frame_new(int opcode, const void *payload, size_t len) {
+  osb_msg_t *m = osb_msg_new(OSB_WS_HEADROOM, len);
+  if (len) memcpy(m->data, payload, len);
+  m->len = len;
+  osb_ws_frame_finish(m, opcode);
+  return m;
+}
+
+static int dump_cb(const char *buf, size_t size, void *data) {
+  osb_msg_append((osb_msg_t **)data, buf, size);
+  return 0;
+}
+
+osb_msg_t *osb_ws_frame_json(const json_t *j) {
+  osb_msg_t *m = osb_msg_new(OSB_WS_HEADROOM, 128);
+  json_dump_callback(j, dump_cb, &m, JSON_COMPACT);
+  osb_ws_frame_finish(m, OSB_WS_TEXT);
+  return m;
+}
+
+static osb_msg_t *close_frame(uint16_t code, const char *reason) {
+  uint8_t p[125];
+  size_t rl = reason ? strlen(reason) : 0;
+  if (rl > 123) rl = 123;
+  p[0] = (uint8_t)(code >> 8);
+  p[1] = (uint8_t)code;
+  if (rl) memcpy(p + 2, reason, rl);
+  return osb_ws_frame_new(0x8, p, 2 + rl);
+}
+
+/* ---- UTF-8 ---- */
+
+bool osb__utf8_valid(const uint8_t *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    uint8_t c = s[i];
+    if (c < 0x80) { i++; continue; }
+    size_t need;
+    uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) { need = 1; cp = c & 0x1f; }
+    else if (c >= 0xe0 && c <= 0xef) { need = 2; cp = c & 0x0f; }
+    else if (c >= 0xf0 && c <= 0xf4) { need = 3; cp = c & 0x07; }
+    else return false;
+    if (i + need >= n) return false;
+    for (size_t k = 1; k <= need; k++) {
+      uint8_t cc = s[i + k];
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10ffff))) return false;
+    if (cp >= 0xd800 && cp <= 0xdfff) return false;
+    i += need + 1;
+  }
+  return true;
+}
+
+/* ---- the default handler: welcome, ping → pong, anything else → error ---- */
+
+static void def_open(osb_ws_t *ws, osb_req_t *req) {
+  json_t *j = json_pack("{s:s, s:I, s:n, s:i}", "type", "welcome", "conn_id", (json_int_t)osb_ws_id(ws),
+                        "user", "heartbeat_s", osb_cfg->ws_ping_interval_ms / 1000);
+  osb_ws_send_json(ws, j);
+}
+
+static void def_message(osb_ws_t *ws, bool binary, const char *data, size_t len) {
+  json_t *msg = json_loadb(data, len, 0, NULL);
+  json_t *id = msg ? json_object_get(msg, "id") : NULL;
+  const char *type = msg ? json_string_value(json_object_get(msg, "type")) : NULL;
+  json_t *reply;
+  if (!msg || !json_is_object(msg)) {
+    reply = json_pack("{s:s, s:s, s:s}", "type", "error", "code", "bad_json", "message", "messages are JSON objects");
+  } else if (type && strcmp(type, "ping") == 0) {
+    reply = json_pack("{s:s}", "type", "pong");
+  } else {
+    reply = json_pack("{s:s, s:s, s:s}", "type", "error", "code", "unknown_type", "message", "unknown message type");
+  }
+  if (id) json_object_set(reply, "id", id);
+  json_decref(msg);
+  osb_ws_send_json(ws, reply);
+}
+
+static void def_close(osb_ws_t *ws, uint16_t code) {}
+
+static const osb_ws_handler_t default_handler = {def_open, def_message, def_close};
+
+void osb_ws_set_handler(const osb_ws_handler_t *h) { handler = h ? h : &default_handler; }
+
+/* ---- accessors ---- */
+
+uint64_t osb_ws_id(const osb_ws_t *ws) { return CONN(ws)->id; }
+const char *osb_ws_ip(const osb_ws_t *ws) { return CONN(ws)->ip; }
+size_t osb_ws_queued_bytes(const osb_ws_t *ws) { return CONN(ws)->queued_bytes; }
+bool osb_ws_closing(const osb_ws_t *ws) { return CONN(ws)->closing || CONN(ws)->ws->close_sent; }
+void *osb_ws_data(const osb_ws_t *ws) { return CONN(ws)->ws->data; }
+void osb_ws_set_data(osb_ws_t *ws, void *data) { CONN(ws)->ws->data = data; }
+
+/* ---- sending ---- */
+
+static void begin_drain(osb__conn_t *c) {
+  c->close_after_flush = true;
+  c->phase = OSB__PHASE_DRAIN;
+  c->deadline = uv_now(osb__srv.loop) + 5000;
+}
+
+void osb_ws_close(osb_ws_t *ws, uint16_t code, const char *reason) {
+  osb__conn_t *c = CONN(ws);
+  if (c->closing || c->ws->close_sent) return;
+  c->ws->close_sent = true;
+  c->ws->close_code = code;
+  osb_msg_t *f = close_frame(code, reason);
+  osb__conn_queue(c, f);
+  osb_msg_unref(f);
+  /* wait (bounded) for the peer's close reply; the drain deadline ends it otherwise */
+  c->phase = OSB__PHASE_DRAIN;
+  c->deadline = uv_now(osb__srv.loop) + 5000;
+}
+
+int osb_ws_send(osb_ws_t *ws, osb_msg_t *frame) {
+  osb__conn_t *c = CONN(ws);
+  if (c->closing || c->ws->close_sent) return OSB_ECLOSED;
+  osb__conn_queue(c, frame);
+  osb_series_inc(s_out, 1);
+  if (c->queued_bytes > (size_t)osb_cfg->ws_send_buffer_bytes) {
+    /* Slow consumer: drop what it has not started receiving and tell it why. */
+    osb_series_inc(s_slow, 1);
+    osb__conn_discard_queue(c);
+    osb_ws_close(ws, 1013, "send buffer limit exceeded");
+    return OSB_ESLOW;
+  }
+  return 0;
+}
+
+int osb_ws_send_json(osb_ws_t *ws, json_t *j) {
+  osb_msg_t *f = osb_ws_frame_json(j);
+  json_decref(j);
+  int rc = osb_ws_send(ws, f);
+  osb_msg_unref(f);
+  return rc;
+}
+
+/* ---- receiving ---- */
+
+static ssize_t feed_recv(wslay_frame_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *ud) {
+  size_t n = feed.len - feed.off;
+  if (n > len) n = len;
+  if (n == 0) return 0;  /* wslay turns this into WANT_READ; cannot happen with whole frames */
+  memcpy(buf, feed.p + feed.off, n);
+  feed.off += n;
+  return (ssize_t)n;
+}
+
+static ssize_t no_send(wslay_frame_context_ptr ctx, const uint8_t *d, size_t l, int f, void *ud) { return WSLAY_ERR_INVALID_ARGUMENT; }
+static int no_genmask(uint8_t *buf, size_t len, void *ud) { return -1; }
+
+static void ctx_reset(void) {
+  static const struct wslay_frame_callbacks cbs = {no_send, feed_recv, no_genmask};
+  if (shared_ctx) wslay_frame_context_free(shared_ctx);
+  osb_assert(wslay_frame_context_init(&shared_ctx, &cbs, NULL) == 0);
+}
+
+static bool valid_close_code(uint16_t code) {
+  if (code < 1000 || code >= 5000) return false;
+  if (code == 1004 || code == 1005 || code == 1006 || code == 1015) return false;
+  if (code > 1015 && code < 3000) return false;
+  return true;
+}
+
+static void fail(osb__conn_t *c, uint16_t code, const char *why) {
+  if (osb_log_enabled(OSB_LOG_DEBUG))
+    osb_log(OSB_LOG_DEBUG, "ws", "conn %llu: closing %u: %s", (unsigned long long)c->id, code, why);
+  osb__conn_discard_queue(c);
+  osb_ws_close(WS(c), code, why);
+  c->close_after_flush = true;  /* protocol errors: no need to wait for the reply */
+  if (c->reading) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = false;
+  }
+}
+
+/* One complete frame: opcode, fin, payload (unmasked). Returns false to stop reading. */
+static bool on_frame(osb__conn_t *c, uint8_t opcode, bool fin, const uint8_t *p, size_t n) {
+  struct osb__ws_state *w = c->ws;
+  switch (opcode) {
+    case 0x0: /* continuation */
+    case 0x1:
+    case 0x2: {
+      if (opcode == 0 && w->msg_opcode == 0) { fail(c, 1002, "continuation without a message"); return false; }
+      if (opcode != 0 && w->msg_opcode != 0) { fail(c, 1002, "new message inside a fragmented one"); return false; }
+      if (opcode != 0) w->msg_opcode = opcode;
+      if (w->msg.len + n > (size_t)osb_cfg->ws_max_message_bytes) { fail(c, 1009, "message too big"); return false; }
+      const uint8_t *data = p;
+      size_t len = n;
+      bool whole = fin && w->msg.len == 0;
+      if (!whole) {
+        osb_buf_append(&w->msg, p, n);
+        if (!fin) return true;
+        data = (const uint8_t *)w->msg.base;
+        len = w->msg.len;
+      }
+      uint8_t op = w->msg_opcode;
+      w->msg_opcode = 0;
+      if (op == 0x1 && !osb__utf8_valid(data, len)) {
+        osb_buf_free(&w->msg);
+        fail(c, 1007, "invalid UTF-8 in a text message");
+        return false;
+      }
+      osb_series_inc(s_in, 1);
+      if (!w->close_sent) handler->on_message(WS(c), op == 0x2, (const char *)data, len);
+      if (!whole) {
+        if (w->msg.cap > 4096) osb_buf_free(&w->msg);
+        else osb_buf_reset(&w->msg);
+      }
+      return !c->closing;
+    }
+    case 0x8: { /* close */
+      uint16_t code = 1005;
+      if (n == 1) { fail(c, 1002, "bad close payload"); return false; }
+      if (n >= 2) {
+        code = (uint16_t)((p[0] << 8) | p[1]);
+        if (!valid_close_code(code)) { fail(c, 1002, "invalid close code"); return false; }
+        if (!osb__utf8_valid(p + 2, n - 2)) { fail(c, 1007, "invalid UTF-8 in close reason"); return false; }
+      }
+      if (w->close_sent) {
+        osb__conn_close(c, "close handshake done");
+      } else {
+        /* echo the code, then close once it is written */
+        w->close_code = code;
+        osb_ws_close(WS(c), code == 1005 ? 1000 : code, NULL);
+        begin_drain(c);
+      }
+      return false;
+    }
+    case 0x9: { /* ping → pong with the same payload */
+      if (w->close_sent) return true;
+      osb_msg_t *f = osb_ws_frame_new(0xA, p, n);
+      osb__conn_queue(c, f);
+      osb_msg_unref(f);
+      return true;
+    }
+    case 0xA: /* pong: last_rx already updated */
+      return true;
+    default:
+      fail(c, 1002, "reserved opcode");
+      return false;
+  }
+}
+
+/* Consume whole frames from data; returns bytes used (the rest is a partial frame). */
+static size_t parse_frames(osb__conn_t *c, const uint8_t *data, size_t len) {
+  size_t pos = 0;
+  while (pos < len && !c->closing && c->mode == OSB__CONN_WS && c->reading) {
+    const uint8_t *h = data + pos;
+    size_t avail = len - pos;
+    if (avail < 2) break;
+    bool masked = h[1] & 0x80;
+    uint64_t plen = h[1] & 0x7f;
+    size_t hl = 2;
+    if (plen == 126) hl += 2;
+    else if (plen == 127) hl += 8;
+    if (masked) hl += 4;
+    if (avail < hl) break;
+    if (plen == 126) plen = ((uint64_t)h[2] << 8) | h[3];
+    else if (plen == 127) {
+      plen = 0;
+      for (int i = 0; i < 8; i++) plen = (plen << 8) | h[2 + i];
+    }
+    if (!masked) { fail(c, 1002, "client frames must be masked"); return len; }
+    if (h[0] & 0x70) { fail(c, 1002, "reserved bits set"); return len; }
+    if (plen > (uint64_t)osb_cfg->ws_max_message_bytes) { fail(c, 1009, "frame too big"); return len; }
+    if (avail < hl + plen) break;
+
+    /* a whole frame: let wslay decode it from the shared context */
+    feed.p = h;
+    feed.len = hl + (size_t)plen;
+    feed.off = 0;
+    uint8_t opcode = 0;
+    bool fin = false;
+    osb_buf_t payload = OSB_BUF_INIT;
+    const uint8_t *pp = NULL;
+    size_t pn = 0;
+    bool err = false;
+    for (;;) {
+      struct wslay_frame_iocb io;
+      memset(&io, 0, sizeof(io));
+      ssize_t r = wslay_frame_recv(shared_ctx, &io);
+      if (r < 0) { err = true; break; }
+      opcode = io.opcode;
+      fin = io.fin;
+      if (feed.off == feed.len && io.data_length == plen && payload.len == 0) {
+        pp = io.data; pn = io.data_length;   /* the usual case: one chunk */
+        break;
+      }
+      osb_buf_append(&payload, io.data, io.data_length);
+      if (payload.len == plen && feed.off == feed.len) { pp = (const uint8_t *)payload.base; pn = payload.len; break; }
+    }
+    pos += feed.len;
+    feed.p = NULL;
+    if (err) {
+      ctx_reset();
+      osb_buf_free(&payload);
+      fail(c, 1002, "malformed frame");
+      return len;
+    }
+    bool go_on = on_frame(c, opcode, fin, pp ? pp : (const uint8_t *)"", pn);
+    osb_buf_free(&payload);
+    if (!go_on) return len;
+  }
+  return pos;
+}
+
+void osb__ws_on_data(osb__conn_t *c, const char *data, size_t len) {
+  c->ws->last_rx = uv_now(osb__srv.loop);
+  if (c->in.len) {
+    osb_buf_append(&c->in, data, len);
+    size_t used = parse_frames(c, (const uint8_t *)c->in.base, c->in.len);
+    if (!c->closing) {
+      osb_buf_consume(&c->in, used);
+      if (c->in.len == 0) osb_buf_free(&c->in);
+    }
+  } else {
+    size_t used = parse_frames(c, (const uint8_t *)data, len);
+    if (!c->closing && used < len) osb_buf_append(&c->in, data + used, len - used);
+  }
+}
+
+/* ---- timers (called from the server's sweep) ---- */
+
+void osb__ws_sweep(osb__conn_t *c, uint64_t now) {
+  struct osb__ws_state *w = c->ws;
+  if (now - w->last_rx >= (uint64_t)osb_cfg->ws_idle_timeout_ms) {
+    osb_ws_close(WS(c), 1001, "idle timeout");
+    return;
+  }
+  if (now - w->last_ping >= (uint64_t)osb_cfg->ws_ping_interval_ms) {
+    w->last_ping = now;
+    osb__conn_queue(c, ping_frame);
+  }
+}
+
+void osb__ws_shutdown(osb__conn_t *c) { osb_ws_close(WS(c), 1001, "server shutting down"); }
+
+void osb__ws_on_close(osb__conn_t *c) {
+  struct osb__ws_state *w = c->ws;
+  if (!w || w->on_close_called) return;
+  w->on_close_called = true;
+  ws_open--;
+  char code[8];
+  snprintf(code, sizeof(code), "%u", w->close_code ? w->close_code : 1006);
+  osb_series_inc(osb_metric_series1(m_closed, code), 1);
+  handler->on_close(WS(c), w->close_code ? w->close_code : 1006);
+}
+
+void osb__ws_dispose(osb__conn_t *c) {
+  if (!c->ws) return;
+  osb_buf_free(&c->ws->msg);
+  free(c->ws);
+  c->ws = NULL;
+}
+
+/* ---- the upgrade ---- */
+
+static bool header_has_token(const char *v, const char *token) {
+  if (!v) return false;
+  size_t tl = strlen(token);
+  const char *p = v;
+  while (*p) {
+    while (*p == ' ' || *p == ',' || *p == '\t') p++;
+    size_t l = strcspn(p, ",");
+    size_t e = l;
+    while (e && (p[e - 1] == ' ' || p[e - 1] == '\t')) e--;
+    if (e == tl && strncasecmp(p, token, tl) == 0) return true;
+    p += l;
+  }
+  return false;
+}
+
+bool osb__ws_is_upgrade(osb_req_t *req) {
+  return req->method == OSB_GET && strcmp(req->path, "/ws") == 0 &&
+         header_has_token(osb_req_header(req, "upgrade"), "websocket") &&
+         header_has_token(osb_req_header(req, "connection"), "upgrade");
+}
+
+static void ws_route(osb_req_t *req) {
+  if (!osb__ws_is_upgrade(req)) {
+    osb_res_header(req, "Upgrade", "websocket");
+    osb_res_error(req, 426, "upgrade_required", "GET /ws needs a WebSocket upgrade");
+    return;
+  }
+  osb__ws_upgrade(req);
+}
+
+void osb__ws_upgrade(osb_req_t *req) {
+  osb__conn_t *c = req->conn;
+  const char *key = osb_req_header(req, "sec-websocket-key");
+  const char *ver = osb_req_header(req, "sec-websocket-version");
+  if (!key || strlen(key) != 24) {
+    osb_res_error(req, 400, "bad_handshake", "Sec-WebSocket-Key is missing or malformed");
+    return;
+  }
+  if (!ver || strcmp(ver, "13") != 0) {
+    osb_res_header(req, "Sec-WebSocket-Version", "13");
+    osb_res_error(req, 426, "bad_handshake", "only WebSocket version 13 is supported");
+    return;
+  }
+  if (osb__srv.shutting_down) {
+    osb_res_error(req, 503, "shutting_down", "the server is shutting down");
+    return;
+  }
+  if (ws_open >= (size_t)osb_cfg->ws_max_connections) {
+    osb_res_header(req, "Retry-After", "5");
+    osb_res_error(req, 503, "too_many_connections", "WebSocket connection limit reached");
+    return;
+  }
+  if (!c) {  /* detached: nothing to upgrade */
+    osb_res_error(req, 400, "bad_handshake", "connection gone");
+    return;
+  }
+  /* Sec-WebSocket-Accept = base64(SHA-1(key + GUID)) */
+  static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  char buf[24 + sizeof(guid)];
+  memcpy(buf, key, 24);
+  memcpy(buf + 24, guid, sizeof(guid) - 1);
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1((const unsigned char *)buf, 24 + sizeof(guid) - 1, digest);
+  char accept[32];
+  EVP_EncodeBlock((unsigned char *)accept, digest, SHA_DIGEST_LENGTH);
+
+  osb_res_header(req, "Upgrade", "websocket");
+  osb_res_header(req, "Connection", "Upgrade");
+  osb_res_header(req, "Sec-WebSocket-Accept", accept);
+
+  c->mode = OSB__CONN_WS;
+  c->phase = OSB__PHASE_WS;
+  c->deadline = 0;
+  c->ws = osb_calloc(1, sizeof(*c->ws));
+  c->ws->last_rx = c->ws->last_ping = uv_now(osb__srv.loop);
+  ws_open++;
+  /* The 101 goes out first; on_open may queue frames right behind it. */
+  osb__res_head(req, 101, NULL);
+  handler->on_open(WS(c), req);
+  osb__res_finish_upgraded(req);
+}
+
+/* ---- module set-up ---- */
+
+static double g_ws_open(void *ud) { return (double)ws_open; }
+
+void osb__ws_init(void) {
+  if (!handler) handler = &default_handler;
+  ctx_reset();
+  uint8_t none[1];
+  if (!ping_frame) ping_frame = osb_ws_frame_new(0x9, none, 0);
+  osb_metric_gauge_fn("websocket_connections", "Open WebSocket connections", g_ws_open, NULL);
+  m_in = osb_metric_counter("websocket_messages_received_total", "Data messages received from clients", NULL);
+  m_out = osb_metric_counter("websocket_messages_sent_total", "Frames queued to clients", NULL);
+  m_slow = osb_metric_counter("websocket_slow_consumer_closes_total", "Connections closed with 1013 for exceeding WS_SEND_BUFFER_BYTES", NULL);
+  m_closed = osb_metric_counter("websocket_closes_total", "Closed WebSocket connections by close code", "code");
+  s_in = osb_metric_series0(m_in);
+  s_out = osb_metric_series0(m_out);
+  s_slow = osb_metric_series0(m_slow);
+  osb_route(OSB_GET, "/ws", ws_route);
+}
+
+void osb__ws_dispose_module(void) {
+  if (shared_ctx) wslay_frame_context_free(shared_ctx);
+  shared_ctx = NULL;
+  osb_msg_unref(ping_frame);
+  ping_frame = NULL;
+}

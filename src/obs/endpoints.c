@@ -1,0 +1,59 @@
+/* endpoints.c: operations routes. */
+#include "obs/endpoints.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+
+#include "http/http.h"
+#include "obs/health.h"
+#include "obs/metrics.h"
+
+/* /health is hit by load balancers many times a second: one prebuilt body,
+ * shared by reference (redis's shared.ok). */
+static osb_msg_t *health_body;
+
+static void get_health(osb_req_t *req) {
+  osb_res_msg(req, 200, "application/json", health_body);
+}
+
+static void get_ready(osb_req_t *req) {
+  char reason[256] = "";
+  if (osb_health_ready(reason, sizeof(reason))) {
+    osb_res_json(req, 200, json_pack("{s:s}", "status", "pass"));
+  } else {
+    osb_res_header(req, "Retry-After", "1");
+    osb_res_error(req, 503, "not_ready", "%s", reason[0] ? reason : "not ready");
+  }
+}
+
+static void get_details(osb_req_t *req) {
+  json_t *doc = osb_health_details();
+  const char *st = json_string_value(json_object_get(doc, "status"));
+  int status = st && strcmp(st, "fail") == 0 ? 503 : 200;
+  char *s = json_dumps(doc, JSON_COMPACT);
+  json_decref(doc);
+  osb_res_header(req, "Cache-Control", "no-store");
+  osb_res_send(req, status, "application/health+json", s, strlen(s));
+  free(s);
+}
+
+static void get_metrics(osb_req_t *req) {
+  osb_buf_t b = OSB_BUF_INIT;
+  osb_metrics_render(&b);
+  osb_res_send(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.base ? b.base : "", b.len);
+  osb_buf_free(&b);
+}
+
+void osb_obs_routes(void) {
+  static const char ok[] = "{\"status\":\"pass\"}";
+  if (!health_body) health_body = osb_msg_from(ok, sizeof(ok) - 1);
+  osb_route(OSB_GET, "/health", get_health);
+  osb_route(OSB_GET, "/ready", get_ready);
+  osb_route(OSB_GET, "/health/details", get_details);
+  osb_route(OSB_GET, "/metrics", get_metrics);
+}
+
+void osb_obs_dispose(void) {
+  osb_msg_unref(health_body);
+  health_body = NULL;
+}

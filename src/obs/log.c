@@ -1,0 +1,229 @@
+/* log.c: one line per call, JSON or text, one write per line.
+ *
+ * A line is built completely in a private buffer and handed to stdio in a
+ * single fwrite under the stream lock (stderr is unbuffered, so that is one
+ * write(2) in practice): lines from worker threads cannot interleave, and a
+ * crash right after a call still leaves the whole line on the terminal. */
+#include "obs/log.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <time.h>
+
+#include "core/config.h"
+
+int osb__log_level = OSB_LOG_INFO;
+static int log_format = OSB_LOGFMT_JSON;
+static FILE *log_out;
+
+static const char *const level_json[] = {"debug", "info", "warn", "error"};
+static const char *const level_text[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
+
+static int clamp_level(int level) {
+  return level < OSB_LOG_DEBUG ? OSB_LOG_DEBUG : level > OSB_LOG_ERROR ? OSB_LOG_ERROR : level;
+}
+
+void osb_log_init(int level, int format) {
+  osb__log_level = clamp_level(level);
+  log_format = format == OSB_LOGFMT_TEXT ? OSB_LOGFMT_TEXT : OSB_LOGFMT_JSON;
+}
+
+void osb_log_set_output(FILE *f) { log_out = f; }
+
+int osb_log_level_parse(const char *s) {
+  if (!s) return -1;
+  for (int i = 0; i < (int)OSB_ARRAY_LEN(level_json); i++)
+    if (strcasecmp(s, level_json[i]) == 0) return i;
+  return -1;
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if the
+ * bytes there are not one (truncated, overlong, surrogate, > U+10FFFF). */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+  unsigned c = s[0];
+  size_t len;
+  unsigned min;
+  if (c < 0x80) return 1;
+  if (c >= 0xc2 && c <= 0xdf) { len = 2; min = 0x80; }
+  else if ((c & 0xf0) == 0xe0) { len = 3; min = 0x800; }
+  else if (c >= 0xf0 && c <= 0xf4) { len = 4; min = 0x10000; }
+  else return 0;
+  if (n < len) return 0;
+  unsigned cp = c & (0x7f >> len);
+  for (size_t i = 1; i < len; i++) {
+    if ((s[i] & 0xc0) != 0x80) return 0;
+    cp = (cp << 6) | (s[i] & 0x3f);
+  }
+  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  return len;
+}
+
+/* Append s as a JSON string (with quotes), or for text output (quoted =
+ * false) as the same escapes without quotes, so a value never spans lines. */
+static void put_escaped(osb_buf_t *b, const char *s, size_t n, bool quoted) {
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *p = (const unsigned char *)s;
+  if (quoted) osb_buf_append(b, "\"", 1);
+  for (size_t i = 0; i < n;) {
+    unsigned char c = p[i];
+    const char *esc = NULL;
+    switch (c) {
+      case '"': esc = quoted ? "\\\"" : NULL; break;
+      case '\\': esc = quoted ? "\\\\" : NULL; break;
+      case '\n': esc = "\\n"; break;
+      case '\r': esc = "\\r"; break;
+      case '\t': esc = "\\t"; break;
+      default: break;
+    }
+    if (esc) {
+      osb_buf_puts(b, esc);
+      i++;
+    } else if (c < 0x20 || c == 0x7f) {
+      char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+      osb_buf_append(b, e, 6);
+      i++;
+    } else {
+      size_t len = utf8_len(p + i, n - i);
+      if (len) {
+        osb_buf_append(b, p + i, len);
+        i += len;
+      } else {
+        osb_buf_puts(b, quoted ? "\\ufffd" : "\xef\xbf\xbd");
+        i++;
+      }
+    }
+  }
+  if (quoted) osb_buf_append(b, "\"", 1);
+}
+
+static int dump_cb(const char *p, size_t n, void *ud) {
+  osb_buf_append(ud, p, n);
+  return 0;
+}
+
+static void put_json_value(osb_buf_t *b, json_t *v) {
+  if (json_dump_callback(v, dump_cb, b, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+    osb_buf_puts(b, "null");
+}
+
+/* Text values stay bare when that is unambiguous, else JSON-quoted. */
+static void put_text_value(osb_buf_t *b, json_t *v) {
+  if (json_is_string(v)) {
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    bool bare = n > 0;
+    for (size_t i = 0; i < n && bare; i++) {
+      unsigned char c = (unsigned char)s[i];
+      if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c == 0x7f) bare = false;
+    }
+    if (bare) put_escaped(b, s, n, false);
+    else put_escaped(b, s, n, true);
+  } else {
+    put_json_value(b, v);
+  }
+}
+
+static bool reserved_key(const char *k) {
+  return strcmp(k, "ts") == 0 || strcmp(k, "level") == 0 || strcmp(k, "module") == 0 ||
+         strcmp(k, "msg") == 0;
+}
+
+static void put_timestamp(osb_buf_t *b) {
+  struct timespec ts;
+  struct tm tm;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  osb_buf_printf(b, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000));
+}
+
+static void emit(int level, const char *module, const char *msg, size_t msglen, json_t *fields) {
+  osb_buf_t b = OSB_BUF_INIT;
+  osb_buf_reserve(&b, 128 + msglen);
+  level = clamp_level(level);
+  if (!module) module = "main";
+  const char *key;
+  json_t *val;
+
+  if (log_format == OSB_LOGFMT_TEXT) {
+    put_timestamp(&b);
+    osb_buf_printf(&b, " %s ", level_text[level]);
+    put_escaped(&b, module, strlen(module), false);
+    osb_buf_puts(&b, ": ");
+    put_escaped(&b, msg, msglen, false);
+    if (json_is_object(fields)) {
+      json_object_foreach(fields, key, val) {
+        osb_buf_puts(&b, " ");
+        put_escaped(&b, key, strlen(key), false);
+        osb_buf_puts(&b, "=");
+        put_text_value(&b, val);
+      }
+    } else if (fields) {
+      osb_buf_puts(&b, " fields=");
+      put_json_value(&b, fields);
+    }
+  } else {
+    osb_buf_puts(&b, "{\"ts\":\"");
+    put_timestamp(&b);
+    osb_buf_printf(&b, "\",\"level\":\"%s\",\"module\":", level_json[level]);
+    put_escaped(&b, module, strlen(module), true);
+    osb_buf_puts(&b, ",\"msg\":");
+    put_escaped(&b, msg, msglen, true);
+    if (json_is_object(fields)) {
+      json_object_foreach(fields, key, val) {
+        osb_buf_puts(&b, ",");
+        if (reserved_key(key)) {
+          osb_buf_puts(&b, "\"_");
+          put_escaped(&b, key, strlen(key), false);
+          osb_buf_puts(&b, "\"");
+        } else {
+          put_escaped(&b, key, strlen(key), true);
+        }
+        osb_buf_puts(&b, ":");
+        put_json_value(&b, val);
+      }
+    } else if (fields) {
+      osb_buf_puts(&b, ",\"fields\":");
+      put_json_value(&b, fields);
+    }
+    osb_buf_puts(&b, "}");
+  }
+  osb_buf_puts(&b, "\n");
+
+  FILE *f = log_out ? log_out : stderr;
+  flockfile(f);
+  fwrite(b.base, 1, b.len, f);
+  fflush(f);
+  funlockfile(f);
+  osb_buf_free(&b);
+}
+
+void osb_log(int level, const char *module, const char *fmt, ...) {
+  if (!osb_log_enabled(level)) return;
+  char small[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(small, sizeof(small), fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if ((size_t)n < sizeof(small)) {
+    emit(level, module, small, (size_t)n, NULL);
+    return;
+  }
+  char *big = osb_malloc((size_t)n + 1);
+  va_start(ap, fmt);
+  vsnprintf(big, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  emit(level, module, big, (size_t)n, NULL);
+  free(big);
+}
+
+void osb_log_fields(int level, const char *module, const char *msg, json_t *fields) {
+  if (osb_log_enabled(level)) {
+    if (!msg) msg = "";
+    emit(level, module, msg, strlen(msg), fields);
+  }
+  json_decref(fields);
+}
