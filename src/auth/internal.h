@@ -165,4 +165,53 @@ void osb__hmac_sha256(unsigned char out[32], const void *key, size_t keylen, con
 int osb__secret_load(const char *configured, const char *sqlite_path, char **key, size_t *keylen,
                      bool *generated, char *err, size_t errlen);
 
+/* ---- auth.c internals shared with session.c ---- */
+const void *osb__auth_csrf_key(size_t *len);
+/* A signed access JWT for the user (malloc'd); *exp gets its expiry. */
+char *osb__auth_issue_access(const char *user_id, const char *email, int role, int64_t *exp);
+unsigned osb__auth_login_blocked(const char *ip, const char *email);
+void osb__auth_login_failed(const char *ip, const char *email);
+void osb__auth_login_succeeded(const char *email);
+
+/* ---- store.c: the module's SQL, both dialects ----
+ * Every call answers through cb exactly once on the loop thread, never
+ * before returning. Errors: -OSB_ENOTFOUND, -OSB_ECONFLICT (unique e-mail),
+ * -OSB_EDENIED (refresh reuse: the family has been revoked), -OSB_EUNAVAIL
+ * or -OSB_EDB (database down or failing). */
+typedef struct osb__user {
+  char *id;
+  char *email;
+  char *display_name;    /* may be NULL */
+  int role;              /* osb_role_t */
+  char *password_hash;   /* NULL for external and password-less users */
+  int64_t created_at;    /* ms since the epoch */
+} osb__user_t;
+void osb__user_free(osb__user_t *u);
+/* {id,email,display_name,role,created_at}: never the hash. */
+json_t *osb__user_json(const osb__user_t *u);
+
+typedef void (*osb__user_cb)(void *ud, int err, osb__user_t *u /* callee frees */);
+typedef void (*osb__done_cb)(void *ud, int err);
+
+void osb__store_user_by_email(const char *email, osb__user_cb cb, void *ud);
+void osb__store_user_by_id(const char *id, osb__user_cb cb, void *ud);
+void osb__store_user_insert(const char *email, const char *display_name, const char *hash, int role,
+                            osb__user_cb cb, void *ud);
+/* The local user for an external subject, created (role user) on first
+ * sight. An e-mail already held by a different local account is not taken
+ * over: -OSB_ECONFLICT. */
+void osb__store_user_external(const char *ext_sub, const char *email, osb__user_cb cb, void *ud);
+/* A new refresh token (hash only) for user_id; family NULL starts a family. */
+void osb__store_refresh_insert(const char *user_id, const char *family, const char *token_hash,
+                               int64_t expires_ms, osb__done_cb cb, void *ud);
+/* In one transaction: find old_hash; unknown or expired → -OSB_ENOTFOUND;
+ * already used or revoked → revoke the family, -OSB_EDENIED; else mark it
+ * used and insert new_hash in the same family. cb gets the token's user. */
+void osb__store_refresh_rotate(const char *old_hash, const char *new_hash, int64_t now_ms,
+                               int64_t new_expires_ms, osb__user_cb cb, void *ud);
+/* Revoke the family that token_hash belongs to (unknown: ok). */
+void osb__store_refresh_revoke(const char *token_hash, int64_t now_ms, osb__done_cb cb, void *ud);
+/* Delete refresh tokens that expired before cutoff_ms. */
+void osb__store_refresh_purge(int64_t cutoff_ms, osb__done_cb cb, void *ud);
+
 #endif
