@@ -1,4 +1,4 @@
-/* auth_routes.c: /api/auth/* and /api/usage.
+/* auth_routes.c: the /api/auth routes and /api/usage.
  *
  * Sign-in answers carry the tokens both ways: in the JSON body (for apps
  * that keep a bearer token) and as the SSO cookies (for apps on the shared
@@ -215,6 +215,42 @@ static void get_me(osb_req_t *req) {
   osb_db_query(&Q_ME, params, 1, on_me, req);
 }
 
+/* ---- PATCH /api/auth/me {display_name} ---- */
+
+static const osb_db_stmt_t Q_ME_UPDATE = {
+  .name = "auth_routes_me_update",
+  .pg = "UPDATE users SET display_name = $2, updated_at = $3 WHERE id = $1",
+  .nparams = 3,
+  .writes = "users",
+};
+
+static void on_me_updated(void *ud, int err, const osb_db_result_t *res) {
+  osb_req_t *req = ud;
+  if (err < 0) {
+    on_me(ud, err, res);
+    return;
+  }
+  const char *params[] = {osb_req_principal(req)->user_id};
+  osb_db_query(&Q_ME, params, 1, on_me, req);
+}
+
+static void patch_me(osb_req_t *req) {
+  if (!osb_auth_require(req, OSB_ROLE_USER, patch_me)) return;
+  json_t *body = osb_req_json(req);
+  if (!body) return;
+  bool bad = false;
+  const char *name = body_str(body, "display_name", &bad);
+  if (bad || !name || strlen(name) > DISPLAY_NAME_MAX) {
+    osb_res_error(req, 400, "invalid_request", "display_name must be a string of at most %d bytes",
+                  DISPLAY_NAME_MAX);
+    return;
+  }
+  char now[24];
+  snprintf(now, sizeof(now), "%llu", (unsigned long long)osb_wallclock_ms());
+  const char *params[] = {osb_req_principal(req)->user_id, name, now};
+  osb_db_query(&Q_ME_UPDATE, params, 3, on_me_updated, req);
+}
+
 /* ---- GET /api/auth/session ---- */
 
 typedef struct session_ctx {
@@ -342,6 +378,7 @@ void osb_auth_routes(void) {
   osb_route(OSB_POST, "/api/auth/refresh", post_refresh);
   osb_route(OSB_POST, "/api/auth/logout", post_logout);
   osb_route(OSB_GET, "/api/auth/me", get_me);
+  osb_route(OSB_PATCH, "/api/auth/me", patch_me);
   osb_route(OSB_GET, "/api/auth/session", get_session);
   osb_route(OSB_GET, "/api/usage", get_usage);
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sodium.h>
+#include <uv.h>
 
 #include "core/config.h"
 #include "obs/health.h"
@@ -26,6 +27,9 @@
 #define EXT_CACHE_MAX 16384
 #define EXT_CACHE_TTL_MS 60000
 #define ID_MAX 64
+#define PURGE_FIRST_MS 60000
+#define PURGE_EVERY_MS 3600000
+#define PURGE_GRACE_MS (24 * 3600 * 1000LL)   /* keep spent tokens a day: reuse stays detectable */
 
 typedef struct ext_entry {
   char user_id[ID_MAX];
@@ -46,6 +50,8 @@ static struct {
   osb__rl_t *rl;          /* NULL: rate limiting off */
   osb__throttle_t *fail_ip, *fail_email;
   osb__kt_t *ext_cache;   /* external sub → local user */
+  uv_timer_t purge;       /* static storage: closed by main's uv_walk */
+  bool purge_started;
 } A;
 
 /* ---- principals ---- */
@@ -103,6 +109,14 @@ static osb_health_status_t sso_health(void *ud, char *reason, size_t len) {
 
 static bool rate_limit_hook(osb_req_t *req);
 
+static void on_purged(void *ud, int err) {
+  if (err < 0) osb_log(OSB_LOG_WARN, "auth", "purging expired refresh tokens failed: %s", osb_strerror(err));
+}
+
+static void on_purge_timer(uv_timer_t *t) {
+  osb__store_refresh_purge((int64_t)osb_wallclock_ms() - PURGE_GRACE_MS, on_purged, NULL);
+}
+
 int osb_auth_init(void) {
   char err[512] = "";
   bool generated = false;
@@ -134,11 +148,17 @@ int osb_auth_init(void) {
   A.ext_cache = osb__kt_new(EXT_CACHE_MAX, sizeof(ext_entry_t), EXT_CACHE_TTL_MS);
   osb_http_add_hook(rate_limit_hook);
   osb_health_register("sso", sso_health, NULL, false);
+  if (osb_loop() && uv_timer_init(osb_loop(), &A.purge) == 0) {
+    uv_timer_start(&A.purge, on_purge_timer, PURGE_FIRST_MS, PURGE_EVERY_MS);
+    uv_unref((uv_handle_t *)&A.purge);   /* never keeps the loop alive */
+    A.purge_started = true;
+  }
   A.ready = true;
   return 0;
 }
 
 void osb_auth_dispose(void) {
+  /* The purge timer is closed by the loop teardown (uv_walk in main). */
   if (A.key) sodium_memzero(A.key, A.keylen);
   free(A.key);
   if (A.ext_key) sodium_memzero(A.ext_key, A.ext_keylen);
@@ -159,7 +179,7 @@ const void *osb__auth_csrf_key(size_t *len) {
   return A.csrf_key;
 }
 
-char *osb__auth_issue_access(const char *user_id, const char *email, osb_role_t role, int64_t *exp) {
+char *osb__auth_issue_access(const char *user_id, const char *email, int role, int64_t *exp) {
   int64_t now = (int64_t)(osb_wallclock_ms() / 1000);
   unsigned char jti[16];
   char jtis[32];
@@ -167,7 +187,7 @@ char *osb__auth_issue_access(const char *user_id, const char *email, osb_role_t 
   osb__b64url_encode(jtis, jti, sizeof(jti));
   *exp = now + OSB__ACCESS_TTL_S;
   json_t *c = json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:s}", "sub", user_id, "email", email ? email : "",
-                        "role", osb_role_name(role), "iat", (json_int_t)now, "exp", (json_int_t)*exp,
+                        "role", osb_role_name((osb_role_t)role), "iat", (json_int_t)now, "exp", (json_int_t)*exp,
                         "iss", OSB__ISSUER, "jti", jtis);
   osb_assert(c != NULL);
   char *t = osb__jwt_sign(A.key, A.keylen, c);

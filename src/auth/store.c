@@ -15,6 +15,7 @@
 
 #include "auth/auth.h"
 #include "db/db.h"
+#include "obs/log.h"
 
 #define USER_COLS "id, email, display_name, role, password_hash, created_at"
 
