@@ -32,6 +32,9 @@ static osb_metric_t *m_duration, *m_conn_total;
 static osb_series_t *s_conn_total;
 
 static void conn_process(osb__conn_t *c);
+/* A dispatched request is being handled: later bytes wait. (A request whose
+ * head or body is still arriving is not busy: parsing goes on.) */
+static inline bool conn_busy(const osb__conn_t *c) { return c->req && c->req->dispatched; }
 static size_t conn_parse(osb__conn_t *c, const char *data, size_t len);
 static void conn_write(osb__conn_t *c);
 
@@ -358,7 +361,7 @@ static void dispatch(osb__conn_t *c) {
 /* Parse as much of data as one-request-at-a-time allows; returns bytes used. */
 static size_t conn_parse(osb__conn_t *c, const char *data, size_t len) {
   size_t off = 0;
-  while (off < len && !c->closing && c->mode == OSB__CONN_HTTP && c->req == NULL && !c->close_after_flush) {
+  while (off < len && !c->closing && c->mode == OSB__CONN_HTTP && !conn_busy(c) && !c->close_after_flush) {
     size_t n = http_parser_execute(&c->parser, &parser_settings, data + off, len - off);
     off += n;
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
@@ -432,7 +435,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (c->mode == OSB__CONN_WS) {
     osb__ws_on_data(c, buf->base, (size_t)nread);
-  } else if (c->in.len || c->req || c->processing) {
+  } else if (c->in.len || conn_busy(c) || c->processing) {
     /* busy or leftover: keep the bytes for later, bounded */
     osb_buf_append(&c->in, buf->base, (size_t)nread);
     if (c->in.len > (size_t)osb_cfg->max_body_bytes + OSB__MAX_HEADER_BYTES && c->reading) {
@@ -606,7 +609,7 @@ static void flush_round(void) {
     osb__conn_t *c = osb_container_of(pos, osb__conn_t, flush_node);
     osb_list_remove(pos);
     if (c->closing) continue;
-    if (c->mode == OSB__CONN_HTTP && c->req == NULL && c->in.len && !c->close_after_flush) {
+    if (c->mode == OSB__CONN_HTTP && !conn_busy(c) && c->in.len && !c->close_after_flush) {
       conn_process(c);
       if (c->closing) continue;
       if (!c->reading && c->in.len < 64 * 1024) {

@@ -217,7 +217,7 @@ int osb_ws_send_json(osb_ws_t *ws, json_t *j) {
 
 /* ---- receiving ---- */
 
-static ssize_t feed_recv(wslay_frame_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *ud) {
+static ssize_t feed_recv(uint8_t *buf, size_t len, int flags, void *ud) {
   size_t n = feed.len - feed.off;
   if (n > len) n = len;
   if (n == 0) return 0;  /* wslay turns this into WANT_READ; cannot happen with whole frames */
@@ -226,7 +226,7 @@ static ssize_t feed_recv(wslay_frame_context_ptr ctx, uint8_t *buf, size_t len, 
   return (ssize_t)n;
 }
 
-static ssize_t no_send(wslay_frame_context_ptr ctx, const uint8_t *d, size_t l, int f, void *ud) { return WSLAY_ERR_INVALID_ARGUMENT; }
+static ssize_t no_send(const uint8_t *d, size_t l, int f, void *ud) { return WSLAY_ERR_INVALID_ARGUMENT; }
 static int no_genmask(uint8_t *buf, size_t len, void *ud) { return -1; }
 
 static void ctx_reset(void) {
