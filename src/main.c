@@ -8,6 +8,8 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "apps/auth_routes.h"
+#include "auth/auth.h"
 #include "core/config.h"
 #include "core/core.h"
 #include "http/http.h"
@@ -26,6 +28,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: osbackend [serve]              start the server\n"
           "       osbackend check-config         validate and print the configuration (secrets redacted)\n"
+          "       osbackend create-user --email E --role admin|user|service   (password on stdin)\n"
           "       osbackend version              print the version\n");
 }
 
@@ -82,6 +85,11 @@ static int serve(void) {
   osb_health_set("http", OSB_HEALTH_PASS, "listening", false);
 
   osb_obs_routes();
+  if (osb_auth_init() != 0) {
+    exit_code = 1;
+    goto out;
+  }
+  osb_auth_routes();
   int rc = osb_http_server_start(&loop);
   if (rc != 0) {
     exit_code = 1;
@@ -111,6 +119,7 @@ out:
     exit_code = 1;
   }
   osb_http_server_dispose();
+  osb_auth_dispose();
   osb_obs_dispose();
   osb_health_reset();
   osb_metrics_reset();
@@ -128,7 +137,8 @@ int main(int argc, char **argv) {
     return 0;
   }
   bool check = strcmp(cmd, "check-config") == 0;
-  if (!check && strcmp(cmd, "serve") != 0) {
+  bool create_user = strcmp(cmd, "create-user") == 0;
+  if (!check && !create_user && strcmp(cmd, "serve") != 0) {
     fprintf(stderr, "osbackend: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;
@@ -148,6 +158,11 @@ int main(int argc, char **argv) {
     if (nl) *nl = 0;
     if (*line) osb_log(OSB_LOG_WARN, "config", "%s", line);
     if (!nl) break;
+  }
+  if (create_user) {
+    rc = osb_auth_create_user_main(argc - 1, argv + 1);
+    osb_config_dispose(&cfg);
+    return rc;
   }
   if (check) {
     osb_config_print(&cfg, stdout);
