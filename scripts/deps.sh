@@ -7,7 +7,7 @@ what=${1:-build}
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libhttp-parser-dev libwslay-dev
             libpq-dev libsqlite3-dev libjansson-dev libssl-dev libcurl4-openssl-dev
             libsodium-dev)
-test_pkgs=(libcmocka-dev postgresql nodejs npm chromium)
+test_pkgs=(libcmocka-dev postgresql nodejs npm)
 bench_pkgs=(wrk postgresql nodejs)
 
 pkgs=("${build_pkgs[@]}")
@@ -23,7 +23,6 @@ for p in "${pkgs[@]}"; do
   # node from another source (the machine's own) counts as present.
   if [ "$p" = nodejs ] && command -v node >/dev/null 2>&1; then continue; fi
   if [ "$p" = npm ] && command -v npm >/dev/null 2>&1; then continue; fi
-  if [ "$p" = chromium ] && command -v chromium >/dev/null 2>&1; then continue; fi
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

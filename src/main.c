@@ -82,6 +82,7 @@ static int serve(void) {
   uv_loop_init(&loop);
   osb_core_init(&loop);
   osb_metrics_init();
+  osb_log_batch_start();
   osb_health_set("http", OSB_HEALTH_PASS, "listening", false);
 
   osb_obs_routes();
@@ -118,6 +119,7 @@ out:
     osb_log(OSB_LOG_ERROR, "main", "event loop did not close cleanly: %s", uv_strerror(rc));
     exit_code = 1;
   }
+  osb_log_batch_stop();
   osb_http_server_dispose();
   osb_auth_dispose();
   osb_obs_dispose();

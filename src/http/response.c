@@ -127,10 +127,17 @@ static size_t head_estimate(const osb_req_t *req, const char *ctype) {
 }
 
 /* Writes the status line and headers. `body_len` < 0 means chunked. */
+static void hw_uint(hw_t *w, unsigned long long v) {
+  char tmp[24];
+  char *e = tmp + sizeof(tmp), *p = e;
+  do { *--p = (char)('0' + v % 10); v /= 10; } while (v);
+  hw_put(w, p, (size_t)(e - p));
+}
+
 static void head_write(hw_t *w, osb_req_t *req, int status, const char *ctype, long long body_len, bool keep_alive) {
-  char tmp[64];
-  int n = snprintf(tmp, sizeof(tmp), "HTTP/1.1 %d ", status);
-  hw_put(w, tmp, (size_t)n);
+  HW_LIT(w, "HTTP/1.1 ");
+  hw_uint(w, (unsigned)status);
+  HW_LIT(w, " ");
   hw_str(w, osb_http_status_text(status));
   HW_LIT(w, "\r\n");
   char date[64];
@@ -142,8 +149,9 @@ static void head_write(hw_t *w, osb_req_t *req, int status, const char *ctype, l
   }
   if (body_len >= 0) {
     if (status != 204 && status != 304 && status != 101) {
-      n = snprintf(tmp, sizeof(tmp), "Content-Length: %lld\r\n", body_len);
-      hw_put(w, tmp, (size_t)n);
+      HW_LIT(w, "Content-Length: ");
+      hw_uint(w, (unsigned long long)body_len);
+      HW_LIT(w, "\r\n");
     }
   } else {
     HW_LIT(w, "Transfer-Encoding: chunked\r\n");

@@ -58,7 +58,12 @@ static void gen_request_id(char *out) {
     osb_random_bytes(b, sizeof(b));
     osb_hex(rid_prefix, b, sizeof(b));
   }
-  snprintf(out, 40, "%s-%012llx", rid_prefix, (unsigned long long)++rid_counter);
+  static const char hex[] = "0123456789abcdef";
+  uint64_t n = ++rid_counter;
+  memcpy(out, rid_prefix, 8);
+  out[8] = '-';
+  for (int i = 0; i < 12; i++) out[9 + i] = hex[(n >> (4 * (11 - i))) & 15];
+  out[21] = 0;
 }
 
 static osb_req_t *req_new(osb__conn_t *c) {
@@ -105,23 +110,37 @@ void osb__req_free(osb_req_t *r) {
   free(r);
 }
 
-static void access_log(osb_req_t *r, double secs) {
+static void access_log(osb_req_t *r, uint64_t ns) {
   int level = r->status >= 500 ? OSB_LOG_WARN : OSB_LOG_INFO;
   if (!osb_log_enabled(level)) return;
-  json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:s}",
-                        "request_id", r->id, "method", http_method_str(r->hp_method),
-                        "route", r->route ? r->route : "unmatched", "path", r->path ? r->path : "",
-                        "status", r->status, "duration_ms", secs * 1000.0, "ip", r->ip);
-  osb_log_fields(level, "http", "request", f);
+  const osb_log_kv_t kv[] = {
+    OSB_KV_S("request_id", r->id),
+    OSB_KV_S("method", http_method_str(r->hp_method)),
+    OSB_KV_S("route", r->route ? r->route : "unmatched"),
+    OSB_KV_S("path", r->path ? r->path : ""),
+    OSB_KV_I("status", r->status),
+    OSB_KV_US("duration_ms", ns / 1000),
+    OSB_KV_S("ip", r->ip),
+  };
+  osb_log_kv(level, "http", "request", kv, OSB_ARRAY_LEN(kv));
+}
+
+/* "200" etc. for the status label, without printf */
+static const char *status_str(int status, char *buf) {
+  if (status < 100 || status > 999) status = 999;
+  buf[0] = (char)('0' + status / 100);
+  buf[1] = (char)('0' + status / 10 % 10);
+  buf[2] = (char)('0' + status % 10);
+  buf[3] = 0;
+  return buf;
 }
 
 void osb__req_finished(osb_req_t *r) {
-  double secs = (double)(uv_hrtime() - r->start_ns) / 1e9;
-  char status[8];
-  snprintf(status, sizeof(status), "%d", r->status);
-  const char *labels[3] = {http_method_str(r->hp_method), r->route ? r->route : "unmatched", status};
-  osb_series_observe(osb_metric_series(m_duration, labels, 3), secs);
-  access_log(r, secs);
+  uint64_t ns = uv_hrtime() - r->start_ns;
+  char status[4];
+  const char *labels[3] = {http_method_str(r->hp_method), r->route ? r->route : "unmatched", status_str(r->status, status)};
+  osb_series_observe(osb_metric_series(m_duration, labels, 3), (double)ns / 1e9);
+  access_log(r, ns);
   osb__srv.inflight--;
 
   osb__conn_t *c = r->conn;
@@ -632,6 +651,7 @@ static void on_prepare(uv_prepare_t *h) {
   /* still work left (a long pipelined burst): do not block in poll */
   if (!osb_list_empty(&osb__srv.pending_flush)) uv_idle_start(&osb__srv.spin, on_spin);
   else uv_idle_stop(&osb__srv.spin);
+  osb_log_flush();
 }
 
 /* ---- connections ---- */

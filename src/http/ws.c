@@ -421,8 +421,11 @@ void osb__ws_on_close(osb__conn_t *c) {
   if (!w || w->on_close_called) return;
   w->on_close_called = true;
   ws_open--;
+  /* bounded label set: the standard codes, or "other" */
+  uint16_t cc = w->close_code ? w->close_code : 1006;
   char code[8];
-  snprintf(code, sizeof(code), "%u", w->close_code ? w->close_code : 1006);
+  if (cc >= 1000 && cc <= 1015) snprintf(code, sizeof(code), "%u", cc);
+  else snprintf(code, sizeof(code), "other");
   osb_series_inc(osb_metric_series1(m_closed, code), 1);
   handler->on_close(WS(c), w->close_code ? w->close_code : 1006);
 }

@@ -7,6 +7,7 @@
 #include "obs/log.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
@@ -17,6 +18,41 @@
 int osb__log_level = OSB_LOG_INFO;
 static int log_format = OSB_LOGFMT_JSON;
 static FILE *log_out;
+
+/* Batching: debug/info lines produced on the loop thread are collected and
+ * written once per loop iteration (osb_log_flush from the HTTP flusher), so
+ * the access log costs no syscall per request. warn and error lines, and
+ * lines from other threads, are written at once (after the batch, to keep
+ * the loop thread's order). */
+static bool batching;
+static pthread_t batch_thread;
+static osb_buf_t batch;
+#define BATCH_MAX (64 * 1024)
+
+static void write_out(const char *p, size_t n) {
+  FILE *f = log_out ? log_out : stderr;
+  flockfile(f);
+  fwrite(p, 1, n, f);
+  fflush(f);
+  funlockfile(f);
+}
+
+void osb_log_batch_start(void) {
+  batch_thread = pthread_self();
+  batching = true;
+}
+
+void osb_log_flush(void) {
+  if (batch.len == 0) return;
+  write_out(batch.base, batch.len);
+  osb_buf_reset(&batch);
+}
+
+void osb_log_batch_stop(void) {
+  osb_log_flush();
+  osb_buf_free(&batch);
+  batching = false;
+}
 
 static const char *const level_json[] = {"debug", "info", "warn", "error"};
 static const char *const level_text[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
@@ -130,73 +166,145 @@ static bool reserved_key(const char *k) {
          strcmp(k, "msg") == 0;
 }
 
+/* The date part changes once a second: keep it per thread. */
 static void put_timestamp(osb_buf_t *b) {
+  static __thread time_t cached_sec = -1;
+  static __thread char cached[64];
   struct timespec ts;
-  struct tm tm;
   clock_gettime(CLOCK_REALTIME, &ts);
-  gmtime_r(&ts.tv_sec, &tm);
-  osb_buf_printf(b, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000));
+  if (ts.tv_sec != cached_sec) {
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    cached_sec = ts.tv_sec;
+  }
+  int ms = (int)(ts.tv_nsec / 1000000);
+  char tail[5] = {(char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z', 0};
+  osb_buf_append(b, cached, 20);
+  osb_buf_append(b, tail, 4);
+}
+
+static void put_int(osb_buf_t *b, int64_t v) {
+  char tmp[24];
+  char *e = tmp + sizeof(tmp), *p = e;
+  uint64_t u = v < 0 ? (uint64_t)(-(v + 1)) + 1 : (uint64_t)v;
+  do { *--p = (char)('0' + u % 10); u /= 10; } while (u);
+  if (v < 0) *--p = '-';
+  osb_buf_append(b, p, (size_t)(e - p));
+}
+
+static void put_head(osb_buf_t *b, int level, const char *module, const char *msg, size_t msglen) {
+  if (log_format == OSB_LOGFMT_TEXT) {
+    put_timestamp(b);
+    osb_buf_puts(b, " ");
+    osb_buf_puts(b, level_text[level]);
+    osb_buf_puts(b, " ");
+    put_escaped(b, module, strlen(module), false);
+    osb_buf_puts(b, ": ");
+    put_escaped(b, msg, msglen, false);
+  } else {
+    osb_buf_puts(b, "{\"ts\":\"");
+    put_timestamp(b);
+    osb_buf_puts(b, "\",\"level\":\"");
+    osb_buf_puts(b, level_json[level]);
+    osb_buf_puts(b, "\",\"module\":");
+    put_escaped(b, module, strlen(module), true);
+    osb_buf_puts(b, ",\"msg\":");
+    put_escaped(b, msg, msglen, true);
+  }
+}
+
+static void put_key(osb_buf_t *b, const char *key) {
+  if (log_format == OSB_LOGFMT_TEXT) {
+    osb_buf_puts(b, " ");
+    put_escaped(b, key, strlen(key), false);
+    osb_buf_puts(b, "=");
+  } else {
+    osb_buf_puts(b, ",");
+    if (reserved_key(key)) {
+      osb_buf_puts(b, "\"_");
+      put_escaped(b, key, strlen(key), false);
+      osb_buf_puts(b, "\"");
+    } else {
+      put_escaped(b, key, strlen(key), true);
+    }
+    osb_buf_puts(b, ":");
+  }
+}
+
+static void finish_line(osb_buf_t *b, int level);
+
+void osb_log_kv(int level, const char *module, const char *msg, const osb_log_kv_t *kv, size_t n) {
+  if (!osb_log_enabled(level)) return;
+  level = clamp_level(level);
+  osb_buf_t b = OSB_BUF_INIT;
+  osb_buf_reserve(&b, 256);
+  put_head(&b, level, module ? module : "main", msg, strlen(msg));
+  for (size_t i = 0; i < n; i++) {
+    put_key(&b, kv[i].key);
+    switch (kv[i].type) {
+      case OSB_KV_STR: {
+        const char *v = kv[i].s ? kv[i].s : "";
+        size_t vl = strlen(v);
+        bool bare = log_format == OSB_LOGFMT_TEXT && vl > 0;
+        for (size_t k = 0; k < vl && bare; k++) {
+          unsigned char c = (unsigned char)v[k];
+          if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c == 0x7f) bare = false;
+        }
+        put_escaped(&b, v, vl, !bare);
+        break;
+      }
+      case OSB_KV_INT:
+        put_int(&b, kv[i].i);
+        break;
+      case OSB_KV_MICROS: { /* microseconds shown as milliseconds with 3 decimals */
+        int64_t us = kv[i].i < 0 ? 0 : kv[i].i;
+        put_int(&b, us / 1000);
+        char frac[4] = {'.', (char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10), (char)('0' + us % 10)};
+        osb_buf_append(&b, frac, 4);
+        break;
+      }
+    }
+  }
+  finish_line(&b, level);
 }
 
 static void emit(int level, const char *module, const char *msg, size_t msglen, json_t *fields) {
   osb_buf_t b = OSB_BUF_INIT;
   osb_buf_reserve(&b, 128 + msglen);
   level = clamp_level(level);
-  if (!module) module = "main";
+  put_head(&b, level, module ? module : "main", msg, msglen);
   const char *key;
   json_t *val;
-
-  if (log_format == OSB_LOGFMT_TEXT) {
-    put_timestamp(&b);
-    osb_buf_printf(&b, " %s ", level_text[level]);
-    put_escaped(&b, module, strlen(module), false);
-    osb_buf_puts(&b, ": ");
-    put_escaped(&b, msg, msglen, false);
-    if (json_is_object(fields)) {
-      json_object_foreach(fields, key, val) {
-        osb_buf_puts(&b, " ");
-        put_escaped(&b, key, strlen(key), false);
-        osb_buf_puts(&b, "=");
-        put_text_value(&b, val);
-      }
-    } else if (fields) {
-      osb_buf_puts(&b, " fields=");
-      put_json_value(&b, fields);
+  if (json_is_object(fields)) {
+    json_object_foreach(fields, key, val) {
+      put_key(&b, key);
+      if (log_format == OSB_LOGFMT_TEXT) put_text_value(&b, val);
+      else put_json_value(&b, val);
     }
-  } else {
-    osb_buf_puts(&b, "{\"ts\":\"");
-    put_timestamp(&b);
-    osb_buf_printf(&b, "\",\"level\":\"%s\",\"module\":", level_json[level]);
-    put_escaped(&b, module, strlen(module), true);
-    osb_buf_puts(&b, ",\"msg\":");
-    put_escaped(&b, msg, msglen, true);
-    if (json_is_object(fields)) {
-      json_object_foreach(fields, key, val) {
-        osb_buf_puts(&b, ",");
-        if (reserved_key(key)) {
-          osb_buf_puts(&b, "\"_");
-          put_escaped(&b, key, strlen(key), false);
-          osb_buf_puts(&b, "\"");
-        } else {
-          put_escaped(&b, key, strlen(key), true);
-        }
-        osb_buf_puts(&b, ":");
-        put_json_value(&b, val);
-      }
-    } else if (fields) {
-      osb_buf_puts(&b, ",\"fields\":");
-      put_json_value(&b, fields);
-    }
-    osb_buf_puts(&b, "}");
+  } else if (fields) {
+    put_key(&b, "fields");
+    put_json_value(&b, fields);
   }
+  finish_line(&b, level);
+}
+
+static void finish_line(osb_buf_t *b_, int level) {
+  osb_buf_t b = *b_;
+  if (log_format != OSB_LOGFMT_TEXT) osb_buf_puts(&b, "}");
   osb_buf_puts(&b, "\n");
 
-  FILE *f = log_out ? log_out : stderr;
-  flockfile(f);
-  fwrite(b.base, 1, b.len, f);
-  fflush(f);
-  funlockfile(f);
+  if (batching && pthread_equal(pthread_self(), batch_thread)) {
+    if (level <= OSB_LOG_INFO) {
+      osb_buf_append(&batch, b.base, b.len);
+      if (batch.len >= BATCH_MAX) osb_log_flush();
+      osb_buf_free(&b);
+      return;
+    }
+    osb_log_flush();
+  }
+  write_out(b.base, b.len);
   osb_buf_free(&b);
 }
 

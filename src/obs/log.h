@@ -43,6 +43,26 @@ void osb_log(int level, const char *module, const char *fmt, ...) OSB_PRINTF(3, 
  * A non-object `fields` is written as "fields":<value>. */
 void osb_log_fields(int level, const char *module, const char *msg, json_t *fields);
 
+/* A message with typed fields, formatted without building JSON objects
+ * (the access log's fast path). */
+typedef enum { OSB_KV_STR, OSB_KV_INT, OSB_KV_MICROS } osb_log_kv_type_t;
+typedef struct osb_log_kv {
+  const char *key;
+  osb_log_kv_type_t type;  /* OSB_KV_MICROS: i microseconds, shown as milliseconds */
+  const char *s;
+  int64_t i;
+} osb_log_kv_t;
+#define OSB_KV_S(k, v) {(k), OSB_KV_STR, (v), 0}
+#define OSB_KV_I(k, v) {(k), OSB_KV_INT, NULL, (int64_t)(v)}
+#define OSB_KV_US(k, v) {(k), OSB_KV_MICROS, NULL, (int64_t)(v)}
+void osb_log_kv(int level, const char *module, const char *msg, const osb_log_kv_t *kv, size_t n);
+
+/* Batch debug/info lines of the calling (loop) thread until osb_log_flush(),
+ * which the HTTP flusher calls once per loop iteration. stop flushes. */
+void osb_log_batch_start(void);
+void osb_log_flush(void);
+void osb_log_batch_stop(void);
+
 /* Parse "debug|info|warn|error" (any case) → level, or -1. */
 int osb_log_level_parse(const char *s);
 
