@@ -9,9 +9,11 @@
 #include <uv.h>
 
 #include "apps/auth_routes.h"
+#include "apps/market.h"
 #include "auth/auth.h"
 #include "core/config.h"
 #include "core/core.h"
+#include "db/db.h"
 #include "http/http.h"
 #include "obs/endpoints.h"
 #include "obs/health.h"
@@ -28,6 +30,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: osbackend [serve]              start the server\n"
           "       osbackend check-config         validate and print the configuration (secrets redacted)\n"
+          "       osbackend migrate              apply pending database migrations\n"
           "       osbackend create-user --email E --role admin|user|service   (password on stdin)\n"
           "       osbackend version              print the version\n");
 }
@@ -42,6 +45,7 @@ static void finish_shutdown(void) {
   uv_timer_stop(&shutdown_timer);
   uv_timer_stop(&shutdown_poll);
   osb_http_server_stop();
+  osb_db_close();
   uv_close((uv_handle_t *)&shutdown_timer, NULL);
   uv_close((uv_handle_t *)&shutdown_poll, NULL);
   uv_close((uv_handle_t *)&sig_term, NULL);
@@ -79,6 +83,7 @@ static void on_signal(uv_signal_t *s, int signum) {
 
 static int serve(void) {
   signal(SIGPIPE, SIG_IGN);
+  setenv("UV_THREADPOOL_SIZE", "8", 0);   /* SQLite readers + writer and Argon2 share the pool */
   uv_loop_init(&loop);
   osb_core_init(&loop);
   osb_metrics_init();
@@ -86,12 +91,18 @@ static int serve(void) {
   osb_health_set("http", OSB_HEALTH_PASS, "listening", false);
 
   osb_obs_routes();
+  int rc = osb_db_init(osb_cfg);
+  if (rc != 0) {
+    exit_code = 1;
+    goto out;
+  }
   if (osb_auth_init() != 0) {
     exit_code = 1;
     goto out;
   }
   osb_auth_routes();
-  int rc = osb_http_server_start(&loop);
+  osb_market_routes();
+  rc = osb_http_server_start(&loop);
   if (rc != 0) {
     exit_code = 1;
     goto out;
@@ -111,6 +122,7 @@ static int serve(void) {
   osb_log(OSB_LOG_INFO, "main", "stopped");
 
 out:
+  osb_db_close();
   /* Like libuv's MAKE_VALGRIND_HAPPY: close whatever is left, run the loop dry. */
   uv_walk(&loop, close_walk, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -138,6 +150,7 @@ int main(int argc, char **argv) {
     usage(stdout);
     return 0;
   }
+  if (strcmp(cmd, "migrate") == 0) return osb_db_migrate_cli();
   bool check = strcmp(cmd, "check-config") == 0;
   bool create_user = strcmp(cmd, "create-user") == 0;
   if (!check && !create_user && strcmp(cmd, "serve") != 0) {

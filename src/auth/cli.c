@@ -87,6 +87,7 @@ int osb_auth_create_user_main(int argc, char **argv) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   osb_core_init(&loop);
+  osb_metrics_init();
   int rc = osb_db_init(osb_cfg);
   if (rc < 0) {
     fprintf(stderr, "create-user: cannot open the database: %s\n", osb_strerror(rc));

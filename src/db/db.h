@@ -157,6 +157,13 @@ void osb_db_result_unref(const osb_db_result_t *res);
 osb_msg_t *osb_db_result_memo(const osb_db_result_t *res);
 void osb_db_result_set_memo(const osb_db_result_t *res, osb_msg_t *body);
 
+/* Declare statements up front (optional): every PostgreSQL connection
+ * opened afterwards prepares them right after connecting, in one round
+ * trip. Statements are otherwise registered on first use and prepared on
+ * each connection just before their first query there (same pipeline, no
+ * extra round trip). After osb_db_init. */
+void osb_db_register(const osb_db_stmt_t *const *stmts, size_t n);
+
 /* ---- queries ----
  * `ud` must stay valid until cb runs. A statement must declare nparams equal
  * to the count passed (asserted). */
@@ -198,8 +205,11 @@ void osb_db_tx_rollback(osb_db_tx_t *tx, osb_db_cb cb, void *ud);
  * the module.
  * osb_db_close: fails every waiting query with -OSB_EUNAVAIL, closes the
  * connections (handles are freed in their close callbacks: run the loop
- * afterwards), stops the timers. Queries already running complete first on
- * SQLite. Idempotent. Queries issued after close fail with -OSB_EUNAVAIL. */
+ * afterwards), stops the timers. Queries already running on SQLite worker
+ * threads complete first. Idempotent. Queries issued after close fail with
+ * -OSB_EUNAVAIL; once the module is fully released (after the loop ran)
+ * that callback runs immediately, inside the call: the one exception to
+ * "never from inside the call", for late callers during shutdown. */
 int osb_db_init(const struct osb_config *cfg);
 void osb_db_close(void);
 

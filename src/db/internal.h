@@ -112,8 +112,9 @@ void osb__op_started(osb__op_t *op);
 /* Failure bookkeeping shared by the backends. */
 void osb__count_timeout(void);
 void osb__count_reconnect(void);
-/* Log a failed statement: name and SQLSTATE / SQLite code, never values. */
-void osb__log_query_error(const osb__op_t *op, const char *code, const char *msg);
+/* Log a failed statement: name and SQLSTATE / SQLite code, never values.
+ * Conflicts and bad input are expected (debug); the rest is a warning. */
+void osb__log_query_error(const osb__op_t *op, int err, const char *code, const char *msg);
 bool osb__op_is_write(const osb__op_t *op);
 
 typedef struct osb__backend {
@@ -123,9 +124,15 @@ typedef struct osb__backend {
   void (*tx_op)(osb__op_t *op);      /* a query on the transaction's connection */
   void (*tx_end)(osb__op_t *op);     /* COMMIT or ROLLBACK, then release the connection */
   void (*close)(void);
+  bool (*idle)(void);                /* after close: nothing of the backend runs any more */
   void (*stats)(osb_db_stats_t *out);
   bool (*up)(char *reason, size_t len);
 } osb__backend_t;
+
+/* Backends call this once nothing of theirs refers to a statement any more
+ * (after close; SQLite: when the last worker returned). Frees the registry
+ * and the cache. */
+void osb__db_release(void);
 
 /* The transaction's backend connection (set by tx_begin). */
 void *osb__tx_conn(osb_db_tx_t *tx);
@@ -176,6 +183,8 @@ struct sqlite3;
  * applied migration. Return 0 or -OSB_EDB (logged). */
 int osb__pg_migrate(void *pgconn /* PGconn* */, bool seed, FILE *report);
 int osb__sqlite_migrate(struct sqlite3 *db, bool seed, FILE *report);
+/* Open the file at path (directory created), migrate without seeding. */
+int osb__sqlite_migrate_path(const char *path, FILE *report);
 
 /* The seed's market rows, generated deterministically. */
 typedef struct osb__seed_proc {
