@@ -24,6 +24,10 @@
 
 /* ---- helpers ---- */
 
+/* db.h callbacks spell errors -OSB_E* (positive); core.h's OSB_E* are the
+ * negative codes. Accept either. */
+static int db_err(int err) { return err > 0 ? -err : err; }
+
 /* The body's string field, or NULL. A non-string value is a 400 (*bad). */
 static const char *body_str(json_t *body, const char *key, bool *bad) {
   json_t *v = json_object_get(body, key);
@@ -181,8 +185,9 @@ static const osb_db_stmt_t Q_ME = {
 };
 
 static void on_me(void *ud, int err, const osb_db_result_t *res) {
+  err = db_err(err);
   osb_req_t *req = ud;
-  if (err == -OSB_EUNAVAIL) {
+  if (err == OSB_EUNAVAIL) {
     osb_res_header(req, "Retry-After", "1");
     osb_res_error(req, 503, "db_unavailable", "the database is unavailable");
     return;
@@ -225,6 +230,7 @@ static const osb_db_stmt_t Q_ME_UPDATE = {
 };
 
 static void on_me_updated(void *ud, int err, const osb_db_result_t *res) {
+  err = db_err(err);
   osb_req_t *req = ud;
   if (err < 0) {
     on_me(ud, err, res);
@@ -262,14 +268,14 @@ static void on_session(void *ud, int err, osb_principal_t *p) {
   session_ctx_t *c = ud;
   osb_req_t *req = c->req;
   osb_res_header(req, "Cache-Control", "no-store");
-  if (err == -OSB_EUNAVAIL || err == -OSB_EDB) {
+  if (err == OSB_EUNAVAIL || err == OSB_EDB) {
     osb_res_header(req, "Retry-After", "1");
     osb_res_error(req, 503, "db_unavailable", "cannot check the session right now");
     return;
   }
   if (err < 0) {
     osb_res_json(req, 200, json_pack("{s:b,s:s}", "authenticated", 0, "reason",
-                                     err == -OSB_ETIMEOUT ? "expired" : "invalid"));
+                                     err == OSB_ETIMEOUT ? "expired" : "invalid"));
     return;
   }
   long long now = (long long)(osb_wallclock_ms() / 1000);
@@ -314,8 +320,9 @@ typedef struct usage_ctx {
 } usage_ctx_t;
 
 static void on_usage(void *ud, int err, const osb_db_result_t *res) {
+  err = db_err(err);
   usage_ctx_t *c = ud;
-  if (err == -OSB_EUNAVAIL) {
+  if (err == OSB_EUNAVAIL) {
     osb_res_header(c->req, "Retry-After", "1");
     osb_res_error(c->req, 503, "db_unavailable", "the database is unavailable");
     return;

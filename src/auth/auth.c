@@ -221,7 +221,7 @@ void osb__auth_ext_forget(void) {
 
 /* ---- token verification ---- */
 
-static int jwt_err_to_osb(int e) { return e == OSB__JWT_EEXPIRED ? -OSB_ETIMEOUT : -OSB_EDENIED; }
+static int jwt_err_to_osb(int e) { return e == OSB__JWT_EEXPIRED ? OSB_ETIMEOUT : OSB_EDENIED; }
 
 /* Verify a token without I/O. Returns 0 with *out set, a negative error, or
  * 1 when the token is a valid external-issuer token whose user is not in
@@ -229,7 +229,7 @@ static int jwt_err_to_osb(int e) { return e == OSB__JWT_EEXPIRED ? -OSB_ETIMEOUT
 static int verify_local(const char *token, osb_principal_t **out, json_t **ext_claims) {
   *out = NULL;
   if (ext_claims) *ext_claims = NULL;
-  if (!A.ready || !token) return -OSB_EDENIED;
+  if (!A.ready || !token) return OSB_EDENIED;
   size_t len = strlen(token);
   if (A.service_key && osb_consttime_eq(token, len, A.service_key, A.service_keylen)) {
     *out = osb_principal_new("service", NULL, OSB_ROLE_SERVICE);
@@ -247,7 +247,7 @@ static int verify_local(const char *token, osb_principal_t **out, json_t **ext_c
     if (!iss || strcmp(iss, OSB__ISSUER) != 0 || !sub || !sub[0] || strlen(sub) >= ID_MAX ||
         role == OSB_ROLE_NONE) {
       json_decref(c);
-      return -OSB_EDENIED;
+      return OSB_EDENIED;
     }
     *out = osb_principal_new(sub, email && email[0] ? email : NULL, role);
     (*out)->expires_at = exp;
@@ -271,7 +271,7 @@ static int verify_local(const char *token, osb_principal_t **out, json_t **ext_c
   if (!aud_ok || !sub || !sub[0] || strlen(sub) > 128 || !norm) {
     free(norm);
     json_decref(c);
-    return -OSB_EDENIED;
+    return OSB_EDENIED;
   }
   free(norm);
   ext_entry_t *e = osb__kt_get(A.ext_cache, sub, strlen(sub), osb_now_ms(), false, NULL);
@@ -300,7 +300,7 @@ typedef struct ext_ctx {
 static void on_ext_user(void *ud, int err, osb__user_t *u) {
   ext_ctx_t *x = ud;
   if (err < 0 || !u) {
-    if (err != -OSB_EUNAVAIL && err != -OSB_EDB) err = err < 0 ? -OSB_EDENIED : -OSB_EDB;
+    if (err != OSB_EUNAVAIL && err != OSB_EDB) err = err < 0 ? OSB_EDENIED : OSB_EDB;
     osb_log(OSB_LOG_WARN, "auth", "external user mapping failed: %s", osb_strerror(err));
     x->cb(x->ud, err, NULL);
   } else {
@@ -384,7 +384,7 @@ static void answer_401(osb_req_t *req, int err, bool had_token) {
   if (!had_token) {
     osb_res_header(req, "WWW-Authenticate", "Bearer realm=\"osbackend\"");
     osb_res_error(req, 401, "unauthorized", "sign in required");
-  } else if (err == -OSB_ETIMEOUT) {
+  } else if (err == OSB_ETIMEOUT) {
     osb_res_header(req, "WWW-Authenticate",
                    "Bearer realm=\"osbackend\", error=\"invalid_token\", error_description=\"token expired\"");
     osb_res_error(req, 401, "token_expired", "access token expired; refresh it");
@@ -436,7 +436,7 @@ static void on_require_verified(void *ud, int err, osb_principal_t *p) {
   if (c->sync) return;
   /* Asynchronous completion: settle the request here. */
   if (err < 0) {
-    if (err == -OSB_EUNAVAIL || err == -OSB_EDB) {
+    if (err == OSB_EUNAVAIL || err == OSB_EDB) {
       osb_res_header(c->req, "Retry-After", "1");
       osb_res_error(c->req, 503, "unavailable", "cannot verify the token right now");
     } else {

@@ -40,8 +40,8 @@ osb_role_t osb_role_parse(const char *s);   /* OSB_ROLE_NONE if unknown */
  * (locally verifiable tokens) or later (a first-seen external user is
  * created in the database). On success err == 0 and the callee owns *p
  * (free with osb_principal_free); otherwise err < 0 and p == NULL:
- * -OSB_ETIMEOUT the token expired (the client should refresh),
- * -OSB_EDENIED any other invalid token, -OSB_EUNAVAIL/-OSB_EDB the database
+ * OSB_ETIMEOUT the token expired (the client should refresh),
+ * OSB_EDENIED any other invalid token, OSB_EUNAVAIL/OSB_EDB the database
  * needed for an external user could not answer (503, not 401).
  * The principal's via_cookie is false; callers that took the token from the
  * cookie set it. */

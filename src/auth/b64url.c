@@ -43,10 +43,10 @@ int osb__b64url_decode(void *out, size_t *outlen, const char *in, size_t len) {
   size_t o = 0;
   uint32_t acc = 0;
   unsigned bits = 0;
-  if (len % 4 == 1) return -OSB_EINVAL;   /* 6 bits cannot make a byte */
+  if (len % 4 == 1) return OSB_EINVAL;   /* 6 bits cannot make a byte */
   for (size_t i = 0; i < len; i++) {
     int v = dec_char((unsigned char)in[i]);
-    if (v < 0) return -OSB_EINVAL;
+    if (v < 0) return OSB_EINVAL;
     acc = (acc << 6) | (uint32_t)v;
     bits += 6;
     if (bits >= 8) {
@@ -55,7 +55,7 @@ int osb__b64url_decode(void *out, size_t *outlen, const char *in, size_t len) {
       acc &= (1u << bits) - 1;
     }
   }
-  if (acc != 0) return -OSB_EINVAL;       /* non-canonical trailing bits */
+  if (acc != 0) return OSB_EINVAL;       /* non-canonical trailing bits */
   *outlen = o;
   return 0;
 }

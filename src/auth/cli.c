@@ -22,7 +22,7 @@
 static int cli_rc = 1;
 
 static void on_created(void *ud, int err, osb__user_t *u) {
-  if (err == -OSB_ECONFLICT) {
+  if (err == OSB_ECONFLICT) {
     fprintf(stderr, "create-user: a user with this e-mail already exists\n");
   } else if (err < 0) {
     fprintf(stderr, "create-user: database error: %s\n", osb_strerror(err));

@@ -44,7 +44,7 @@ void osb__b64url_encode(char *out, const void *in, size_t n);
 /* Strict decoding: only [A-Za-z0-9_-], no padding, no whitespace, unused
  * trailing bits must be zero (one canonical spelling per byte string).
  * out needs room for len*3/4 bytes. Returns 0 and sets *outlen, or
- * -OSB_EINVAL. */
+ * OSB_EINVAL. */
 int osb__b64url_decode(void *out, size_t *outlen, const char *in, size_t len);
 
 /* ---- JWT (HS256 only) ---- */
@@ -109,10 +109,10 @@ void osb__throttle_free(osb__throttle_t *t);
  * At most osb__pw_max_active() hashes run in the threadpool at once (half
  * of UV_THREADPOOL_SIZE, at least 1) so the SQLite queries that share the
  * pool keep moving; further jobs wait in a FIFO on the loop, at most
- * OSB__PW_MAX_QUEUED of them, past which a call fails with -OSB_EUNAVAIL
+ * OSB__PW_MAX_QUEUED of them, past which a call fails with OSB_EUNAVAIL
  * (the caller answers 503). The password is copied and wiped after use.
  * Callbacks run on the loop thread, never before the call returns; err is
- * 0, UV_ECANCELED, or -OSB_EUNAVAIL (libsodium out of memory). */
+ * 0, UV_ECANCELED, or OSB_EUNAVAIL (libsodium out of memory). */
 #define OSB__PW_MAX_QUEUED 256
 typedef void (*osb__pw_hash_cb)(void *ud, int err, char *hash /* malloc'd, callee frees */);
 typedef void (*osb__pw_verify_cb)(void *ud, int err, bool match);
@@ -173,11 +173,16 @@ unsigned osb__auth_login_blocked(const char *ip, const char *email);
 void osb__auth_login_failed(const char *ip, const char *email);
 void osb__auth_login_succeeded(const char *email);
 
+/* The database module's callbacks report errors as -OSB_E* (positive
+ * numbers, see db.h) while core.h defines OSB_E* as the negative codes:
+ * map either spelling to the canonical negative code. */
+static inline int osb__db_err(int err) { return err > 0 ? -err : err; }
+
 /* ---- store.c: the module's SQL, both dialects ----
  * Every call answers through cb exactly once on the loop thread, never
- * before returning. Errors: -OSB_ENOTFOUND, -OSB_ECONFLICT (unique e-mail),
- * -OSB_EDENIED (refresh reuse: the family has been revoked), -OSB_EUNAVAIL
- * or -OSB_EDB (database down or failing). */
+ * before returning. Errors: OSB_ENOTFOUND, OSB_ECONFLICT (unique e-mail),
+ * OSB_EDENIED (refresh reuse: the family has been revoked), OSB_EUNAVAIL
+ * or OSB_EDB (database down or failing). */
 typedef struct osb__user {
   char *id;
   char *email;
@@ -199,13 +204,13 @@ void osb__store_user_insert(const char *email, const char *display_name, const c
                             osb__user_cb cb, void *ud);
 /* The local user for an external subject, created (role user) on first
  * sight. An e-mail already held by a different local account is not taken
- * over: -OSB_ECONFLICT. */
+ * over: OSB_ECONFLICT. */
 void osb__store_user_external(const char *ext_sub, const char *email, osb__user_cb cb, void *ud);
 /* A new refresh token (hash only) for user_id; family NULL starts a family. */
 void osb__store_refresh_insert(const char *user_id, const char *family, const char *token_hash,
                                int64_t expires_ms, osb__done_cb cb, void *ud);
-/* In one transaction: find old_hash; unknown or expired → -OSB_ENOTFOUND;
- * already used or revoked → revoke the family, -OSB_EDENIED; else mark it
+/* In one transaction: find old_hash; unknown or expired → OSB_ENOTFOUND;
+ * already used or revoked → revoke the family, OSB_EDENIED; else mark it
  * used and insert new_hash in the same family. cb gets the token's user. */
 void osb__store_refresh_rotate(const char *old_hash, const char *new_hash, int64_t now_ms,
                                int64_t new_expires_ms, osb__user_cb cb, void *ud);

@@ -86,7 +86,7 @@ static void after_cb(uv_work_t *w, int status) {
   if (j->verify) {
     j->cb.verify(j->ud, status, status == 0 && j->result == 0);
   } else if (status != 0 || j->result != 0) {
-    j->cb.hash(j->ud, status ? status : -OSB_EUNAVAIL, NULL);
+    j->cb.hash(j->ud, status ? status : OSB_EUNAVAIL, NULL);
   } else {
     j->cb.hash(j->ud, 0, osb_strdup(j->hash));
   }
@@ -108,7 +108,7 @@ static void start_next(void) {
 static int submit(pw_job_t *j) {
   if (n_waiting >= max_queued) {
     job_free(j);
-    return -OSB_EUNAVAIL;
+    return OSB_EUNAVAIL;
   }
   osb_list_insert_tail(&waiting, &j->node);
   n_waiting++;

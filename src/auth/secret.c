@@ -49,14 +49,14 @@ static int read_key(const char *path, char **key, size_t *keylen, char *err, siz
     /* Readable by others: tighten it rather than refuse to start. */
     if (chmod(path, 0600) != 0) {
       snprintf(err, errlen, "%s is readable by other users and chmod 0600 failed", path);
-      return -OSB_ECONFIG;
+      return OSB_ECONFIG;
     }
   }
   while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) n--;
   if (n < 32) {
     sodium_memzero(buf, sizeof(buf));
     snprintf(err, errlen, "%s holds fewer than 32 characters; delete it to generate a new one", path);
-    return -OSB_ECONFIG;
+    return OSB_ECONFIG;
   }
   *key = osb_strndup(buf, (size_t)n);
   *keylen = (size_t)n;
@@ -79,7 +79,7 @@ int osb__secret_load(const char *configured, const char *sqlite_path, char **key
   char *path = osb_asprintf("%s/jwt_secret", dir);
   int rc = read_key(path, key, keylen, err, errlen);
   if (rc != -ENOENT) {
-    if (rc < 0 && rc != -OSB_ECONFIG)
+    if (rc < 0 && rc != OSB_ECONFIG)
       snprintf(err, errlen, "cannot read %s: %s", path, strerror(-rc));
     goto out;
   }
@@ -91,7 +91,7 @@ int osb__secret_load(const char *configured, const char *sqlite_path, char **key
   if (fd < 0) {
     if (errno == EEXIST) {   /* another process won the race: use its key */
       rc = read_key(path, key, keylen, err, errlen);
-      if (rc < 0 && rc != -OSB_ECONFIG)
+      if (rc < 0 && rc != OSB_ECONFIG)
         snprintf(err, errlen, "cannot read %s: %s", path, strerror(-rc));
     } else {
       rc = -errno;

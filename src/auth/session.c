@@ -66,7 +66,7 @@ static void op_fail(op_t *o, int status, const char *code, const char *message) 
 }
 
 static void op_fail_db(op_t *o, int err) {
-  if (err == -OSB_EUNAVAIL)
+  if (err == OSB_EUNAVAIL)
     op_fail(o, 503, "db_unavailable", "the database is unavailable");
   else
     op_fail(o, 500, "internal", "database error");
@@ -153,7 +153,7 @@ static void issue_session(op_t *o, int status) {
 
 static void on_registered(void *ud, int err, osb__user_t *u) {
   op_t *o = ud;
-  if (err == -OSB_ECONFLICT) {
+  if (err == OSB_ECONFLICT) {
     op_fail(o, 409, "email_taken", "an account with this e-mail already exists");
     return;
   }
@@ -184,7 +184,7 @@ static void on_register_lookup(void *ud, int err, osb__user_t *u) {
     op_fail(o, 409, "email_taken", "an account with this e-mail already exists");
     return;
   }
-  if (err != -OSB_ENOTFOUND) {
+  if (err != OSB_ENOTFOUND) {
     op_fail_db(o, err);
     return;
   }
@@ -231,7 +231,7 @@ static void on_login_verified(void *ud, int err, bool match) {
 
 static void on_login_user(void *ud, int err, osb__user_t *u) {
   op_t *o = ud;
-  if (err < 0 && err != -OSB_ENOTFOUND) {
+  if (err < 0 && err != OSB_ENOTFOUND) {
     op_fail_db(o, err);
     return;
   }
@@ -272,9 +272,9 @@ void osb_auth_login(const char *ip, const char *email, const char *password, osb
 
 static void on_rotated(void *ud, int err, osb__user_t *u) {
   op_t *o = ud;
-  if (err == -OSB_ENOTFOUND || err == -OSB_EDENIED) {
-    op_fail(o, 401, err == -OSB_EDENIED ? "refresh_reused" : "invalid_refresh_token",
-            err == -OSB_EDENIED ? "this refresh token was already used; the session has been revoked"
+  if (err == OSB_ENOTFOUND || err == OSB_EDENIED) {
+    op_fail(o, 401, err == OSB_EDENIED ? "refresh_reused" : "invalid_refresh_token",
+            err == OSB_EDENIED ? "this refresh token was already used; the session has been revoked"
                                 : "invalid or expired refresh token");
     return;
   }

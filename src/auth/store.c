@@ -148,11 +148,12 @@ static void user_q_free(user_q_t *q) {
 }
 
 static void on_user_row(void *ud, int err, const osb_db_result_t *res) {
+  err = osb__db_err(err);
   user_q_t *q = ud;
   if (err < 0) {
     q->cb(q->ud, err, NULL);
   } else if (osb_db_nrows(res) == 0) {
-    q->cb(q->ud, -OSB_ENOTFOUND, NULL);
+    q->cb(q->ud, OSB_ENOTFOUND, NULL);
   } else {
     q->cb(q->ud, 0, user_from_row(res, 0));
   }
@@ -192,6 +193,7 @@ enum { EXT_LOOKUP, EXT_INSERT, EXT_RECHECK };
 static void ext_step(user_q_t *q);
 
 static void on_ext(void *ud, int err, const osb_db_result_t *res) {
+  err = osb__db_err(err);
   user_q_t *q = ud;
   if (err < 0) {
     q->cb(q->ud, err, NULL);
@@ -208,7 +210,7 @@ static void on_ext(void *ud, int err, const osb_db_result_t *res) {
   }
   if (q->step == EXT_RECHECK) {
     /* Not ours and not insertable: the e-mail belongs to another account. */
-    q->cb(q->ud, -OSB_ECONFLICT, NULL);
+    q->cb(q->ud, OSB_ECONFLICT, NULL);
     user_q_free(q);
     return;
   }
@@ -245,6 +247,7 @@ typedef struct done_q {
 } done_q_t;
 
 static void on_done(void *ud, int err, const osb_db_result_t *res) {
+  err = osb__db_err(err);
   done_q_t *q = ud;
   if (q->cb) q->cb(q->ud, err);
   free(q);
@@ -283,10 +286,11 @@ typedef struct rotate_q {
 } rotate_q_t;
 
 static void rotate_finish(void *ud, int err, const osb_db_result_t *res) {
+  err = osb__db_err(err);
   rotate_q_t *q = ud;
   int e = q->err;
   if (err < 0 && e == 0) e = err;     /* commit failed: nothing happened */
-  if (err < 0 && e == -OSB_EDENIED) e = err;  /* the revocation did not commit */
+  if (err < 0 && e == OSB_EDENIED) e = err;  /* the revocation did not commit */
   if (e < 0) {
     osb__user_free(q->user);
     q->user = NULL;
@@ -296,11 +300,12 @@ static void rotate_finish(void *ud, int err, const osb_db_result_t *res) {
 }
 
 static void on_rotate_user(void *ud, int err, const osb_db_result_t *res) {
+  err = osb__db_err(err);
   rotate_q_t *q = ud;
   if (err < 0) {
     q->err = err;
   } else if (osb_db_nrows(res) == 0) {
-    q->err = -OSB_ENOTFOUND;
+    q->err = OSB_ENOTFOUND;
   } else {
     q->user = user_from_row(res, 0);
   }
@@ -312,26 +317,29 @@ static void on_rotate_user(void *ud, int err, const osb_db_result_t *res) {
 }
 
 static void on_rotate_insert(void *ud, int err, const osb_db_result_t *res) {
+  err = osb__db_err(err);
   rotate_q_t *q = ud;
   if (err < 0 && q->err == 0) q->err = err;
   /* The user query issued behind this one settles the transaction. */
 }
 
 static void on_rotate_revoked(void *ud, int err, const osb_db_result_t *res) {
+  err = osb__db_err(err);
   rotate_q_t *q = ud;
   if (err < 0) {
     q->err = err;
     osb_db_tx_rollback(q->tx, rotate_finish, q);
     return;
   }
-  q->err = -OSB_EDENIED;
+  q->err = OSB_EDENIED;
   osb_db_tx_commit(q->tx, rotate_finish, q);
 }
 
 static void on_rotate_state(void *ud, int err, const osb_db_result_t *res) {
+  err = osb__db_err(err);
   rotate_q_t *q = ud;
   if (err < 0 || osb_db_nrows(res) == 0) {
-    q->err = err < 0 ? err : -OSB_ENOTFOUND;
+    q->err = err < 0 ? err : OSB_ENOTFOUND;
     osb_db_tx_rollback(q->tx, rotate_finish, q);
     return;
   }
@@ -342,11 +350,12 @@ static void on_rotate_state(void *ud, int err, const osb_db_result_t *res) {
     osb_db_tx_query(q->tx, &Q_RT_REVOKE_FAMILY, p, 2, on_rotate_revoked, q);
     return;
   }
-  q->err = -OSB_ENOTFOUND;   /* present, unused, unrevoked: so it expired */
+  q->err = OSB_ENOTFOUND;   /* present, unused, unrevoked: so it expired */
   osb_db_tx_rollback(q->tx, rotate_finish, q);
 }
 
 static void on_rotate_claim(void *ud, int err, const osb_db_result_t *res) {
+  err = osb__db_err(err);
   rotate_q_t *q = ud;
   if (err < 0) {
     q->err = err;
@@ -368,6 +377,7 @@ static void on_rotate_claim(void *ud, int err, const osb_db_result_t *res) {
 }
 
 static void on_rotate_begin(void *ud, int err, osb_db_tx_t *tx) {
+  err = osb__db_err(err);
   rotate_q_t *q = ud;
   if (err < 0) {
     q->cb(q->ud, err, NULL);

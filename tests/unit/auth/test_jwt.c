@@ -73,22 +73,22 @@ static void b64url_uses_url_alphabet(void **s) {
 static void b64url_rejects_padding_and_std_alphabet(void **s) {
   unsigned char out[16];
   size_t ol;
-  assert_int_equal(osb__b64url_decode(out, &ol, "YQ==", 4), -OSB_EINVAL);
-  assert_int_equal(osb__b64url_decode(out, &ol, "a+b/", 4), -OSB_EINVAL);
-  assert_int_equal(osb__b64url_decode(out, &ol, "YW J", 4), -OSB_EINVAL);
+  assert_int_equal(osb__b64url_decode(out, &ol, "YQ==", 4), OSB_EINVAL);
+  assert_int_equal(osb__b64url_decode(out, &ol, "a+b/", 4), OSB_EINVAL);
+  assert_int_equal(osb__b64url_decode(out, &ol, "YW J", 4), OSB_EINVAL);
 }
 
 static void b64url_rejects_impossible_length(void **s) {
   unsigned char out[16];
   size_t ol;
-  assert_int_equal(osb__b64url_decode(out, &ol, "YWJjZ", 5), -OSB_EINVAL);
+  assert_int_equal(osb__b64url_decode(out, &ol, "YWJjZ", 5), OSB_EINVAL);
 }
 
 static void b64url_rejects_noncanonical_trailing_bits(void **s) {
   unsigned char out[16];
   size_t ol;
   assert_int_equal(osb__b64url_decode(out, &ol, "YQ", 2), 0);   /* "a" */
-  assert_int_equal(osb__b64url_decode(out, &ol, "YR", 2), -OSB_EINVAL);
+  assert_int_equal(osb__b64url_decode(out, &ol, "YR", 2), OSB_EINVAL);
 }
 
 /* ---- JWT ---- */

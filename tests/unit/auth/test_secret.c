@@ -85,7 +85,7 @@ static void short_file_refused(void **s) {
   fputs("short\n", f);
   fclose(f);
   chmod(keypath, 0600);
-  assert_int_equal(osb__secret_load(NULL, dbpath, &k, &kl, &gen, err, sizeof(err)), -OSB_ECONFIG);
+  assert_int_equal(osb__secret_load(NULL, dbpath, &k, &kl, &gen, err, sizeof(err)), OSB_ECONFIG);
   assert_non_null(strstr(err, "jwt_secret"));
   assert_null(k);
 }
