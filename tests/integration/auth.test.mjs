@@ -104,8 +104,9 @@ for (const [backend, pg] of backends) {
     });
     after(async () => {
       if (!srv) return;
+      const r = await srv.stop();
       const log = srv.logs() + srv.stdout();
-      await srv.stop();
+      assert.equal(r.code, 0, `clean exit (sanitizers quiet)\n${log.slice(-3000)}`);
       secrets.assertAbsentFrom(log);
     });
 
@@ -487,7 +488,8 @@ for (const [backend, pg] of backends) {
         assert.ok(!log.includes(pw));
         for (let i = 0; i < 5; i++) assert.ok(!log.includes(`wrong-password-${i}`));
       } finally {
-        await srv.stop();
+        const r = await srv.stop();
+        assert.equal(r.code, 0, `clean exit\n${srv.logs().slice(-3000)}`);
       }
     });
 
@@ -502,7 +504,8 @@ for (const [backend, pg] of backends) {
         assert.equal(r.status, 429);
         assert.ok(r.res.headers.get('retry-after'));
       } finally {
-        await srv.stop();
+        const r = await srv.stop();
+        assert.equal(r.code, 0, `clean exit\n${srv.logs().slice(-3000)}`);
       }
     });
 
@@ -529,7 +532,8 @@ for (const [backend, pg] of backends) {
           await h.text();
         }
       } finally {
-        await srv.stop();
+        const r = await srv.stop();
+        assert.equal(r.code, 0, `clean exit\n${srv.logs().slice(-3000)}`);
       }
     });
   });
