@@ -1,0 +1,377 @@
+#!/usr/bin/env bash
+# bench/run.sh: the project's benchmark (what `make bench` runs).
+#
+# Measures the release build (build/release: osbackend, wsload) against the
+# Node.js baseline (express + ws + pg) in the same run, on the same machine,
+# and prints osbackend's figure, the baseline's figure and the ratio for each
+# measurement, then a summary table. It starts and stops everything itself:
+# a throwaway PostgreSQL cluster, the Node baseline, osbackend. Raw outputs
+# go to bench/results/<timestamp>/ (git-ignored). See docs/benchmarks.md.
+#
+# Sections: health (wrk on GET /health), db (procedure by id: uncached,
+# cached, baseline, pgbench ceiling), ws (WebSocket fan-out with wsload).
+#
+# Knobs (environment): BENCH_SECTIONS ("health db ws"), BENCH_WS_MATRIX
+# ("1000:200 10000:50", conns:rate pairs), BENCH_WS_DURATION (20),
+# BENCH_WS_THREADS (1), BENCH_HEALTH_RUNS (3), BENCH_BUILD (build/release),
+# NODE_BASELINE_DIR (/work/shared/anchors/node-baseline), BENCH_PORT_BASE
+# (55490: PostgreSQL on it, osbackend +1, baseline +2, uncached osbackend +3).
+#
+# Exit status: non-zero if PostgreSQL or a server failed to start (or a
+# server died during the run). A single
+# failed measurement prints "failed" and the run goes on.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${BENCH_BUILD:-$ROOT/build/release}
+OSB_BIN=$BUILD/osbackend
+WSLOAD=$BUILD/wsload
+NODE_DIR=${NODE_BASELINE_DIR:-/work/shared/anchors/node-baseline}
+SECTIONS=${BENCH_SECTIONS:-health db ws}
+WS_MATRIX=${BENCH_WS_MATRIX:-1000:200 10000:50}
+WS_DURATION=${BENCH_WS_DURATION:-20}
+WS_THREADS=${BENCH_WS_THREADS:-1}
+HEALTH_RUNS=${BENCH_HEALTH_RUNS:-3}
+BASE=${BENCH_PORT_BASE:-55490}
+PGPORT_BENCH=$BASE
+OSB_PORT=$((BASE + 1))
+NODE_PORT=$((BASE + 2))
+OSB_NC_PORT=$((BASE + 3))
+export PGDIR=/tmp/osb-pg-bench PGPORT=$PGPORT_BENCH
+PG=$ROOT/scripts/pg.sh
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+RES=$ROOT/bench/results/$STAMP
+mkdir -p "$RES"
+
+# ---------------------------------------------------------------- helpers
+say() { printf '%s\n' "$*"; }
+hr() { say ""; say "== $* =="; }
+randhex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+START_FAILED=0
+SERVER_DIED=0
+declare -A PIDS=()
+SUMMARY=()   # "metric|osbackend|baseline|ratio|better"
+NOTES=()     # free-form lines printed under the summary table
+
+# ratio A B: A/B with two decimals, or "-" if either is not a positive number.
+ratio() {
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/ || b + 0 == 0 || a + 0 == 0) { print "-"; exit }
+    printf "%.2f", a / b }'
+}
+median() { printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "failed" }'; }
+fmt() { awk -v v="$1" -v d="${2:-0}" 'BEGIN { if (v ~ /^-?[0-9.]+$/) printf "%.*f", d, v; else printf "%s", v }'; }
+
+row() { # row METRIC OSB NODE BETTER(higher|lower) [DECIMALS]
+  local r o n d=${5:-0}
+  o=$(fmt "$2" "$d"); n=$(fmt "$3" "$d")
+  r=$(ratio "$2" "$3")
+  printf '  %-44s osbackend %-14s baseline %-14s ratio %s (%s is better)\n' "$1" "$o" "$n" "$r" "$4"
+  SUMMARY+=("$1|$o|$n|$r|$4")
+}
+
+stop_pid() { # stop_pid NAME: SIGTERM, then SIGKILL after 5 s
+  local pid=${PIDS[$1]:-}
+  [ -n "$pid" ] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  fi
+  unset "PIDS[$1]"
+}
+
+cleanup() {
+  for n in "${!PIDS[@]}"; do stop_pid "$n"; done
+  "$PG" destroy >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+trap 'say "interrupted"; exit 130' INT TERM
+
+http_code() { curl -s -o /dev/null -m 5 -w '%{http_code}' "$@" 2>/dev/null || true; }
+
+# wait_listen NAME PORT: until the port answers HTTP (any status) or the process dies.
+wait_listen() {
+  local pid=${PIDS[$1]} c
+  for _ in $(seq 200); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    c=$(http_code "http://127.0.0.1:$2/health")
+    [ -n "$c" ] && [ "$c" != "000" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# exit_note NAME: sets NOTE to ", exited with status N" or ", not listening after 20 s"
+# (not in a $(subshell): only this shell can wait for its children).
+exit_note() {
+  local pid=${PIDS[$1]} rc
+  if kill -0 "$pid" 2>/dev/null; then NOTE=", not listening after 20 s"; return; fi
+  wait "$pid" 2>/dev/null; rc=$?
+  NOTE=", exited with status $rc"
+}
+
+# start_osb NAME PORT [VAR=value...]: osbackend against database osb.
+start_osb() {
+  local name=$1 port=$2; shift 2
+  if [ ! -x "$OSB_BIN" ]; then say "  $name: $OSB_BIN not built"; START_FAILED=1; return 1; fi
+  (cd "$RES" && exec env -i PATH="$PATH" HOME="${HOME:-/tmp}" \
+    PORT="$port" HOST=127.0.0.1 DATABASE_URL="$OSB_DB_URL" JWT_SECRET="$JWT_SECRET" \
+    SERVICE_API_KEY="$SERVICE_API_KEY" OSB_ENV_FILE="$RES/none.env" SQLITE_PATH="$RES/osb.db" \
+    LOG_LEVEL=warn LOG_FORMAT=json RATE_LIMIT_RPS=1000000 RATE_LIMIT_BURST=1000000 \
+    "$@" "$OSB_BIN" >"$RES/$name.log" 2>&1) &
+  PIDS[$name]=$!
+  if ! wait_listen "$name" "$port"; then
+    exit_note "$name"
+    say "  $name: failed to start$NOTE (see $RES/$name.log)"
+    tail -n 5 "$RES/$name.log" | sed 's/^/    /'
+    stop_pid "$name"
+    START_FAILED=1
+    return 1
+  fi
+  say "  $name: pid ${PIDS[$name]} on port $port"
+}
+
+start_node() {
+  if [ ! -f "$NODE_DIR/server.js" ]; then say "  baseline: $NODE_DIR/server.js not found"; START_FAILED=1; return 1; fi
+  (cd "$RES" && exec env -i PATH="$PATH" HOME="${HOME:-/tmp}" PORT="$NODE_PORT" HOST=127.0.0.1 \
+    DATABASE_URL="$NODE_DB_URL" SERVICE_API_KEY="$SERVICE_API_KEY" \
+    node "$NODE_DIR/server.js" >"$RES/baseline.log" 2>&1) &
+  PIDS[baseline]=$!
+  if ! wait_listen baseline "$NODE_PORT"; then
+    exit_note baseline
+    say "  baseline: failed to start$NOTE (see $RES/baseline.log)"
+    tail -n 5 "$RES/baseline.log" | sed 's/^/    /'
+    stop_pid baseline
+    START_FAILED=1
+    return 1
+  fi
+  say "  baseline: pid ${PIDS[baseline]} on port $NODE_PORT"
+}
+
+# check_servers: report a server that died during the run (once) and fail the run.
+check_servers() {
+  local n
+  for n in "${!PIDS[@]}"; do
+    kill -0 "${PIDS[$n]}" 2>/dev/null && continue
+    exit_note "$n"
+    say "  !! $n is gone$NOTE (see $RES/$n.log)"
+    unset "PIDS[$n]"
+    SERVER_DIED=1
+  done
+}
+
+up() { [ -n "${PIDS[$1]:-}" ] && kill -0 "${PIDS[$1]}" 2>/dev/null; }
+
+# wrk_run OUTFILE URL [SCRIPT] [DURATION]: prints "rps p99_ms non2xx errors" or "failed".
+wrk_run() {
+  local out=$1 url=$2 script=${3:-} dur=${4:-10s}
+  local args=(-t2 -c64 -d"$dur" --timeout 5s --latency)
+  [ -n "$script" ] && args+=(-s "$script")
+  if ! timeout 60 wrk "${args[@]}" "$url" >"$out" 2>&1; then echo failed; return; fi
+  awk '
+    /^Requests\/sec:/ { rps = $2 }
+    /^ +99%/ { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
+               p99 = (u == "us") ? v / 1000 : (u == "ms") ? v : (u == "s") ? v * 1000 : (u == "m") ? v * 60000 : v }
+    /Non-2xx or 3xx responses:/ { non = $NF }
+    /Socket errors:/ { gsub(/,/, ""); err = $4 + $6 + $8 + $10 }
+    END { if (rps == "") print "failed"; else printf "%s %s %d %d\n", rps, p99, non, err }' "$out"
+}
+
+# --------------------------------------------------------------- sections
+
+section_health() {
+  hr "a. GET /health (wrk -t2 -c64 -d10s, median of $HEALTH_RUNS)"
+  local who port rps p99 r line
+  declare -A H_RPS H_P99
+  for who in osbackend baseline; do
+    port=$OSB_PORT; [ $who = baseline ] && port=$NODE_PORT
+    if ! up "$who"; then H_RPS[$who]="n/a"; H_P99[$who]="n/a"; say "  $who: n/a: server not running"; continue; fi
+    if [ "$(http_code "http://127.0.0.1:$port/health")" != 200 ]; then
+      H_RPS[$who]="n/a"; H_P99[$who]="n/a"; say "  $who: n/a: /health does not answer 200"; continue
+    fi
+    rps=(); p99=()
+    for r in $(seq "$HEALTH_RUNS"); do
+      line=$(wrk_run "$RES/health-$who-$r.txt" "http://127.0.0.1:$port/health")
+      say "  $who run $r: $line"
+      if [ "$line" = failed ]; then continue; fi
+      set -- $line
+      if [ "$3" != 0 ] || [ "$4" != 0 ]; then say "    ($3 non-2xx, $4 socket errors)"; fi
+      rps+=("$1"); p99+=("$2")
+    done
+    H_RPS[$who]=$(median "${rps[@]:-}"); H_P99[$who]=$(median "${p99[@]:-}")
+  done
+  row "/health req/s" "${H_RPS[osbackend]}" "${H_RPS[baseline]}" higher
+  row "/health p99 ms" "${H_P99[osbackend]}" "${H_P99[baseline]}" lower 2
+}
+
+# proc_measure NAME PORT WARMUP: prints "rps p99 non2xx errors", "n/a: ..." or "failed".
+proc_measure() {
+  local name=$1 port=$2 warm=$3 code line
+  local url="http://127.0.0.1:$port" lua="$ROOT/bench/wrk/procedures.lua"
+  code=$(http_code "$url/api/market/procedures/1")
+  if [ "$code" = 404 ]; then echo "n/a: route not available"; return; fi
+  if [ "$code" != 200 ]; then echo "failed: GET /api/market/procedures/1 answered ${code:-nothing}"; return; fi
+  [ "$warm" != 0 ] && wrk_run "$RES/proc-$name-warmup.txt" "$url" "$lua" "$warm" >/dev/null
+  line=$(wrk_run "$RES/proc-$name.txt" "$url" "$lua")
+  echo "$line"
+}
+
+section_db() {
+  hr "b. GET /api/market/procedures/:id, random ids 1..10000 (wrk -t2 -c64 -d10s)"
+  local nc cached node pgb r1 r2 r3 tps
+  # Uncached: a second osbackend with QUERY_CACHE_MB=0, only for this row.
+  if start_osb osbackend-nocache "$OSB_NC_PORT" QUERY_CACHE_MB=0; then
+    nc=$(proc_measure osbackend-nocache "$OSB_NC_PORT" 3s)
+    stop_pid osbackend-nocache
+  else
+    nc="n/a: server failed to start"
+  fi
+  say "  osbackend uncached: $nc"
+  if up osbackend; then cached=$(proc_measure osbackend-cached "$OSB_PORT" 5s); else cached="n/a: server not running"; fi
+  say "  osbackend cached:   $cached"
+  if up baseline; then node=$(proc_measure baseline "$NODE_PORT" 3s); else node="n/a: server not running"; fi
+  say "  baseline:           $node"
+  for v in "$nc" "$cached" "$node"; do
+    case "$v" in [0-9]*) set -- $v; [ "$3" != 0 ] || [ "$4" != 0 ] && say "  note: a run had $3 non-2xx responses and $4 socket errors (raw files in $RES)";; esac
+  done
+
+  # The database's own ceiling: pgbench select-only on the same server.
+  tps=failed
+  if psql "$PG_ADMIN_URL" -qc "CREATE DATABASE pgbench" >/dev/null 2>"$RES/pgbench-init.txt" &&
+     timeout 120 pgbench -i -s 10 -q "$PGB_URL" >>"$RES/pgbench-init.txt" 2>&1 &&
+     timeout 60 pgbench -n -S -M prepared -c 20 -j 2 -T 10 "$PGB_URL" >"$RES/pgbench.txt" 2>&1; then
+    tps=$(awk '/^tps = / { print $3; exit }' "$RES/pgbench.txt")
+    [ -n "$tps" ] || tps=failed
+  fi
+  say "  pgbench -S -M prepared -c 20 -j 2 -T 10: $tps tps"
+
+  first() { case "$1" in [0-9]*) set -- $1; echo "$1";; n/a*) echo "n/a";; *) echo failed;; esac; }
+  p99of() { case "$1" in [0-9]*) set -- $1; echo "$2";; n/a*) echo "n/a";; *) echo failed;; esac; }
+  r1=$(first "$nc"); r2=$(first "$cached"); r3=$(first "$node")
+  row "procedure by id, uncached req/s" "$r1" "$r3" higher
+  row "procedure by id, cached req/s" "$r2" "$r3" higher
+  row "procedure by id, uncached p99 ms" "$(p99of "$nc")" "$(p99of "$node")" lower 2
+  row "procedure by id, cached p99 ms" "$(p99of "$cached")" "$(p99of "$node")" lower 2
+  local q="pgbench -S ceiling $(fmt "$tps") tps; req/s ÷ tps: osbackend uncached $(ratio "$r1" "$tps"),"
+  q+=" osbackend cached $(ratio "$r2" "$tps"), baseline $(ratio "$r3" "$tps")"
+  say "  $q"
+  NOTES+=("$q")
+}
+
+jget() { sed -n 's/^WSLOAD .*"'"$2"'":\([^,}]*\).*/\1/p' "$1" | tail -n 1; }
+
+# ws_measure NAME PORT CONNS RATE: runs wsload, prints a one-line digest or n/a/failed.
+ws_measure() {
+  local who=$1 port=$2 conns=$3 rate=$4 out code rc
+  out="$RES/ws-$who-$conns-$rate.txt"
+  if ! up "$who"; then echo "n/a: server not running"; return; fi
+  code=$(http_code -X POST -H "Authorization: Bearer $SERVICE_API_KEY" -H 'Content-Type: application/json' \
+    --data '{"channel":"market:all","data":{"probe":true}}' "http://127.0.0.1:$port/api/realtime/publish")
+  if [ "$code" = 404 ]; then echo "n/a: /api/realtime/publish not available"; return; fi
+  timeout $((WS_DURATION + 150)) "$WSLOAD" --port "$port" --conns "$conns" --rate "$rate" \
+    --duration "$WS_DURATION" --server-pid "${PIDS[$who]}" --drain-ms 10000 --threads "$WS_THREADS" \
+    --pub-conns 4 --pub-inflight 8 --key "$SERVICE_API_KEY" >"$out" 2>&1
+  rc=$?
+  if ! grep -q '^WSLOAD ' "$out"; then echo "failed (wsload exit $rc, see $out)"; return; fi
+  echo "$(jget "$out" deliveries_per_s) $(jget "$out" loss_pct) $(jget "$out" p50_ms) $(jget "$out" p99_ms)" \
+       "$(jget "$out" rss_per_conn_kb) $(jget "$out" ok) $(jget "$out" conns_subscribed) $(jget "$out" pub_sent)" \
+       "$(jget "$out" pub_due) $(jget "$out" lost) $(jget "$out" client_cpu_pct)"
+}
+
+section_ws() {
+  local pair conns rate o n
+  for pair in $WS_MATRIX; do
+    conns=${pair%%:*}; rate=${pair##*:}
+    hr "c. WebSocket fan-out: $conns sockets × $rate msg/s for ${WS_DURATION}s on market:all (wsload)"
+    # Fresh processes, so that the RSS-per-connection figure is not skewed by
+    # heap left over from earlier sections (Node's GC would otherwise hand
+    # memory back mid-measurement and make the difference meaningless).
+    if up osbackend; then stop_pid osbackend; start_osb osbackend "$OSB_PORT"; fi
+    if up baseline; then stop_pid baseline; start_node; fi
+    o=$(ws_measure osbackend "$OSB_PORT" "$conns" "$rate")
+    n=$(ws_measure baseline "$NODE_PORT" "$conns" "$rate")
+    for who in osbackend baseline; do
+      local v=$o; [ $who = baseline ] && v=$n
+      case "$v" in
+        [0-9]*) set -- $v
+          say "  $who: $(fmt "$1") deliveries/s, loss $(fmt "$2" 4) %, p50 $3 ms, p99 $4 ms, RSS $5 KB/conn," \
+              "subscribed $7/$conns, publishes sent $8/$9, lost ${10} deliveries, wsload CPU ${11} %" \
+              "$([ "$6" = true ] || echo '[wsload: FAIL]')";;
+        *) say "  $who: $v";;
+      esac
+    done
+    pick() { local i=$2; case "$1" in [0-9]*) set -- $1; echo "${!i}";; n/a*) echo n/a;; *) echo failed;; esac; }
+    row "ws ${conns}x${rate} deliveries/s" "$(pick "$o" 1)" "$(pick "$n" 1)" higher
+    row "ws ${conns}x${rate} loss %" "$(pick "$o" 2)" "$(pick "$n" 2)" lower 4
+    row "ws ${conns}x${rate} p50 ms" "$(pick "$o" 3)" "$(pick "$n" 3)" lower 2
+    row "ws ${conns}x${rate} p99 ms" "$(pick "$o" 4)" "$(pick "$n" 4)" lower 2
+    row "ws ${conns}x${rate} RSS KB/connection" "$(pick "$o" 5)" "$(pick "$n" 5)" lower 2
+  done
+}
+
+# -------------------------------------------------------------------- run
+T0=$(date +%s)
+say "osbackend benchmark  $(date -u +%FT%TZ)  results: $RES"
+OSB_VERSION=$("$OSB_BIN" version 2>/dev/null | head -n 1); [ -n "$OSB_VERSION" ] || OSB_VERSION='?'
+say "machine: $(nproc) cores, $(uname -sr); osbackend $OSB_VERSION; node $(node --version 2>/dev/null || echo '?')"
+for tool in wrk pgbench psql node curl; do
+  command -v "$tool" >/dev/null || { say "missing tool: $tool (scripts/deps.sh bench installs it)"; exit 2; }
+done
+[ -x "$WSLOAD" ] || { say "missing $WSLOAD: build the release tree first (make bench does)"; exit 2; }
+
+# Both servers need a descriptor each per socket (10,000 WebSockets).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+say "open files limit: $(ulimit -n)"
+
+SERVICE_API_KEY=$(randhex 24)
+JWT_SECRET=$(randhex 32)
+
+hr "setup"
+"$PG" destroy >/dev/null 2>&1 || true
+if ! OSB_PG_URL=$("$PG" start 2>"$RES/pg-start.txt"); then
+  say "  PostgreSQL failed to start (see $RES/pg-start.txt)"
+  exit 1
+fi
+OSB_DB_URL=$OSB_PG_URL
+PG_ADMIN_URL=$OSB_PG_URL
+NODE_DB_URL=${OSB_PG_URL%/*}/baseline
+PGB_URL=${OSB_PG_URL%/*}/pgbench
+say "  PostgreSQL on port $PGPORT_BENCH ($PGDIR); osbackend uses database osb, the baseline database baseline"
+# The baseline's seed DROPs market_procedures: it only ever touches database "baseline".
+if ! { psql "$PG_ADMIN_URL" -qc "CREATE DATABASE baseline" && psql "$NODE_DB_URL" -q -v ON_ERROR_STOP=1 -f "$NODE_DIR/seed.sql"; } \
+     >"$RES/baseline-seed.txt" 2>&1; then
+  say "  seeding the baseline database failed (see $RES/baseline-seed.txt)"
+fi
+start_node
+start_osb osbackend "$OSB_PORT"
+
+for s in $SECTIONS; do
+  case "$s" in
+    health) section_health ;;
+    db) section_db ;;
+    ws) section_ws ;;
+    *) say "unknown section: $s" ;;
+  esac
+  check_servers
+done
+
+hr "summary (ratio = osbackend / baseline)"
+{
+  printf '%-44s %14s %14s %8s  %s\n' metric osbackend baseline ratio better
+  for line in "${SUMMARY[@]}"; do
+    IFS='|' read -r m o n r b <<<"$line"
+    printf '%-44s %14s %14s %8s  %s\n' "$m" "$o" "$n" "$r" "$b"
+  done
+  for line in "${NOTES[@]}"; do printf '%s\n' "$line"; done
+} | tee "$RES/summary.txt"
+say ""
+say "total time: $(( $(date +%s) - T0 )) s; raw outputs in $RES"
+if [ "$START_FAILED" != 0 ] || [ "$SERVER_DIED" != 0 ]; then
+  say "a server failed to start or died during the run: exit 1"
+  exit 1
+fi
+exit 0
