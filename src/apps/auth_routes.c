@@ -264,34 +264,45 @@ typedef struct session_ctx {
   bool via_cookie;
 } session_ctx_t;
 
+static void answer_signed_in(osb_req_t *req, const osb_principal_t *p, bool via_cookie) {
+  long long now = (long long)(osb_wallclock_ms() / 1000);
+  json_t *user = json_pack("{s:s,s:s}", "id", p->user_id, "role", osb_role_name(p->role));
+  if (p->email) json_object_set_new(user, "email", json_string(p->email));
+  json_t *body = json_pack("{s:b,s:o,s:s,s:s}", "authenticated", 1, "user", user, "via",
+                           via_cookie ? "cookie" : "bearer", "issuer", p->external ? "external" : "local");
+  if (p->expires_at) {
+    json_object_set_new(body, "expires_at", json_integer(p->expires_at));
+    json_object_set_new(body, "expires_in", json_integer(p->expires_at > now ? p->expires_at - now : 0));
+  }
+  osb_res_header(req, "Cache-Control", "no-store");
+  osb_res_json(req, 200, body);
+}
+
 static void on_session(void *ud, int err, osb_principal_t *p) {
   session_ctx_t *c = ud;
   osb_req_t *req = c->req;
-  osb_res_header(req, "Cache-Control", "no-store");
   if (err == OSB_EUNAVAIL || err == OSB_EDB) {
     osb_res_header(req, "Retry-After", "1");
     osb_res_error(req, 503, "db_unavailable", "cannot check the session right now");
     return;
   }
   if (err < 0) {
+    osb_res_header(req, "Cache-Control", "no-store");
     osb_res_json(req, 200, json_pack("{s:b,s:s}", "authenticated", 0, "reason",
                                      err == OSB_ETIMEOUT ? "expired" : "invalid"));
     return;
   }
-  long long now = (long long)(osb_wallclock_ms() / 1000);
-  json_t *user = json_pack("{s:s,s:s}", "id", p->user_id, "role", osb_role_name(p->role));
-  if (p->email) json_object_set_new(user, "email", json_string(p->email));
-  json_t *body = json_pack("{s:b,s:o,s:s,s:s}", "authenticated", 1, "user", user, "via",
-                           c->via_cookie ? "cookie" : "bearer", "issuer", p->external ? "external" : "local");
-  if (p->expires_at) {
-    json_object_set_new(body, "expires_at", json_integer(p->expires_at));
-    json_object_set_new(body, "expires_in", json_integer(p->expires_at > now ? p->expires_at - now : 0));
-  }
+  answer_signed_in(req, p, c->via_cookie);
   osb_principal_free(p);
-  osb_res_json(req, 200, body);
 }
 
 static void get_session(osb_req_t *req) {
+  /* The rate-limit hook has usually resolved the principal already. */
+  osb_principal_t *pre = osb_req_principal(req);
+  if (pre) {
+    answer_signed_in(req, pre, pre->via_cookie);
+    return;
+  }
   session_ctx_t *c = osb_req_alloc(req, sizeof(*c));
   c->req = req;
   const char *tok = osb_auth_request_token(req, false, &c->via_cookie);

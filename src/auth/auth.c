@@ -169,6 +169,7 @@ void osb_auth_dispose(void) {
   osb__throttle_free(A.fail_ip);
   osb__throttle_free(A.fail_email);
   osb__kt_free(A.ext_cache);
+  osb__hmac_cache_clear();
   sodium_memzero(&A, sizeof(A));
 }
 

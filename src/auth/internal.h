@@ -107,8 +107,8 @@ void osb__throttle_free(osb__throttle_t *t);
 
 /* ---- passwords: Argon2id (libsodium crypto_pwhash_str) off the loop ----
  * At most osb__pw_max_active() hashes run in the threadpool at once (half
- * of UV_THREADPOOL_SIZE, at least 1) so the SQLite queries that share the
- * pool keep moving; further jobs wait in a FIFO on the loop, at most
+ * of UV_THREADPOOL_SIZE and one less than the CPUs, at least 1) so the
+ * SQLite queries that share the pool keep moving and the loop keeps a core; further jobs wait in a FIFO on the loop, at most
  * OSB__PW_MAX_QUEUED of them, past which a call fails with OSB_EUNAVAIL
  * (the caller answers 503). The password is copied and wiped after use.
  * Callbacks run on the loop thread, never before the call returns; err is
@@ -154,8 +154,10 @@ bool osb__csrf_check(const void *key, size_t keylen, const char *user_id, const 
 char *osb__email_normalize(const char *in);
 /* SHA-256 of s as 64 hex characters + NUL. */
 void osb__sha256_hex(char out[65], const void *p, size_t n);
-/* HMAC-SHA256. */
+/* HMAC-SHA256. Keeps a few keyed contexts per thread (see util.c);
+ * osb__hmac_cache_clear() frees this thread's and wipes their key copies. */
 void osb__hmac_sha256(unsigned char out[32], const void *key, size_t keylen, const void *p, size_t n);
+void osb__hmac_cache_clear(void);
 
 /* ---- secret.c: the JWT signing key ---- */
 /* The key: JWT_SECRET if set; else (embedded default) the contents of

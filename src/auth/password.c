@@ -9,8 +9,9 @@
  * be adopted later without breaking old hashes.
  *
  * Concurrency cap: the threadpool (UV_THREADPOOL_SIZE, default 4) is shared
- * with SQLite. At most half of it runs Argon2 at once; other jobs wait here,
- * in order, on the loop thread. A bounded queue turns a login flood into
+ * with SQLite. At most half of it, and at most one less than the CPUs,
+ * runs Argon2 at once (so the loop keeps a core and SQLite keeps threads);
+ * other jobs wait here, in order, on the loop thread. A bounded queue turns a login flood into
  * quick 503s instead of unbounded memory and latency.
  *
  * Ownership: a job owns a wiped-on-free copy of the password and, for
@@ -44,7 +45,12 @@ unsigned osb__pw_max_active(void) {
     const char *s = getenv("UV_THREADPOOL_SIZE");
     long n = s ? strtol(s, NULL, 10) : 4;
     if (n < 1) n = 4;
-    max_active = n >= 2 ? (unsigned)(n / 2) : 1;
+    unsigned pool = n >= 2 ? (unsigned)(n / 2) : 1;
+    /* Leave a core to the event loop: on a 2-core machine one hash at a
+     * time, so a burst of sign-ins cannot starve the loop of CPU. */
+    unsigned cpus = uv_available_parallelism();
+    unsigned cpu_cap = cpus > 1 ? cpus - 1 : 1;
+    max_active = pool < cpu_cap ? pool : cpu_cap;
   }
   return max_active;
 }

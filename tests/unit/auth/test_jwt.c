@@ -118,6 +118,40 @@ static void signed_header_is_hs256(void **s) {
   free(t);
 }
 
+static void other_spelling_of_hs256_header_accepted(void **s) {
+  /* Not our canonical header bytes: parsed and checked, still HS256. */
+  char *t = craft("{\"typ\":\"JWT\",\"alg\":\"HS256\"}", payload_exp(NOW, NOW + 900), KEY, NULL);
+  assert_int_equal(verify(t), 0);
+  free(t);
+}
+
+static void hmac_matches_one_shot_for_each_cached_key(void **s) {
+  /* More keys than cache slots, twice over: results never mix keys up. */
+  const char *keys[] = {"k1", "key-two", "a-much-longer-key-number-three-0123456789", "4", "fifth key", ""};
+  unsigned char a[32], b[32];
+  for (int round = 0; round < 2; round++) {
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+      osb__hmac_sha256(a, keys[i], strlen(keys[i]), "message", 7);
+      unsigned char k2[64] = {0};
+      /* Reference: RFC 2104 by hand over libsodium's SHA-256. */
+      unsigned char ipad[64], opad[64], inner[32];
+      memcpy(k2, keys[i], strlen(keys[i]));
+      for (int j = 0; j < 64; j++) { ipad[j] = k2[j] ^ 0x36; opad[j] = k2[j] ^ 0x5c; }
+      crypto_hash_sha256_state st;
+      crypto_hash_sha256_init(&st);
+      crypto_hash_sha256_update(&st, ipad, 64);
+      crypto_hash_sha256_update(&st, (const unsigned char *)"message", 7);
+      crypto_hash_sha256_final(&st, inner);
+      crypto_hash_sha256_init(&st);
+      crypto_hash_sha256_update(&st, opad, 64);
+      crypto_hash_sha256_update(&st, inner, 32);
+      crypto_hash_sha256_final(&st, b);
+      assert_memory_equal(a, b, 32);
+    }
+  }
+  osb__hmac_cache_clear();
+}
+
 static void alg_none_unsigned_rejected(void **s) {
   char *t = craft("{\"alg\":\"none\",\"typ\":\"JWT\"}", payload_exp(NOW, NOW + 900), KEY, "");
   assert_int_equal(verify(t), OSB__JWT_EALG);
@@ -315,6 +349,8 @@ int main(void) {
     cmocka_unit_test(b64url_rejects_noncanonical_trailing_bits),
     cmocka_unit_test(sign_then_verify_returns_claims),
     cmocka_unit_test(signed_header_is_hs256),
+    cmocka_unit_test(other_spelling_of_hs256_header_accepted),
+    cmocka_unit_test(hmac_matches_one_shot_for_each_cached_key),
     cmocka_unit_test(alg_none_unsigned_rejected),
     cmocka_unit_test(alg_none_with_valid_mac_rejected),
     cmocka_unit_test(alg_none_capitalised_rejected),
@@ -344,5 +380,7 @@ int main(void) {
     cmocka_unit_test(payload_not_json_rejected),
     cmocka_unit_test(oversized_token_rejected),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  osb__hmac_cache_clear();
+  return rc;
 }
