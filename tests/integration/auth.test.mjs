@@ -541,6 +541,11 @@ for (const [backend, pg] of backends) {
           assert.equal(h.status, 200);
           await h.text();
         }
+        // The service key is not limited.
+        for (let i = 0; i < 5; i++) {
+          const r = await json(srv, 'GET', '/api/auth/me', { token: srv.env.SERVICE_API_KEY });
+          assert.equal(r.status, 200);
+        }
       } finally {
         const r = await srv.stop();
         assert.equal(r.code, 0, `clean exit\n${srv.logs().slice(-3000)}`);
