@@ -24,10 +24,6 @@
 
 /* ---- helpers ---- */
 
-/* db.h callbacks spell errors -OSB_E* (positive); core.h's OSB_E* are the
- * negative codes. Accept either. */
-static int db_err(int err) { return err > 0 ? -err : err; }
-
 /* The body's string field, or NULL. A non-string value is a 400 (*bad). */
 static const char *body_str(json_t *body, const char *key, bool *bad) {
   json_t *v = json_object_get(body, key);
@@ -185,7 +181,6 @@ static const osb_db_stmt_t Q_ME = {
 };
 
 static void on_me(void *ud, int err, const osb_db_result_t *res) {
-  err = db_err(err);
   osb_req_t *req = ud;
   if (err == OSB_EUNAVAIL) {
     osb_res_header(req, "Retry-After", "1");
@@ -230,7 +225,6 @@ static const osb_db_stmt_t Q_ME_UPDATE = {
 };
 
 static void on_me_updated(void *ud, int err, const osb_db_result_t *res) {
-  err = db_err(err);
   osb_req_t *req = ud;
   if (err < 0) {
     on_me(ud, err, res);
@@ -331,7 +325,6 @@ typedef struct usage_ctx {
 } usage_ctx_t;
 
 static void on_usage(void *ud, int err, const osb_db_result_t *res) {
-  err = db_err(err);
   usage_ctx_t *c = ud;
   if (err == OSB_EUNAVAIL) {
     osb_res_header(c->req, "Retry-After", "1");

@@ -175,11 +175,6 @@ unsigned osb__auth_login_blocked(const char *ip, const char *email);
 void osb__auth_login_failed(const char *ip, const char *email);
 void osb__auth_login_succeeded(const char *email);
 
-/* The database module's callbacks report errors as -OSB_E* (positive
- * numbers, see db.h) while core.h defines OSB_E* as the negative codes:
- * map either spelling to the canonical negative code. */
-static inline int osb__db_err(int err) { return err > 0 ? -err : err; }
-
 /* ---- store.c: the module's SQL, both dialects ----
  * Every call answers through cb exactly once on the loop thread, never
  * before returning. Errors: OSB_ENOTFOUND, OSB_ECONFLICT (unique e-mail),

@@ -148,7 +148,6 @@ static void user_q_free(user_q_t *q) {
 }
 
 static void on_user_row(void *ud, int err, const osb_db_result_t *res) {
-  err = osb__db_err(err);
   user_q_t *q = ud;
   if (err < 0) {
     q->cb(q->ud, err, NULL);
@@ -193,7 +192,6 @@ enum { EXT_LOOKUP, EXT_INSERT, EXT_RECHECK };
 static void ext_step(user_q_t *q);
 
 static void on_ext(void *ud, int err, const osb_db_result_t *res) {
-  err = osb__db_err(err);
   user_q_t *q = ud;
   if (err < 0) {
     q->cb(q->ud, err, NULL);
@@ -247,7 +245,6 @@ typedef struct done_q {
 } done_q_t;
 
 static void on_done(void *ud, int err, const osb_db_result_t *res) {
-  err = osb__db_err(err);
   done_q_t *q = ud;
   if (q->cb) q->cb(q->ud, err);
   free(q);
@@ -286,7 +283,6 @@ typedef struct rotate_q {
 } rotate_q_t;
 
 static void rotate_finish(void *ud, int err, const osb_db_result_t *res) {
-  err = osb__db_err(err);
   rotate_q_t *q = ud;
   int e = q->err;
   if (err < 0 && e == 0) e = err;     /* commit failed: nothing happened */
@@ -300,7 +296,6 @@ static void rotate_finish(void *ud, int err, const osb_db_result_t *res) {
 }
 
 static void on_rotate_user(void *ud, int err, const osb_db_result_t *res) {
-  err = osb__db_err(err);
   rotate_q_t *q = ud;
   if (err < 0) {
     q->err = err;
@@ -317,14 +312,12 @@ static void on_rotate_user(void *ud, int err, const osb_db_result_t *res) {
 }
 
 static void on_rotate_insert(void *ud, int err, const osb_db_result_t *res) {
-  err = osb__db_err(err);
   rotate_q_t *q = ud;
   if (err < 0 && q->err == 0) q->err = err;
   /* The user query issued behind this one settles the transaction. */
 }
 
 static void on_rotate_revoked(void *ud, int err, const osb_db_result_t *res) {
-  err = osb__db_err(err);
   rotate_q_t *q = ud;
   if (err < 0) {
     q->err = err;
@@ -336,7 +329,6 @@ static void on_rotate_revoked(void *ud, int err, const osb_db_result_t *res) {
 }
 
 static void on_rotate_state(void *ud, int err, const osb_db_result_t *res) {
-  err = osb__db_err(err);
   rotate_q_t *q = ud;
   if (err < 0 || osb_db_nrows(res) == 0) {
     q->err = err < 0 ? err : OSB_ENOTFOUND;
@@ -355,7 +347,6 @@ static void on_rotate_state(void *ud, int err, const osb_db_result_t *res) {
 }
 
 static void on_rotate_claim(void *ud, int err, const osb_db_result_t *res) {
-  err = osb__db_err(err);
   rotate_q_t *q = ud;
   if (err < 0) {
     q->err = err;
@@ -377,7 +368,6 @@ static void on_rotate_claim(void *ud, int err, const osb_db_result_t *res) {
 }
 
 static void on_rotate_begin(void *ud, int err, osb_db_tx_t *tx) {
-  err = osb__db_err(err);
   rotate_q_t *q = ud;
   if (err < 0) {
     q->cb(q->ud, err, NULL);
