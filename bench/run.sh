@@ -9,9 +9,11 @@
 # go to bench/results/<timestamp>/ (git-ignored). See docs/benchmarks.md.
 #
 # Sections: health (wrk on GET /health), db (procedure by id: uncached,
-# cached, baseline, pgbench ceiling), ws (WebSocket fan-out with wsload).
+# cached, baseline, pgbench ceiling), auth (JWT verification vs /health;
+# /health latency while clients sign in with Argon2id), ws (WebSocket
+# fan-out with wsload).
 #
-# Knobs (environment): BENCH_SECTIONS ("health db ws"), BENCH_WS_MATRIX
+# Knobs (environment): BENCH_SECTIONS ("health db auth ws"), BENCH_AUTH_LOGINS (20), BENCH_WS_MATRIX
 # ("1000:200 10000:50", conns:rate pairs), BENCH_WS_DURATION (20),
 # BENCH_WS_THREADS (1), BENCH_HEALTH_RUNS (3), BENCH_BUILD (build/release),
 # NODE_BASELINE_DIR (/work/shared/anchors/node-baseline), BENCH_PORT_BASE
@@ -27,7 +29,8 @@ BUILD=${BENCH_BUILD:-$ROOT/build/release}
 OSB_BIN=$BUILD/osbackend
 WSLOAD=$BUILD/wsload
 NODE_DIR=${NODE_BASELINE_DIR:-/work/shared/anchors/node-baseline}
-SECTIONS=${BENCH_SECTIONS:-health db ws}
+SECTIONS=${BENCH_SECTIONS:-health db auth ws}
+AUTH_LOGINS=${BENCH_AUTH_LOGINS:-20}
 WS_MATRIX=${BENCH_WS_MATRIX:-1000:200 10000:50}
 WS_DURATION=${BENCH_WS_DURATION:-20}
 WS_THREADS=${BENCH_WS_THREADS:-1}
@@ -37,7 +40,7 @@ PGPORT_BENCH=$BASE
 OSB_PORT=$((BASE + 1))
 NODE_PORT=$((BASE + 2))
 OSB_NC_PORT=$((BASE + 3))
-export PGDIR=/tmp/osb-pg-bench PGPORT=$PGPORT_BENCH
+export PGDIR=${BENCH_PGDIR:-/tmp/osb-pg-bench} PGPORT=$PGPORT_BENCH
 PG=$ROOT/scripts/pg.sh
 
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -262,6 +265,81 @@ section_db() {
   NOTES+=("$q")
 }
 
+# auth_probe OUTFILE URL: a light latency probe (wrk -t1 -c4 -d10s), prints
+# "rps p50_ms p99_ms" or "failed". Light on purpose: a saturating load would
+# measure queueing, not whether the loop ever stalls.
+auth_probe() {
+  if ! timeout 60 wrk -t1 -c4 -d10s --timeout 5s --latency "$2" >"$1" 2>&1; then echo failed; return; fi
+  awk '
+    function ms(v,   u) { u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
+                          return (u == "us") ? v / 1000 : (u == "ms") ? v : (u == "s") ? v * 1000 : v }
+    /^Requests\/sec:/ { rps = $2 } /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
+    END { if (rps == "") print "failed"; else printf "%s %.3f %.3f\n", rps, p50, p99 }' "$1"
+}
+
+section_auth() {
+  hr "d. auth: JWT verification vs /health (wrk -t2 -c64 -d10s); /health p99 while $AUTH_LOGINS clients sign in"
+  local url="http://127.0.0.1:$OSB_PORT" email pw token h s m alone storm
+  if ! up osbackend; then
+    say "  n/a: osbackend not running"
+    row "auth: GET /api/auth/session (JWT) req/s" n/a n/a higher
+    return
+  fi
+  # A throwaway account; the token lives only in this run's results dir.
+  email="bench-$(randhex 6)@example.test"
+  pw=$(randhex 12)
+  token=$(curl -s -m 10 -X POST -H 'Content-Type: application/json' \
+    --data "{\"email\":\"$email\",\"password\":\"$pw\"}" "$url/api/auth/register" |
+    sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+  if [ -z "$token" ]; then
+    say "  n/a: POST /api/auth/register did not return a token"
+    row "auth: GET /api/auth/session (JWT) req/s" n/a n/a higher
+    return
+  fi
+  printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$token" >"$RES/auth-bearer.lua"
+
+  # 1. Token verification on an authenticated route against /health.
+  h=$(wrk_run "$RES/auth-health.txt" "$url/health")
+  s=$(wrk_run "$RES/auth-session.txt" "$url/api/auth/session" "$RES/auth-bearer.lua")
+  m=$(wrk_run "$RES/auth-me.txt" "$url/api/auth/me" "$RES/auth-bearer.lua")
+  say "  GET /health:                          $h"
+  say "  GET /api/auth/session (JWT, no I/O):  $s"
+  say "  GET /api/auth/me (JWT + one query):   $m"
+
+  # 2. /health latency alone, then while AUTH_LOGINS connections sign in back
+  #    to back (each login is one Argon2id verification on the threadpool).
+  #    The sign-ins come from one wrk process, so the client side costs
+  #    little CPU of its own.
+  cat >"$RES/auth-login.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"email":"$email","password":"$pw"}'
+LUA
+  alone=$(auth_probe "$RES/auth-probe-alone.txt" "$url/health")
+  timeout 60 wrk -t1 -c"$AUTH_LOGINS" -d14s --timeout 10s --latency -s "$RES/auth-login.lua" \
+    "$url/api/auth/login" >"$RES/auth-logins.txt" 2>&1 &
+  local storm_pid=$!
+  sleep 2   # let the sign-ins fill the queue
+  storm=$(auth_probe "$RES/auth-probe-logins.txt" "$url/health")
+  wait "$storm_pid" 2>/dev/null
+  local lrps lnon
+  lrps=$(awk '/^Requests\/sec:/ { print $2 }' "$RES/auth-logins.txt")
+  lnon=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$RES/auth-logins.txt")
+  say "  GET /health -c4, no sign-ins:         $alone (req/s p50 p99)"
+  say "  GET /health -c4, $AUTH_LOGINS sign-ins running:   $storm (req/s p50 p99); sign-ins ${lrps:-?}/s, non-2xx ${lnon:-0}"
+
+  first() { case "$1" in [0-9]*) set -- $1; echo "$1";; *) echo failed;; esac; }
+  nth() { local i=$2; case "$1" in [0-9]*) set -- $1; echo "${!i}";; *) echo failed;; esac; }
+  row "auth: GET /api/auth/session (JWT) req/s" "$(first "$s")" n/a higher
+  row "auth: GET /api/auth/me (JWT + query) req/s" "$(first "$m")" n/a higher
+  row "auth: /health p99 ms, no sign-ins (-c4)" "$(nth "$alone" 3)" n/a lower 3
+  row "auth: /health p99 ms, $AUTH_LOGINS sign-ins (-c4)" "$(nth "$storm" 3)" n/a lower 3
+  local q="auth: JWT route at $(ratio "$(first "$s")" "$(first "$h")") of /health throughput;"
+  q+=" /health p99 with $AUTH_LOGINS concurrent Argon2id sign-ins $(fmt "$(nth "$storm" 3)" 3) ms vs $(fmt "$(nth "$alone" 3)" 3) ms without"
+  say "  $q"
+  NOTES+=("$q")
+}
+
 jget() { sed -n 's/^WSLOAD .*"'"$2"'":\([^,}]*\).*/\1/p' "$1" | tail -n 1; }
 
 # ws_measure NAME PORT CONNS RATE: runs wsload, prints a one-line digest or n/a/failed.
@@ -354,6 +432,7 @@ for s in $SECTIONS; do
     health) section_health ;;
     db) section_db ;;
     ws) section_ws ;;
+    auth) section_auth ;;
     *) say "unknown section: $s" ;;
   esac
   check_servers

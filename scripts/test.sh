@@ -17,8 +17,17 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 
 unit_pass=0 unit_fail=0 bb_pass=0 bb_fail=0
 
+echo "== PostgreSQL"
+if OSB_TEST_PG_URL=$(scripts/pg.sh start); then
+  export OSB_TEST_PG_URL
+  echo "started throwaway cluster at $PGDIR"
+else
+  echo "could not start PostgreSQL"; exit 1
+fi
+trap 'scripts/pg.sh destroy' EXIT
+
 echo "== unit tests (ctest)"
-ctest_out=$(ctest --test-dir "$BUILD" --output-on-failure -j2 2>&1)
+ctest_out=$(ctest --test-dir "$BUILD" --output-on-failure -j1 2>&1)
 ctest_rc=$?
 echo "$ctest_out" | tail -n 40
 if summary=$(echo "$ctest_out" | grep -E '[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+'); then
@@ -34,14 +43,6 @@ if [ ! -d node_modules/ws ] || [ package-lock.json -nt node_modules/.package-loc
   npm ci --no-audit --no-fund --loglevel=error >/dev/null || { echo "npm ci failed"; exit 1; }
 fi
 
-echo "== PostgreSQL"
-if OSB_TEST_PG_URL=$(scripts/pg.sh start); then
-  export OSB_TEST_PG_URL
-  echo "started throwaway cluster at $PGDIR"
-else
-  echo "could not start PostgreSQL"; exit 1
-fi
-trap 'scripts/pg.sh destroy' EXIT
 
 echo "== black-box tests (node --test)"
 files=$(ls tests/integration/*.test.mjs 2>/dev/null | sort)

@@ -8,7 +8,9 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "apps/auth_routes.h"
 #include "apps/market.h"
+#include "auth/auth.h"
 #include "core/config.h"
 #include "core/core.h"
 #include "db/db.h"
@@ -29,6 +31,7 @@ static void usage(FILE *out) {
           "usage: osbackend [serve]              start the server\n"
           "       osbackend check-config         validate and print the configuration (secrets redacted)\n"
           "       osbackend migrate              apply pending database migrations\n"
+          "       osbackend create-user --email E --role admin|user|service   (password on stdin)\n"
           "       osbackend version              print the version\n");
 }
 
@@ -93,6 +96,11 @@ static int serve(void) {
     exit_code = 1;
     goto out;
   }
+  if (osb_auth_init() != 0) {
+    exit_code = 1;
+    goto out;
+  }
+  osb_auth_routes();
   osb_market_routes();
   rc = osb_http_server_start(&loop);
   if (rc != 0) {
@@ -125,6 +133,7 @@ out:
   }
   osb_log_batch_stop();
   osb_http_server_dispose();
+  osb_auth_dispose();
   osb_obs_dispose();
   osb_health_reset();
   osb_metrics_reset();
@@ -143,7 +152,8 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "migrate") == 0) return osb_db_migrate_cli();
   bool check = strcmp(cmd, "check-config") == 0;
-  if (!check && strcmp(cmd, "serve") != 0) {
+  bool create_user = strcmp(cmd, "create-user") == 0;
+  if (!check && !create_user && strcmp(cmd, "serve") != 0) {
     fprintf(stderr, "osbackend: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;
@@ -163,6 +173,11 @@ int main(int argc, char **argv) {
     if (nl) *nl = 0;
     if (*line) osb_log(OSB_LOG_WARN, "config", "%s", line);
     if (!nl) break;
+  }
+  if (create_user) {
+    rc = osb_auth_create_user_main(argc - 1, argv + 1);
+    osb_config_dispose(&cfg);
+    return rc;
   }
   if (check) {
     osb_config_print(&cfg, stdout);

@@ -73,10 +73,10 @@ static const osb_db_stmt_t Q_LIST[3][2] = {
 /* ---- shared ---- */
 
 static void db_error(osb_req_t *req, int err) {
-  if (err == -OSB_EUNAVAIL) {
+  if (err == OSB_EUNAVAIL) {
     osb_res_header(req, "Retry-After", "1");
     osb_res_error(req, 503, "db_unavailable", "the database is unavailable, retry shortly");
-  } else if (err == -OSB_EINVAL) {
+  } else if (err == OSB_EINVAL) {
     osb_res_error(req, 400, "invalid_parameter", "a parameter has an invalid value");
   } else {
     osb_res_error(req, 500, "db_error", "database error");

@@ -16,8 +16,9 @@
  * All three are served through the query cache, and a cached read is
  * answered with the body rendered for the first reader (the result's memo).
  * Database unavailable → 503 db_unavailable with Retry-After: 1.
- * The write routes (PUT /:id, POST /bulk) are not part of this module yet:
- * they need the auth module (admin/service) and the realtime hub. */
+ * The write routes (PUT /:id, POST /bulk: admin/service, cache
+ * invalidation, procedure.updated on market:<category> and market:all) need
+ * the auth module and the realtime hub and are outside this file. */
 #ifndef OSB_APPS_MARKET_H
 #define OSB_APPS_MARKET_H
 

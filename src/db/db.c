@@ -205,7 +205,7 @@ void osb__count_reconnect(void) {
 }
 
 void osb__log_query_error(const osb__op_t *op, int err, const char *code, const char *msg) {
-  int level = err == -OSB_ECONFLICT || err == -OSB_ENOTFOUND || err == -OSB_EINVAL ? OSB_LOG_DEBUG : OSB_LOG_WARN;
+  int level = err == OSB_ECONFLICT || err == OSB_ENOTFOUND || err == OSB_EINVAL ? OSB_LOG_DEBUG : OSB_LOG_WARN;
   if (!osb_log_enabled(level)) return;
   json_t *f = json_object();
   json_object_set_new(f, "statement", json_string(op->si ? op->si->name :
@@ -220,8 +220,8 @@ static void record(osb__op_t *op) {
   D.queries++;
   if (op->err) {
     D.errors++;
-    osb_series_t *s = op->err == -OSB_EUNAVAIL ? D.m_err_unavail
-                    : op->err == -OSB_ECONFLICT ? D.m_err_conflict : D.m_err_other;
+    osb_series_t *s = op->err == OSB_EUNAVAIL ? D.m_err_unavail
+                    : op->err == OSB_ECONFLICT ? D.m_err_conflict : D.m_err_other;
     if (s) osb_series_inc(s, 1);
   }
   if (!op->t_start) return;   /* never reached a connection */
@@ -246,7 +246,7 @@ static void finish(osb__op_t *op) {
     return;
   }
   if (op->err == 0 && op->kind == OSB__OP_QUERY && op->si->write_mask) osb__cache_bump(op->si->write_mask);
-  else if (op->err == -OSB_EUNAVAIL && osb__op_is_write(op)) osb__cache_bump(op->si->write_mask); /* outcome unknown */
+  else if (op->err == OSB_EUNAVAIL && osb__op_is_write(op)) osb__cache_bump(op->si->write_mask); /* outcome unknown */
   osb__flight_t *f = op->flight;
   if (op->cb) op->cb(op->ud, op->err, op->err == 0 ? op->res : NULL);
   if (f) osb__flight_finish(f, op->err, op->res);
@@ -273,7 +273,7 @@ void osb__drain(void) {
 /* ---- queries ---- */
 
 static void submit(osb__op_t *op) {
-  if (D.closed || !D.be) osb__op_complete(op, -OSB_EUNAVAIL, NULL);
+  if (D.closed || !D.be) osb__op_complete(op, OSB_EUNAVAIL, NULL);
   else D.be->submit(op);
 }
 
@@ -281,7 +281,7 @@ void osb_db_queryv(const osb_db_stmt_t *stmt, const osb_db_param_t *params, int 
                    osb_db_cb cb, void *ud) {
   osb_assert(nparams == stmt->nparams && nparams <= OSB__DB_MAX_PARAMS);
   if (D.released || !D.handles) {
-    cb(ud, -OSB_EUNAVAIL, NULL);   /* after shutdown (see db.h) */
+    cb(ud, OSB_EUNAVAIL, NULL);   /* after shutdown (see db.h) */
     return;
   }
   D.api_depth++;
@@ -289,7 +289,7 @@ void osb_db_queryv(const osb_db_stmt_t *stmt, const osb_db_param_t *params, int 
   for (int i = 0; i < nparams; i++) {
     if (params[i].kind == OSB_DB_P_TEXT && params[i].len && memchr(params[i].data, 0, params[i].len)) {
       osb__op_t *bad = op_new(OSB__OP_QUERY, si, NULL, 0, cb, ud);
-      osb__op_complete(bad, -OSB_EINVAL, NULL);
+      osb__op_complete(bad, OSB_EINVAL, NULL);
       goto out;
     }
   }
@@ -355,7 +355,7 @@ static void tx_kick(osb_db_tx_t *tx) {
   }
   tx->running = op;
   if (D.closed) {   /* the backend already dropped the connection */
-    osb__op_complete(op, -OSB_EUNAVAIL, NULL);
+    osb__op_complete(op, OSB_EUNAVAIL, NULL);
     return;
   }
   if (op->kind == OSB__OP_QUERY) {
@@ -389,7 +389,7 @@ static void tx_after_op(osb__op_t *op) {
     case OSB__OP_ROLLBACK: {
       int err = tx->err ? tx->err : op->err;
       if (op->kind == OSB__OP_COMMIT && op->err == 0) osb__cache_bump(tx->write_mask);
-      else if (op->kind == OSB__OP_COMMIT && op->err == -OSB_EUNAVAIL) osb__cache_bump(tx->write_mask);
+      else if (op->kind == OSB__OP_COMMIT && op->err == OSB_EUNAVAIL) osb__cache_bump(tx->write_mask);
       if (op->cb) op->cb(op->ud, err, err ? NULL : op->res);
       free(tx);
       break;
@@ -403,7 +403,7 @@ static void tx_after_op(osb__op_t *op) {
 
 void osb_db_tx_begin(osb_db_tx_cb cb, void *ud) {
   if (D.released || !D.handles) {
-    cb(ud, -OSB_EUNAVAIL, NULL);
+    cb(ud, OSB_EUNAVAIL, NULL);
     return;
   }
   D.api_depth++;
@@ -414,7 +414,7 @@ void osb_db_tx_begin(osb_db_tx_cb cb, void *ud) {
   tx->begin_ud = ud;
   osb__op_t *op = op_new(OSB__OP_BEGIN, NULL, NULL, 0, NULL, NULL);
   op->tx = tx;
-  if (D.closed || !D.be) osb__op_complete(op, -OSB_EUNAVAIL, NULL);
+  if (D.closed || !D.be) osb__op_complete(op, OSB_EUNAVAIL, NULL);
   else D.be->tx_begin(op);
   D.api_depth--;
 }
@@ -429,7 +429,7 @@ void osb_db_tx_queryv(osb_db_tx_t *tx, const osb_db_stmt_t *stmt, const osb_db_p
   op->tx = tx;
   for (int i = 0; i < nparams; i++)
     if (params[i].kind == OSB_DB_P_TEXT && params[i].len && memchr(params[i].data, 0, params[i].len) && !tx->err)
-      tx->err = -OSB_EINVAL;
+      tx->err = OSB_EINVAL;
   osb_list_insert_tail(&tx->pending, &op->link);
   tx_kick(tx);
   D.api_depth--;
@@ -535,6 +535,9 @@ int osb_db_init(const osb_config_t *cfg) {
     osb__db_release();
     return rc;
   }
+  /* The blocking start-up (migrations, seed) left the loop's cached clock
+   * behind; deadlines computed from it would already have passed. */
+  uv_update_time(osb_loop());
   osb_health_register("database", health, NULL, true);
   return 0;
 }

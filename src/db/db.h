@@ -53,15 +53,19 @@
  * result between many readers, so results are immutable, except for the
  * single memo slot (a rendered body) described below.
  *
- * Errors (the `err` of every callback):
- *   0                 success (res non-NULL)
- *   -OSB_EUNAVAIL     no connection within DB_ACQUIRE_TIMEOUT_MS, or the
- *                     database is down (failing fast), or the connection
- *                     broke mid-query: answer 503 `db_unavailable`
- *   -OSB_ECONFLICT    unique violation (23505 / SQLITE_CONSTRAINT_UNIQUE): 409
- *   -OSB_ENOTFOUND    foreign-key violation: the referenced row is missing
- *   -OSB_EDB          any other database error (logged with the statement
- *                     name and SQLSTATE, never the parameter values): 500
+ * Errors (the `err` of every callback; the OSB_E* codes are negative):
+ *   0                success (res non-NULL)
+ *   OSB_EUNAVAIL     no connection within DB_ACQUIRE_TIMEOUT_MS, or the
+ *                    database is down (failing fast), or the connection
+ *                    broke mid-query: answer 503 `db_unavailable`
+ *   OSB_ECONFLICT    unique violation (23505 / SQLITE_CONSTRAINT_UNIQUE): 409
+ *   OSB_ENOTFOUND    foreign-key violation: the referenced row is missing
+ *   OSB_EINVAL       the value does not fit (PostgreSQL classes 22 and 23
+ *                    other than the two above: bad number text, too long,
+ *                    NOT NULL, CHECK; SQLite CONSTRAINT/MISMATCH/TOOBIG; a
+ *                    TEXT parameter containing a NUL byte): 400
+ *   OSB_EDB          any other database error (logged with the statement
+ *                    name and SQLSTATE, never the parameter values): 500
  * On error res is NULL.
  *
  * Threading: loop thread only. Callbacks always run later on the loop thread,
@@ -175,7 +179,7 @@ void osb_db_queryv(const osb_db_stmt_t *stmt, const osb_db_param_t *params, int 
 /* ---- transactions ----
  * A transaction holds one connection (on SQLite: the writer) from begin to
  * commit/rollback. tx_begin's cb gets the tx, or err < 0 and tx == NULL
- * (-OSB_EUNAVAIL as for queries). Queries in a transaction bypass the cache
+ * (OSB_EUNAVAIL as for queries). Queries in a transaction bypass the cache
  * and run in the order they are issued (they may be issued without waiting
  * for the previous one). After any query error the transaction is aborted:
  * queued and later tx queries fail with the first error, and commit rolls
@@ -203,11 +207,11 @@ void osb_db_tx_rollback(osb_db_tx_t *tx, osb_db_cb cb, void *ud);
  * only). PostgreSQL unreachable at start is retried for a few seconds, then
  * fails. Returns 0 or a negative error (already logged). cfg must outlive
  * the module.
- * osb_db_close: fails every waiting query with -OSB_EUNAVAIL, closes the
+ * osb_db_close: fails every waiting query with OSB_EUNAVAIL, closes the
  * connections (handles are freed in their close callbacks: run the loop
  * afterwards), stops the timers. Queries already running on SQLite worker
  * threads complete first. Idempotent. Queries issued after close fail with
- * -OSB_EUNAVAIL; once the module is fully released (after the loop ran)
+ * OSB_EUNAVAIL; once the module is fully released (after the loop ran)
  * that callback runs immediately, inside the call: the one exception to
  * "never from inside the call", for late callers during shutdown. */
 int osb_db_init(const struct osb_config *cfg);

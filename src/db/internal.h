@@ -177,10 +177,9 @@ typedef struct osb__migration {
 extern const osb__migration_t osb__migrations[];
 extern const size_t osb__nmigrations;
 
-struct pg_conn;
 struct sqlite3;
 /* Blocking, start-up only. `report` (may be NULL) gets one line per
- * applied migration. Return 0 or -OSB_EDB (logged). */
+ * applied migration. Return 0 or OSB_EDB (logged). */
 int osb__pg_migrate(void *pgconn /* PGconn* */, bool seed, FILE *report);
 int osb__sqlite_migrate(struct sqlite3 *db, bool seed, FILE *report);
 /* Open the file at path (directory created), migrate without seeding. */

@@ -27,7 +27,7 @@ static int pg_ok(PGconn *c, PGresult *r, const char *what) {
   size_t n = strlen(msg);
   while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = 0;
   osb_log(OSB_LOG_ERROR, "db", "%s failed: %s", what, msg[0] ? msg : PQerrorMessage(c));
-  return -OSB_EDB;
+  return OSB_EDB;
 }
 
 static int pg_exec(PGconn *c, const char *sql, const char *what) {
@@ -79,7 +79,7 @@ static int pg_seed(PGconn *c) {
     if (PQresultStatus(r) != PGRES_COPY_IN) {
       pg_ok(c, r, "seed copy");
       PQclear(r);
-      rc = -OSB_EDB;
+      rc = OSB_EDB;
       goto fail;
     }
     PQclear(r);
@@ -110,7 +110,7 @@ static int pg_seed(PGconn *c) {
     }
     osb_buf_free(&b);
     if (PQputCopyEnd(c, NULL) != 1) {
-      rc = -OSB_EDB;
+      rc = OSB_EDB;
       goto fail;
     }
     r = PQgetResult(c);
@@ -147,7 +147,7 @@ static int pg_seed(PGconn *c) {
   return rc;
 fail:
   pg_exec(c, "ROLLBACK", "seed rollback");
-  return rc < 0 ? rc : -OSB_EDB;
+  return rc < 0 ? rc : OSB_EDB;
 }
 
 int osb__pg_migrate(void *pgconn, bool seed, FILE *report) {
@@ -200,7 +200,7 @@ static int sq_exec(sqlite3 *db, const char *sql, const char *what) {
   if (rc == SQLITE_OK) return 0;
   osb_log(OSB_LOG_ERROR, "db", "%s failed: %s", what, msg ? msg : sqlite3_errstr(rc));
   sqlite3_free(msg);
-  return -OSB_EDB;
+  return OSB_EDB;
 }
 
 static int64_t sq_int(sqlite3 *db, const char *sql) {
@@ -222,7 +222,7 @@ static int sq_insert(sqlite3 *db, sqlite3_stmt *st, const char *const *vals, int
   sqlite3_clear_bindings(st);
   if (rc == SQLITE_DONE) return 0;
   osb_log(OSB_LOG_ERROR, "db", "%s failed: %s", what, sqlite3_errmsg(db));
-  return -OSB_EDB;
+  return OSB_EDB;
 }
 
 static int sq_seed(sqlite3 *db) {
@@ -240,7 +240,7 @@ static int sq_seed(sqlite3 *db) {
                                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, " SEED_UPDATED_AT ")",
                            -1, &st, NULL) != SQLITE_OK) {
       osb_log(OSB_LOG_ERROR, "db", "seed: %s", sqlite3_errmsg(db));
-      rc = -OSB_EDB;
+      rc = OSB_EDB;
       goto fail;
     }
     osb__seed_proc_t p;
@@ -259,7 +259,7 @@ static int sq_seed(sqlite3 *db) {
       sqlite3_reset(st);
       if (src != SQLITE_DONE) {
         osb_log(OSB_LOG_ERROR, "db", "seed market: %s", sqlite3_errmsg(db));
-        rc = -OSB_EDB;
+        rc = OSB_EDB;
         goto fail;
       }
     }
@@ -269,7 +269,7 @@ static int sq_seed(sqlite3 *db) {
   if (agents_empty) {
     if (sqlite3_prepare_v2(db, "INSERT INTO agents (id, app, name, description, system_prompt, voice_id, created_at, "
                                "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)", -1, &st, NULL) != SQLITE_OK) {
-      rc = -OSB_EDB;
+      rc = OSB_EDB;
       goto fail;
     }
     for (size_t i = 0; i < osb__seed_nagents && rc == 0; i++) {
@@ -282,7 +282,7 @@ static int sq_seed(sqlite3 *db) {
     if (rc < 0) goto fail;
     if (sqlite3_prepare_v2(db, "INSERT INTO agent_knowledge (id, agent_id, title, body, created_at) "
                                "VALUES (?1, ?2, ?3, ?4, ?5)", -1, &st, NULL) != SQLITE_OK) {
-      rc = -OSB_EDB;
+      rc = OSB_EDB;
       goto fail;
     }
     for (size_t i = 0; i < osb__seed_nknowledge && rc == 0; i++) {
@@ -304,7 +304,7 @@ static int sq_seed(sqlite3 *db) {
 fail:
   sqlite3_finalize(st);
   sq_exec(db, "ROLLBACK", "seed rollback");
-  return rc < 0 ? rc : -OSB_EDB;
+  return rc < 0 ? rc : OSB_EDB;
 }
 
 int osb__sqlite_migrate(sqlite3 *db, bool seed, FILE *report) {
@@ -317,7 +317,7 @@ int osb__sqlite_migrate(sqlite3 *db, bool seed, FILE *report) {
   sqlite3_stmt *ins = NULL;
   if (rc == 0 && sqlite3_prepare_v2(db, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
                                     -1, &ins, NULL) != SQLITE_OK)
-    rc = -OSB_EDB;
+    rc = OSB_EDB;
   for (size_t i = 0; rc == 0 && i < osb__nmigrations; i++) {
     const osb__migration_t *m = &osb__migrations[i];
     if (m->version <= current) continue;
@@ -355,8 +355,8 @@ int osb_db_migrate_cli(void) {
   osb_log_init(cli_cfg.log_level, (int)cli_cfg.log_format);
   int rc;
   if (cli_cfg.database_url && *cli_cfg.database_url) {
-    const char *kw[] = { "dbname", "application_name", "connect_timeout", NULL };
-    const char *vals[] = { cli_cfg.database_url, "osbackend-migrate", "10", NULL };
+    const char *kw[] = { "application_name", "connect_timeout", "dbname", NULL };
+    const char *vals[] = { "osbackend-migrate", "10", cli_cfg.database_url, NULL };
     PGconn *c = PQconnectdbParams(kw, vals, 1);
     if (!c || PQstatus(c) != CONNECTION_OK) {
       char redacted[256];

@@ -15,10 +15,10 @@
  * transaction statements get a Sync of their own: a failed write never
  * takes another request's write down with it. A failed read aborts the
  * reads behind it up to the Sync; those come back PGRES_PIPELINE_ABORTED
- * and are resubmitted.
+ * and are resubmitted once, each in a segment of its own.
  *
  * Waiting. Ops that find no usable connection wait FIFO in P.waiters until
- * DB_ACQUIRE_TIMEOUT_MS, then fail with -OSB_EUNAVAIL. A transaction's BEGIN
+ * DB_ACQUIRE_TIMEOUT_MS, then fail with OSB_EUNAVAIL. A transaction's BEGIN
  * waits in the same queue and then owns its connection (c->tx) until COMMIT
  * or ROLLBACK completed: nothing else is sent on it meanwhile.
  *
@@ -30,7 +30,8 @@
  * second of the server accepting connections again.
  *
  * Housekeeping (every DB_HEALTH_INTERVAL_MS): idle connections past their
- * lifetime (DB_MAX_LIFETIME_MS ± 10 %) are closed and replaced, idle ones
+ * lifetime (DB_MAX_LIFETIME_MS ± 10 %) are closed and replaced (busy ones
+ * retire: no new queries, closed once drained), idle ones
  * beyond DB_POOL_MIN unused for DB_IDLE_TIMEOUT_MS are closed, and the
  * others, if unused for an interval, answer SELECT 1 or are replaced. */
 #include "db/internal.h"
@@ -44,7 +45,7 @@
 #define CONNECT_TIMEOUT_MS 5000
 #define RETRY_MIN_MS 50
 #define RETRY_MAX_MS 500
-#define READ_RETRIES 2
+#define READ_RETRIES 1
 #define MAX_CONNECTING 2
 
 typedef enum { I_OP, I_PREPARE, I_HEALTH, I_SYNC } item_kind_t;
@@ -73,8 +74,11 @@ typedef struct conn {
   uint8_t *prep;           /* per statement id: prepared (or sent) here */
   size_t nprep;
   osb_db_tx_t *tx;         /* owner while a transaction holds it */
-  uint64_t born, expires, last_used, connect_deadline;
+  uint64_t born, expires, connect_deadline;
+  uint64_t last_used;        /* last query sent or completed (idle trimming) */
+  uint64_t last_checked;     /* last health check answered (or connect) */
   bool health_pending;
+  bool retiring;             /* past its lifetime while busy: no new work, closed once drained */
 } conn_t;
 
 static struct {
@@ -193,7 +197,7 @@ static void on_acquire_expired(uv_timer_t *t) {
     if (op->deadline <= now) {
       dequeue(op);
       osb__count_timeout();
-      osb__op_complete(op, -OSB_EUNAVAIL, NULL);
+      osb__op_complete(op, OSB_EUNAVAIL, NULL);
     }
   }
   if (!osb_list_empty(&P.waiters)) arm_acquire_timer();
@@ -256,13 +260,13 @@ static osb_db_result_t *convert(PGresult *r) {
 
 static int map_error(const osb__op_t *op, PGresult *r) {
   const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-  int err = -OSB_EDB;
+  int err = OSB_EDB;
   if (state) {
-    if (strcmp(state, "23505") == 0) err = -OSB_ECONFLICT;
-    else if (strcmp(state, "23503") == 0) err = -OSB_ENOTFOUND;
-    else if (strncmp(state, "22", 2) == 0) err = -OSB_EINVAL;
+    if (strcmp(state, "23505") == 0) err = OSB_ECONFLICT;
+    else if (strcmp(state, "23503") == 0) err = OSB_ENOTFOUND;
+    else if (strncmp(state, "22", 2) == 0) err = OSB_EINVAL;
     else if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 || strcmp(state, "53300") == 0)
-      err = -OSB_EUNAVAIL;
+      err = OSB_EUNAVAIL;
   }
   /* The constraint/table/column names help; the message text may quote a
    * value, so only the primary message of non-data errors is logged. */
@@ -271,7 +275,7 @@ static int map_error(const osb__op_t *op, PGresult *r) {
     const char *cons = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME);
     const char *prim = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
     if (cons) snprintf(detail, sizeof(detail), "constraint %s", cons);
-    else if (prim && err == -OSB_EDB) snprintf(detail, sizeof(detail), "%s", prim);
+    else if (prim && err == OSB_EDB) snprintf(detail, sizeof(detail), "%s", prim);
   }
   osb__log_query_error(op, err, state, detail[0] ? detail : NULL);
   return err;
@@ -323,7 +327,8 @@ static bool send_op(conn_t *c, osb__op_t *op) {
   c->depth++;
   c->last_used = osb_now_ms();
   osb__op_started(op);
-  bool own_segment = op->kind != OSB__OP_QUERY || op->tx || osb__op_is_write(op);
+  /* A resubmitted read travels alone: no failing neighbour can abort it twice. */
+  bool own_segment = op->kind != OSB__OP_QUERY || op->tx || osb__op_is_write(op) || op->retries > 0;
   if (own_segment && c->dirty && !send_sync(c)) return false;
   if (op->kind == OSB__OP_QUERY) {
     osb__stmt_info_t *si = op->si;
@@ -346,12 +351,11 @@ static bool send_op(conn_t *c, osb__op_t *op) {
     const char *sql = op->kind == OSB__OP_BEGIN ? "BEGIN" : op->kind == OSB__OP_COMMIT ? "COMMIT" : "ROLLBACK";
     if (!PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0)) return false;
   }
-  if (own_segment) {
-    if (!send_sync(c)) return false;
-  } else {
-    mark_dirty(c);
+  if (!own_segment) {
+    mark_dirty(c);   /* on_flush sends the Sync and the bytes, once per loop iteration */
+    return true;
   }
-  if (!flush_out(c)) return false;
+  if (!send_sync(c) || !flush_out(c)) return false;
   update_poll(c);
   return true;
 }
@@ -379,7 +383,7 @@ static conn_t *pick(void) {
   osb_list_t *pos, *tmp;
   osb_list_foreach_safe(pos, tmp, &P.conns) {
     conn_t *c = osb_container_of(pos, conn_t, link);
-    if (c->state != C_READY || c->tx) continue;
+    if (c->state != C_READY || c->tx || c->retiring) continue;
     if (c->depth == 0) return c;
     if (c->depth < PIPE_DEPTH && (!best || c->depth < best->depth)) best = c;
   }
@@ -390,16 +394,20 @@ static bool has_idle(void) {
   osb_list_t *pos, *tmp;
   osb_list_foreach_safe(pos, tmp, &P.conns) {
     conn_t *c = osb_container_of(pos, conn_t, link);
-    if (c->state == C_READY && !c->tx && c->depth == 0) return true;
+    if (c->state == C_READY && !c->tx && !c->retiring && c->depth == 0) return true;
   }
   return false;
 }
 
 static void conn_start(void);
 
+/* Open connections up to the minimum, and one more (two with a queue)
+ * while every connection is busy. Not while down: then only the retry
+ * timer connects. conn_start may fail at once (and set P.down). */
 static void grow(void) {
+  while (P.open && !P.closing && !P.down && P.nconns < P.cfg->db_pool_min && P.nconnecting < MAX_CONNECTING)
+    conn_start();
   if (!P.open || P.closing || P.down) return;
-  while (P.nconns < P.cfg->db_pool_min && P.nconnecting < MAX_CONNECTING) conn_start();
   bool demand = !osb_list_empty(&P.waiters) || !has_idle();
   if (demand && P.nconns < P.cfg->db_pool_max && P.nconnecting < (P.nwaiting > 1 ? MAX_CONNECTING : 1))
     conn_start();
@@ -420,7 +428,7 @@ static void pump(void) {
   }
   if (osb_list_empty(&P.waiters)) uv_timer_stop(&P.acquire_timer);
   grow();
-  if (P.down && P.nready == 0) fail_waiters(-OSB_EUNAVAIL);
+  if (P.down && P.nready == 0) fail_waiters(OSB_EUNAVAIL);
 }
 
 /* ---- receiving ---- */
@@ -461,17 +469,19 @@ static bool item_done(conn_t *c, item_t *it) {
       break;
     case I_HEALTH:
       c->health_pending = false;
+      c->last_checked = osb_now_ms();
       if (st != PGRES_TUPLES_OK && st != PGRES_PIPELINE_ABORTED) keep = false;
       break;
     case I_OP: {
       osb__op_t *op = it->op;
       c->depth--;
+      c->last_used = osb_now_ms();
       if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
         if (op->kind == OSB__OP_COMMIT || op->kind == OSB__OP_ROLLBACK) release_tx(c);
         osb__op_complete(op, 0, convert(r));
       } else if (st == PGRES_PIPELINE_ABORTED) {
         if (op->kind == OSB__OP_BEGIN || op->kind == OSB__OP_COMMIT || op->kind == OSB__OP_ROLLBACK) release_tx(c);
-        requeue_or_fail(op, -OSB_EDB);
+        requeue_or_fail(op, OSB_EDB);
       } else {
         int err = map_error(op, r);
         if (op->kind == OSB__OP_BEGIN || op->kind == OSB__OP_COMMIT) release_tx(c);
@@ -501,7 +511,7 @@ static bool process(conn_t *c) {
       if (it->kind == I_SYNC) break;   /* not reached: a Sync result comes without a NULL */
       osb_list_remove(&it->link);
       if (!item_done(c, it)) {
-        conn_close(c, -OSB_EUNAVAIL);
+        conn_close(c, OSB_EUNAVAIL);
         return false;
       }
       continue;
@@ -518,13 +528,12 @@ static bool process(conn_t *c) {
     if (it->kind == I_SYNC) {
       PQclear(r);
       osb_log(OSB_LOG_ERROR, "db", "pipeline out of step, closing the connection");
-      conn_close(c, -OSB_EUNAVAIL);
+      conn_close(c, OSB_EUNAVAIL);
       return false;
     }
     if (!it->res) it->res = r;
     else PQclear(r);
   }
-  if (osb_list_empty(&c->items)) c->last_used = osb_now_ms();
   return true;
 }
 
@@ -540,7 +549,7 @@ static void set_down(const char *why) {
     osb_log(OSB_LOG_ERROR, "db", "database unreachable: %s", why);
     P.down = true;
   }
-  snprintf(P.reason, sizeof(P.reason), "unreachable: %s", why);
+  snprintf(P.reason, sizeof(P.reason), "unreachable: %.180s", why);
 }
 
 static void schedule_retry(void) {
@@ -557,7 +566,7 @@ static void conn_broken(conn_t *c, const char *what) {
   if (!why[0]) snprintf(why, sizeof(why), "%s", what);
   osb_log(OSB_LOG_WARN, "db", "connection lost: %s", why);
   osb__count_reconnect();
-  conn_close(c, -OSB_EUNAVAIL);
+  conn_close(c, OSB_EUNAVAIL);
   if (P.nready == 0 && P.nconnecting == 0) {
     /* Find out at once whether the server is gone (the attempt fails fast
      * on a refused connection) rather than at the next query. */
@@ -572,10 +581,10 @@ static void connect_failed(conn_t *c, const char *msg) {
   char why[200];
   snprintf(why, sizeof(why), "%s", msg && *msg ? msg : "connection failed");
   trim_newline(why);
-  conn_close(c, -OSB_EUNAVAIL);
+  conn_close(c, OSB_EUNAVAIL);
   if (P.nready == 0) {
     set_down(why);
-    fail_waiters(-OSB_EUNAVAIL);
+    fail_waiters(OSB_EUNAVAIL);
   } else {
     osb_log(OSB_LOG_WARN, "db", "could not open a connection: %s", why);
   }
@@ -592,7 +601,7 @@ static void connected(conn_t *c) {
   P.nconnecting--;
   P.nready++;
   uint64_t now = osb_now_ms();
-  c->born = c->last_used = now;
+  c->born = c->last_used = c->last_checked = now;
   c->expires = now + jitter_lifetime();
   if (P.down) osb_log(OSB_LOG_INFO, "db", "database reachable again");
   P.down = false;
@@ -677,6 +686,10 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     conn_broken(c, "connection bad");
     goto out;
   }
+  if (c->retiring && conn_idle(c)) {
+    conn_close(c, OSB_EUNAVAIL);
+    goto out;
+  }
   update_poll(c);
 out:
   pump();
@@ -692,8 +705,13 @@ static void conn_start(void) {
   P.nconns++;
   P.nconnecting++;
   c->connect_deadline = osb_now_ms() + CONNECT_TIMEOUT_MS;
-  const char *kw[] = { "dbname", "application_name", NULL };
-  const char *vals[] = { P.cfg->database_url, "osbackend", NULL };
+  /* Defaults before dbname, so the URL can override them. Keepalives let a
+   * dead peer (no RST) fail the connection instead of hanging its queries.
+   * Note: a host name is resolved inside PQconnectStart (blocking); use an
+   * address in DATABASE_URL where that matters. */
+  const char *kw[] = { "application_name", "keepalives_idle", "keepalives_interval", "keepalives_count",
+                       "dbname", NULL };
+  const char *vals[] = { "osbackend", "10", "5", "3", P.cfg->database_url, NULL };
   c->pg = PQconnectStartParams(kw, vals, 1);
   if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
     connect_failed(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
@@ -748,8 +766,11 @@ static void conn_close(conn_t *c, int err) {
 static void on_retry(uv_timer_t *t) {
   OSB_UNUSED(t);
   if (P.closing) return;
-  osb__count_reconnect();
-  if (P.nconnecting == 0) conn_start();
+  bool wanted = P.down || P.nready < P.cfg->db_pool_min || !osb_list_empty(&P.waiters);
+  if (P.nconnecting == 0 && wanted) {
+    osb__count_reconnect();
+    conn_start();
+  }
   osb__drain();
 }
 
@@ -772,12 +793,14 @@ static void health_tick(uv_timer_t *t) {
   osb_list_t *pos, *tmp;
   osb_list_foreach_safe(pos, tmp, &P.conns) {
     conn_t *c = osb_container_of(pos, conn_t, link);
+    if (c->state == C_READY && now >= c->expires && !conn_idle(c)) c->retiring = true;
     if (!conn_idle(c)) continue;
     if (now >= c->expires) {
-      conn_close(c, -OSB_EUNAVAIL);
+      conn_close(c, OSB_EUNAVAIL);
     } else if (P.nready > P.cfg->db_pool_min && now - c->last_used >= (uint64_t)P.cfg->db_idle_timeout_ms) {
-      conn_close(c, -OSB_EUNAVAIL);
-    } else if (now - c->last_used >= interval / 2 && !c->health_pending) {
+      conn_close(c, OSB_EUNAVAIL);
+    } else if (now - (c->last_used > c->last_checked ? c->last_used : c->last_checked) >= interval &&
+               !c->health_pending) {
       item_push(c, item_new(I_HEALTH));
       c->health_pending = true;
       if (!PQsendQueryParams(c->pg, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0) || !send_sync(c) ||
@@ -796,11 +819,11 @@ static void health_tick(uv_timer_t *t) {
 
 static void pg_submit(osb__op_t *op) {
   if (P.closing) {
-    osb__op_complete(op, -OSB_EUNAVAIL, NULL);
+    osb__op_complete(op, OSB_EUNAVAIL, NULL);
     return;
   }
   if (P.down && P.nready == 0) {
-    osb__op_complete(op, -OSB_EUNAVAIL, NULL);   /* fail fast while down */
+    osb__op_complete(op, OSB_EUNAVAIL, NULL);   /* fail fast while down */
     return;
   }
   enqueue(op, false);
@@ -810,7 +833,7 @@ static void pg_submit(osb__op_t *op) {
 static void pg_tx_op(osb__op_t *op) {
   conn_t *c = osb__tx_conn(op->tx);
   if (!c) {
-    osb__op_complete(op, -OSB_EUNAVAIL, NULL);
+    osb__op_complete(op, OSB_EUNAVAIL, NULL);
     return;
   }
   if (!send_op(c, op)) conn_broken(c, "send failed");
@@ -819,10 +842,10 @@ static void pg_tx_op(osb__op_t *op) {
 static void pg_close(void) {
   if (!P.open) return;
   P.closing = true;
-  fail_waiters(-OSB_EUNAVAIL);
-  while (!osb_list_empty(&P.conns)) conn_close(osb_container_of(P.conns.next, conn_t, link), -OSB_EUNAVAIL);
+  fail_waiters(OSB_EUNAVAIL);
+  while (!osb_list_empty(&P.conns)) conn_close(osb_container_of(P.conns.next, conn_t, link), OSB_EUNAVAIL);
   /* Resubmitted reads landed in the waiters: fail them too. */
-  fail_waiters(-OSB_EUNAVAIL);
+  fail_waiters(OSB_EUNAVAIL);
   uv_close((uv_handle_t *)&P.acquire_timer, NULL);
   uv_close((uv_handle_t *)&P.retry_timer, NULL);
   uv_close((uv_handle_t *)&P.health_timer, NULL);
@@ -882,10 +905,10 @@ int osb__pg_start(const osb_config_t *cfg, const osb__backend_t **out) {
 
   /* Migrations and seed: one blocking connection, start-up only. A server
    * that is still starting gets a few seconds. */
-  const char *kw[] = { "dbname", "application_name", "connect_timeout", NULL };
-  const char *vals[] = { cfg->database_url, "osbackend-migrate", "5", NULL };
+  const char *kw[] = { "application_name", "connect_timeout", "dbname", NULL };
+  const char *vals[] = { "osbackend-migrate", "5", cfg->database_url, NULL };
   PGconn *mc = NULL;
-  uint64_t give_up = uv_hrtime() + 10ULL * 1000000000ULL;
+  uint64_t give_up = uv_hrtime() + 5ULL * 1000000000ULL;
   for (;;) {
     mc = PQconnectdbParams(kw, vals, 1);
     if (mc && PQstatus(mc) == CONNECTION_OK) break;
@@ -896,7 +919,7 @@ int osb__pg_start(const osb_config_t *cfg, const osb__backend_t **out) {
     mc = NULL;
     if (uv_hrtime() >= give_up) {
       osb_log(OSB_LOG_ERROR, "db", "cannot connect to %s: %s", redacted, why);
-      return -OSB_EUNAVAIL;
+      return OSB_EUNAVAIL;
     }
     osb_log(OSB_LOG_WARN, "db", "waiting for PostgreSQL at %s: %s", redacted, why);
     uv_sleep(250);

@@ -14,7 +14,7 @@
  * Writes and transactions queue FIFO for the single writer (a queue on the
  * loop thread, not a lock): a transaction holds it from BEGIN IMMEDIATE to
  * COMMIT/ROLLBACK, and its reads run there too, seeing its own writes.
- * Waiting ops fail with -OSB_EUNAVAIL after DB_ACQUIRE_TIMEOUT_MS.
+ * Waiting ops fail with OSB_EUNAVAIL after DB_ACQUIRE_TIMEOUT_MS.
  *
  * Parameter binding: text that is a canonical integer is bound as INTEGER
  * (so LIMIT ?2 and integer comparisons work as on PostgreSQL); column
@@ -177,15 +177,15 @@ static void set_error(sq_work_t *w, sqlite3 *db, int rc) {
   switch (rc) {
     case SQLITE_CONSTRAINT_UNIQUE:
     case SQLITE_CONSTRAINT_PRIMARYKEY:
-      w->err = -OSB_ECONFLICT;
+      w->err = OSB_ECONFLICT;
       break;
     case SQLITE_CONSTRAINT_FOREIGNKEY:
-      w->err = -OSB_ENOTFOUND;
+      w->err = OSB_ENOTFOUND;
       break;
     default:
-      if (prim == SQLITE_CONSTRAINT || prim == SQLITE_TOOBIG || prim == SQLITE_MISMATCH) w->err = -OSB_EINVAL;
-      else if (prim == SQLITE_BUSY || prim == SQLITE_LOCKED) w->err = -OSB_EUNAVAIL;
-      else w->err = -OSB_EDB;
+      if (prim == SQLITE_CONSTRAINT || prim == SQLITE_TOOBIG || prim == SQLITE_MISMATCH) w->err = OSB_EINVAL;
+      else if (prim == SQLITE_BUSY || prim == SQLITE_LOCKED) w->err = OSB_EUNAVAIL;
+      else w->err = OSB_EDB;
   }
   snprintf(w->code, sizeof(w->code), "sqlite %d", rc);
   snprintf(w->msg, sizeof(w->msg), "%s", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
@@ -206,7 +206,7 @@ static void run_query(sq_work_t *w) {
     int rc = sqlite3_prepare_v3(c->db, si->sqlite_sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
     if (rc != SQLITE_OK) {
       set_error(w, c->db, rc);
-      w->err = -OSB_EDB;
+      w->err = OSB_EDB;
       return;
     }
     c->stmts[si->id] = st;
@@ -324,7 +324,7 @@ static void after_work_cb(uv_work_t *req, int status) {
   if (status == UV_ECANCELED) {   /* cancelled at shutdown before it ran */
     osb__result_free(w->res);
     w->res = NULL;
-    w->err = -OSB_EUNAVAIL;
+    w->err = OSB_EUNAVAIL;
   }
   if (w->err && status != UV_ECANCELED) osb__log_query_error(op, w->err, w->code, w->msg);
   if (c->writer) {
@@ -387,7 +387,7 @@ static void on_acquire_expired(uv_timer_t *t) {
       osb_list_remove(&op->link);
       S.nwaiting--;
       osb__count_timeout();
-      osb__op_complete(op, -OSB_EUNAVAIL, NULL);
+      osb__op_complete(op, OSB_EUNAVAIL, NULL);
     }
   }
   arm_acquire_timer();
@@ -420,7 +420,7 @@ static void pump(void) {
 
 static void sq_submit(osb__op_t *op) {
   if (!S.open || S.closing) {
-    osb__op_complete(op, -OSB_EUNAVAIL, NULL);
+    osb__op_complete(op, OSB_EUNAVAIL, NULL);
     return;
   }
   bool write = op->kind == OSB__OP_BEGIN || osb__op_is_write(op);
@@ -433,7 +433,7 @@ static void sq_submit(osb__op_t *op) {
 static void sq_tx_op(osb__op_t *op) {
   sq_conn_t *c = osb__tx_conn(op->tx);
   if (!c || S.closing) {
-    osb__op_complete(op, -OSB_EUNAVAIL, NULL);
+    osb__op_complete(op, OSB_EUNAVAIL, NULL);
     return;
   }
   osb_assert(c == S.writer && !S.writer_busy && S.writer_tx == op->tx);
@@ -445,7 +445,7 @@ static void fail_list(osb_list_t *l) {
     osb__op_t *op = osb_container_of(l->next, osb__op_t, link);
     osb_list_remove(&op->link);
     S.nwaiting--;
-    osb__op_complete(op, -OSB_EUNAVAIL, NULL);
+    osb__op_complete(op, OSB_EUNAVAIL, NULL);
   }
 }
 
@@ -513,9 +513,9 @@ static const osb__backend_t sq_backend = {
 
 int osb__sqlite_migrate_path(const char *path, FILE *report) {
   if (!path || !*path) path = "./data/osbackend.db";
-  if (make_parent(path) < 0) return -OSB_EDB;
+  if (make_parent(path) < 0) return OSB_EDB;
   sq_conn_t *c = conn_open(path, true);
-  if (!c) return -OSB_EDB;
+  if (!c) return OSB_EDB;
   int rc = osb__sqlite_migrate(c->db, false, report);
   conn_free(c);
   return rc;
@@ -531,18 +531,18 @@ int osb__sqlite_start(const osb_config_t *cfg, const osb__backend_t **out) {
   const char *path = cfg->sqlite_path && *cfg->sqlite_path ? cfg->sqlite_path : "./data/osbackend.db";
   if (!sqlite3_threadsafe()) {
     osb_log(OSB_LOG_ERROR, "db", "sqlite was built without thread support");
-    return -OSB_EDB;
+    return OSB_EDB;
   }
-  if (make_parent(path) < 0) return -OSB_EDB;
+  if (make_parent(path) < 0) return OSB_EDB;
   S.writer = conn_open(path, true);
-  if (!S.writer) return -OSB_EDB;
+  if (!S.writer) return OSB_EDB;
   /* Start-up only: migrate and seed on the loop thread before serving. */
   int rc = osb__sqlite_migrate(S.writer->db, true, NULL);
   if (rc < 0) goto fail;
   for (int i = 0; i < NREADERS; i++) {
     sq_conn_t *c = conn_open(path, false);
     if (!c) {
-      rc = -OSB_EDB;
+      rc = OSB_EDB;
       goto fail;
     }
     S.readers[S.nreaders++] = c;

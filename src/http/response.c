@@ -244,7 +244,7 @@ void osb_res_json(osb_req_t *req, int status, json_t *body) {
   size_t hr = HEADROOM_FOR(req, "application/json");
   dumpctx_t d = {osb_msg_new(hr, 256)};
   if (body) {
-    json_dump_callback(body, dump_to_msg, &d, JSON_COMPACT);
+    json_dump_callback(body, dump_to_msg, &d, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(body);
   }
   size_t len = d.m->len;

@@ -860,6 +860,7 @@ void osb_http_server_force_close(void) {
 
 void osb_http_server_stop(void) {
   osb__server_t *s = &osb__srv;
+  if (!s->loop) return;  /* never started */
   if (s->listening) {
     uv_close((uv_handle_t *)&s->listener, NULL);
     s->listening = false;
@@ -870,7 +871,7 @@ void osb_http_server_stop(void) {
 }
 
 void osb_http_server_dispose(void) {
-  while (!osb_list_empty(&req_freelist)) {
+  while (req_freelist.next && !osb_list_empty(&req_freelist)) {
     osb_list_t *n = req_freelist.next;
     osb_list_remove(n);
     osb_req_t *r = osb_container_of(n, osb_req_t, node);

@@ -90,7 +90,7 @@ static int dump_cb(const char *buf, size_t size, void *data) {
 
 osb_msg_t *osb_ws_frame_json(const json_t *j) {
   osb_msg_t *m = osb_msg_new(OSB_WS_HEADROOM, 128);
-  json_dump_callback(j, dump_cb, &m, JSON_COMPACT);
+  json_dump_callback(j, dump_cb, &m, JSON_COMPACT | JSON_REAL_PRECISION(15));
   osb_ws_frame_finish(m, OSB_WS_TEXT);
   return m;
 }

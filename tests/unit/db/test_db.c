@@ -137,6 +137,8 @@ static bool want_pg(void **state) {
   return true;
 }
 
+static void (*tweak)(osb_config_t *c);
+
 static void start_with(void **state, int pool_max, int cache_mb, int acquire_ms) {
   bool pg = want_pg(state);
   memset(&cfg, 0, sizeof(cfg));
@@ -155,6 +157,8 @@ static void start_with(void **state, int pool_max, int cache_mb, int acquire_ms)
   cfg.query_cache_mb = cache_mb;
   cfg.query_cache_ttl_ms = 5000;
   cfg.slow_query_ms = 1000;
+  if (tweak) tweak(&cfg);
+  tweak = NULL;
   uv_loop_init(&loop);
   osb_core_init(&loop);
   osb_log_init(OSB_LOG_ERROR, OSB_LOGFMT_TEXT);
@@ -236,7 +240,8 @@ static void sql_in_parameters_is_stored_literally(void **state) {
   start(state);
   char id[37];
   uuid(id);
-  const char *email = "o'hara\"; DROP TABLE users; --$1 ?1 %_\\@example.com";
+  char email[160];
+  snprintf(email, sizeof(email), "o'hara\"; DROP TABLE users; --$1 ?1 %%_\\%s@example.com", id);
   const char *name = "Robert'); DELETE FROM market_procedures WHERE ('1'='1 \xc3\xa9\xe2\x9c\x93";
   insert_user(id, email, name);
   q_t q = { 0 };
@@ -267,7 +272,7 @@ static void unique_violation_is_conflict(void **state) {
   const char *p[] = { id2, email, "second", now };
   osb_db_query(&Q_USER_INS, p, 4, q_cb, &q);
   run_until(&q.calls, 1);
-  assert_int_equal(q.err, -OSB_ECONFLICT);
+  assert_int_equal(q.err, OSB_ECONFLICT);
   assert_null(q.res);
   q_clear(&q);
   stop();
@@ -440,9 +445,9 @@ static void failed_query_rolls_the_transaction_back(void **state) {
   osb_db_tx_commit(w.tx, q_cb, &commit);
   run_until(&commit.calls, 1);
   assert_int_equal(a.err, 0);
-  assert_int_equal(b.err, -OSB_ECONFLICT);
-  assert_int_equal(c.err, -OSB_ECONFLICT);   /* aborted: the first error */
-  assert_int_equal(commit.err, -OSB_ECONFLICT);
+  assert_int_equal(b.err, OSB_ECONFLICT);
+  assert_int_equal(c.err, OSB_ECONFLICT);   /* aborted: the first error */
+  assert_int_equal(commit.err, OSB_ECONFLICT);
   q_clear(&a);
   q_clear(&b);
   q_clear(&c);
@@ -625,7 +630,7 @@ static void close_answers_every_pending_query(void **state) {
   for (int i = 0; i < N; i++) {
     run_until(&q[i].calls, 1);
     assert_int_equal(q[i].calls, 1);
-    assert_true(q[i].err == 0 || q[i].err == -OSB_EUNAVAIL);
+    assert_true(q[i].err == 0 || q[i].err == OSB_EUNAVAIL);
     q_clear(&q[i]);
   }
   stop();
@@ -645,7 +650,7 @@ static void pg_acquire_timeout_is_unavailable(void **state) {
   osb_db_query(&Q_PROC_GET, p, 1, q_cb, &q);
   run_until(&q.calls, 1);
   double ms = (double)(uv_hrtime() - t0) / 1e6;
-  assert_int_equal(q.err, -OSB_EUNAVAIL);
+  assert_int_equal(q.err, OSB_EUNAVAIL);
   assert_true(ms >= 100 && ms < 2000);
   osb_db_stats_t s;
   osb_db_stats(&s);
@@ -674,7 +679,7 @@ static void pg_failed_read_does_not_fail_its_pipeline_neighbours(void **state) {
   for (int i = 0; i < 5; i++) run_until(&q[i].calls, 1);
   for (int i = 0; i < 5; i++) {
     if (i == 2) {
-      assert_int_equal(q[i].err, -OSB_EINVAL);
+      assert_int_equal(q[i].err, OSB_EINVAL);
     } else {
       assert_int_equal(q[i].err, 0);
       assert_string_equal(osb_db_text(q[i].res, 0, 0), ids[i]);
@@ -709,6 +714,133 @@ static void pg_pool_grows_to_max_and_no_further(void **state) {
   }
   assert_true(maxsize >= 2 && maxsize <= 3);
   run_for_ms(20);
+  stop();
+}
+
+static const osb_db_stmt_t Q_PID = { .name = "t_pid", .pg = "SELECT pg_backend_pid() AS pid" };
+static const osb_db_stmt_t Q_KILL = {
+  .name = "t_kill", .nparams = 1, .pg = "SELECT pg_terminate_backend($1::int) AS killed" };
+
+static int64_t backend_pid(void) {
+  q_t q = { 0 };
+  osb_db_query(&Q_PID, NULL, 0, q_cb, &q);
+  run_until(&q.calls, 1);
+  assert_int_equal(q.err, 0);
+  int64_t pid = osb_db_int(q.res, 0, 0);
+  q_clear(&q);
+  return pid;
+}
+
+static void short_lifetime(osb_config_t *c) {
+  c->db_max_lifetime_ms = 200;
+  c->db_health_interval_ms = 50;
+}
+
+static void short_idle(osb_config_t *c) {
+  c->db_idle_timeout_ms = 100;
+  c->db_health_interval_ms = 50;
+}
+
+static void pg_connections_are_recycled_after_their_lifetime(void **state) {
+  tweak = short_lifetime;
+  start_with(state, 1, 0, 2000);
+  int64_t first = backend_pid();
+  run_for_ms(500);
+  int64_t later = backend_pid();
+  assert_true(first != later);
+  osb_db_stats_t s;
+  osb_db_stats(&s);
+  assert_true(s.size <= 1);
+  stop();
+}
+
+static void pg_busy_connections_retire_after_their_lifetime(void **state) {
+  tweak = short_lifetime;
+  start_with(state, 1, 0, 5000);
+  static const osb_db_stmt_t Q_SLOW_PID = {
+    .name = "t_slow_pid", .pg = "SELECT pg_backend_pid() AS pid, pg_sleep(0.02)" };
+  /* Keep two queries in flight at all times for ~800 ms: the connection is
+   * never idle, yet it must be replaced once past its 200 ms lifetime. */
+  int64_t first = 0, last = 0;
+  q_t q[2] = { { 0 } };
+  uint64_t end = uv_hrtime() + 800ULL * 1000000ULL;
+  osb_db_query(&Q_SLOW_PID, NULL, 0, q_cb, &q[0]);
+  osb_db_query(&Q_SLOW_PID, NULL, 0, q_cb, &q[1]);
+  for (int i = 0; uv_hrtime() < end; i ^= 1) {
+    run_until(&q[i].calls, 1);
+    assert_int_equal(q[i].err, 0);
+    last = osb_db_int(q[i].res, 0, 0);
+    if (!first) first = last;
+    q_clear(&q[i]);
+    osb_db_query(&Q_SLOW_PID, NULL, 0, q_cb, &q[i]);
+  }
+  run_until(&q[0].calls, 1);
+  run_until(&q[1].calls, 1);
+  q_clear(&q[0]);
+  q_clear(&q[1]);
+  assert_true(first != last);
+  stop();
+}
+
+static void pg_idle_connections_are_trimmed_to_the_minimum(void **state) {
+  tweak = short_idle;
+  start_with(state, 3, 0, 5000);
+  txw_t w = { 0 };
+  osb_db_tx_begin(tx_cb, &w);   /* holds one connection, so the next query needs another */
+  run_until(&w.calls, 1);
+  assert_int_equal(w.err, 0);
+  q_t q = { 0 };
+  const char *p[] = { "12" };
+  osb_db_query(&Q_PROC_GET, p, 1, q_cb, &q);
+  run_until(&q.calls, 1);
+  assert_int_equal(q.err, 0);
+  q_clear(&q);
+  osb_db_stats_t s0;
+  osb_db_stats(&s0);
+  assert_int_equal(s0.size, 2);
+  osb_db_tx_commit(w.tx, q_cb, &q);
+  run_until(&q.calls, 1);
+  assert_int_equal(q.err, 0);
+  q_clear(&q);
+  run_for_ms(600);
+  osb_db_stats_t s;
+  osb_db_stats(&s);
+  assert_int_equal(s.size, 1);
+  stop();
+}
+
+static void pg_connection_killed_mid_transaction(void **state) {
+  start_with(state, 3, 0, 2000);
+  txw_t w = { 0 };
+  osb_db_tx_begin(tx_cb, &w);
+  run_until(&w.calls, 1);
+  assert_int_equal(w.err, 0);
+  q_t q = { 0 };
+  osb_db_tx_query(w.tx, &Q_PID, NULL, 0, q_cb, &q);
+  run_until(&q.calls, 1);
+  assert_int_equal(q.err, 0);
+  char pid[24];
+  snprintf(pid, sizeof(pid), "%s", osb_db_text(q.res, 0, 0));
+  q_clear(&q);
+  const char *p[] = { pid };
+  osb_db_query(&Q_KILL, p, 1, q_cb, &q);   /* runs on another connection */
+  run_until(&q.calls, 1);
+  assert_int_equal(q.err, 0);
+  assert_true(osb_db_bool(q.res, 0, 0));
+  q_clear(&q);
+  run_for_ms(100);
+  osb_db_tx_query(w.tx, &Q_PID, NULL, 0, q_cb, &q);
+  run_until(&q.calls, 1);
+  assert_int_equal(q.err, OSB_EUNAVAIL);
+  q_clear(&q);
+  osb_db_tx_rollback(w.tx, q_cb, &q);
+  run_until(&q.calls, 1);
+  assert_int_equal(q.err, OSB_EUNAVAIL);
+  q_clear(&q);
+  assert_true(backend_pid() > 0);
+  osb_db_stats_t s;
+  osb_db_stats(&s);
+  assert_true(s.reconnects >= 1);
   stop();
 }
 
@@ -771,6 +903,10 @@ int main(void) {
     T(pg_acquire_timeout_is_unavailable, &PG),
     T(pg_failed_read_does_not_fail_its_pipeline_neighbours, &PG),
     T(pg_pool_grows_to_max_and_no_further, &PG),
+    T(pg_connections_are_recycled_after_their_lifetime, &PG),
+    T(pg_busy_connections_retire_after_their_lifetime, &PG),
+    T(pg_idle_connections_are_trimmed_to_the_minimum, &PG),
+    T(pg_connection_killed_mid_transaction, &PG),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

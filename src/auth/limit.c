@@ -1,0 +1,120 @@
+/* limit.c: the general token bucket per client and the failed-login throttle.
+ *
+ * Token bucket: `burst` tokens, refilled at `rps` per second, one per
+ * request. A bucket left alone for burst/rps seconds is full again, which is
+ * exactly a new bucket, so the keytab may forget it: memory is bounded by
+ * the number of clients active within that time (and by max_clients).
+ *
+ * Throttle: a sliding window log of the last `limit` failure times per key
+ * (IP or e-mail). `limit` failures inside `window_ms` block the key until
+ * the oldest of them leaves the window. */
+#include "auth/internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+typedef struct bucket {
+  double tokens;
+  uint64_t last_ms;
+} bucket_t;
+
+struct osb__rl {
+  osb__kt_t *kt;
+  double rps, burst;
+};
+
+osb__rl_t *osb__rl_new(double rps, double burst, size_t max_clients) {
+  osb__rl_t *rl = osb_calloc(1, sizeof(*rl));
+  rl->rps = rps > 0 ? rps : 1;
+  rl->burst = burst >= 1 ? burst : 1;
+  uint64_t full_ms = (uint64_t)ceil(rl->burst / rl->rps * 1000.0);
+  rl->kt = osb__kt_new(max_clients, sizeof(bucket_t), full_ms);
+  return rl;
+}
+
+void osb__rl_take(osb__rl_t *rl, const char *key, size_t keylen, uint64_t now_ms, osb__rl_result_t *out) {
+  bool created;
+  bucket_t *b = osb__kt_get(rl->kt, key, keylen, now_ms, true, &created);
+  if (created) {
+    b->tokens = rl->burst;
+  } else if (now_ms > b->last_ms) {
+    b->tokens += (double)(now_ms - b->last_ms) * rl->rps / 1000.0;
+    if (b->tokens > rl->burst) b->tokens = rl->burst;
+  }
+  b->last_ms = now_ms;
+  out->limit = (unsigned)rl->burst;
+  out->retry_after_s = 0;
+  if (b->tokens >= 1.0) {
+    b->tokens -= 1.0;
+    out->allowed = true;
+  } else {
+    out->allowed = false;
+    unsigned ra = (unsigned)ceil((1.0 - b->tokens) / rl->rps);
+    out->retry_after_s = ra ? ra : 1;
+  }
+  out->remaining = (unsigned)floor(b->tokens);
+  out->reset_s = (unsigned)ceil((rl->burst - b->tokens) / rl->rps);
+}
+
+size_t osb__rl_clients(const osb__rl_t *rl) { return osb__kt_count(rl->kt); }
+
+void osb__rl_free(osb__rl_t *rl) {
+  if (!rl) return;
+  osb__kt_free(rl->kt);
+  free(rl);
+}
+
+/* ---- failed-login throttle ---- */
+
+#define THROTTLE_MAX_LIMIT 16
+
+typedef struct fails {
+  uint64_t at[THROTTLE_MAX_LIMIT];  /* ring of failure times */
+  unsigned next;                    /* where the next failure goes */
+  unsigned n;                       /* failures recorded, <= limit */
+} fails_t;
+
+struct osb__throttle {
+  osb__kt_t *kt;
+  unsigned limit;
+  uint64_t window_ms;
+};
+
+osb__throttle_t *osb__throttle_new(unsigned limit, uint64_t window_ms, size_t max_keys) {
+  osb_assert(limit >= 1 && limit <= THROTTLE_MAX_LIMIT);
+  osb__throttle_t *t = osb_calloc(1, sizeof(*t));
+  t->limit = limit;
+  t->window_ms = window_ms;
+  t->kt = osb__kt_new(max_keys, sizeof(fails_t), window_ms);
+  return t;
+}
+
+unsigned osb__throttle_check(osb__throttle_t *t, const char *key, size_t keylen, uint64_t now_ms) {
+  fails_t *f = osb__kt_get(t->kt, key, keylen, now_ms, false, NULL);
+  if (!f || f->n < t->limit) return 0;
+  /* Full ring: `next` points at the oldest of the last `limit` failures. */
+  uint64_t oldest = f->at[f->next];
+  if (now_ms - oldest >= t->window_ms) return 0;
+  uint64_t wait = oldest + t->window_ms - now_ms;
+  unsigned s = (unsigned)((wait + 999) / 1000);
+  return s ? s : 1;
+}
+
+void osb__throttle_fail(osb__throttle_t *t, const char *key, size_t keylen, uint64_t now_ms) {
+  fails_t *f = osb__kt_get(t->kt, key, keylen, now_ms, true, NULL);
+  f->at[f->next] = now_ms;
+  f->next = (f->next + 1) % t->limit;
+  if (f->n < t->limit) f->n++;
+}
+
+void osb__throttle_reset(osb__throttle_t *t, const char *key, size_t keylen) {
+  osb__kt_del(t->kt, key, keylen);
+}
+
+size_t osb__throttle_keys(const osb__throttle_t *t) { return osb__kt_count(t->kt); }
+
+void osb__throttle_free(osb__throttle_t *t) {
+  if (!t) return;
+  osb__kt_free(t->kt);
+  free(t);
+}

@@ -1,0 +1,357 @@
+/* session.c: register, login, refresh, logout, and the SSO cookies.
+ *
+ * A session is one access JWT (15 min) plus one refresh token (30 days,
+ * stored as its SHA-256 only) in a family: every refresh spends the token
+ * and issues the next one of the same family; presenting a spent token
+ * revokes the family (store.c). Each operation is a small state machine of
+ * callbacks owned by a heap `op`, freed exactly once in op_done().
+ *
+ * Log lines name user ids only: never e-mails, passwords, hashes or tokens. */
+#include "auth/auth.h"
+#include "auth/internal.h"
+
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/config.h"
+#include "obs/log.h"
+
+#define REFRESH_BYTES 32
+
+typedef struct op {
+  osb_auth_result_cb cb;
+  void *ud;
+  osb_auth_result_t r;
+  char *email;            /* normalised */
+  char *password;         /* wiped on free */
+  size_t pwlen;
+  char *display_name;
+  char *ip;
+  char old_hash[65];
+  char new_refresh[64];   /* the token handed to the client */
+  char new_hash[65];
+  osb__user_t *user;
+} op_t;
+
+static op_t *op_new(osb_auth_result_cb cb, void *ud) {
+  op_t *o = osb_calloc(1, sizeof(*o));
+  o->cb = cb;
+  o->ud = ud;
+  return o;
+}
+
+static void op_done(op_t *o) {
+  o->cb(o->ud, &o->r);
+  osb_session_free(o->r.session);
+  if (o->password) {
+    sodium_memzero(o->password, o->pwlen);
+    free(o->password);
+  }
+  sodium_memzero(o->new_refresh, sizeof(o->new_refresh));
+  free(o->email);
+  free(o->display_name);
+  free(o->ip);
+  osb__user_free(o->user);
+  free(o);
+}
+
+static void op_fail(op_t *o, int status, const char *code, const char *message) {
+  o->r.status = status;
+  o->r.code = code;
+  o->r.message = message;
+  if (status == 503 && !o->r.retry_after_s) o->r.retry_after_s = 1;
+  op_done(o);
+}
+
+static void op_fail_db(op_t *o, int err) {
+  if (err == OSB_EUNAVAIL)
+    op_fail(o, 503, "db_unavailable", "the database is unavailable");
+  else
+    op_fail(o, 500, "internal", "database error");
+}
+
+void osb_session_free(osb_session_t *s) {
+  if (!s) return;
+  json_decref(s->user);
+  if (s->access_token) {
+    sodium_memzero(s->access_token, strlen(s->access_token));
+    free(s->access_token);
+  }
+  if (s->refresh_token) {
+    sodium_memzero(s->refresh_token, strlen(s->refresh_token));
+    free(s->refresh_token);
+  }
+  free(s->csrf_token);
+  free(s);
+}
+
+/* A new refresh token: the string for the client and its hash for the store. */
+static void refresh_new(char token[64], char hash[65]) {
+  unsigned char raw[REFRESH_BYTES];
+  osb_random_bytes(raw, sizeof(raw));
+  osb__b64url_encode(token, raw, sizeof(raw));
+  osb__sha256_hex(hash, token, strlen(token));
+  sodium_memzero(raw, sizeof(raw));
+}
+
+/* Build the session for o->user with the refresh token already stored. */
+static void op_succeed(op_t *o, int status) {
+  osb_session_t *s = osb_calloc(1, sizeof(*s));
+  int64_t exp;
+  s->user = osb__user_json(o->user);
+  s->access_token = osb__auth_issue_access(o->user->id, o->user->email, o->user->role, &exp);
+  s->expires_at = exp;
+  s->refresh_token = osb_strdup(o->new_refresh);
+  size_t kl;
+  const void *k = osb__auth_csrf_key(&kl);
+  s->csrf_token = osb_malloc(OSB__CSRF_LEN + 1);
+  osb__csrf_make(s->csrf_token, k, kl, o->user->id);
+  o->r.status = status;
+  o->r.session = s;
+  op_done(o);
+}
+
+/* ---- validation ---- */
+
+const char *osb_auth_check_credentials(const char *email, const char *password) {
+  char *e = osb__email_normalize(email);
+  if (!e) return "a valid e-mail address is required";
+  free(e);
+  if (!password) return "a password is required";
+  size_t n = strlen(password);
+  /* Characters, not bytes: count UTF-8 lead bytes. */
+  size_t chars = 0;
+  for (size_t i = 0; i < n; i++)
+    if (((unsigned char)password[i] & 0xC0) != 0x80) chars++;
+  if (chars < OSB__PASSWORD_MIN) return "the password needs at least 10 characters";
+  if (n > OSB__PASSWORD_MAX) return "the password is too long";
+  return NULL;
+}
+
+/* ---- issuing: store a new family's first token, then answer ---- */
+
+static void on_family_stored(void *ud, int err) {
+  op_t *o = ud;
+  if (err < 0) {
+    op_fail_db(o, err);
+    return;
+  }
+  op_succeed(o, o->r.status);
+}
+
+static void issue_session(op_t *o, int status) {
+  refresh_new(o->new_refresh, o->new_hash);
+  o->r.status = status;
+  osb__store_refresh_insert(o->user->id, NULL, o->new_hash,
+                            (int64_t)osb_wallclock_ms() + (int64_t)OSB__REFRESH_TTL_S * 1000,
+                            on_family_stored, o);
+}
+
+/* ---- register ---- */
+
+static void on_registered(void *ud, int err, osb__user_t *u) {
+  op_t *o = ud;
+  if (err == OSB_ECONFLICT) {
+    op_fail(o, 409, "email_taken", "an account with this e-mail already exists");
+    return;
+  }
+  if (err < 0) {
+    op_fail_db(o, err);
+    return;
+  }
+  o->user = u;
+  osb_log_fields(OSB_LOG_INFO, "auth", "user registered", json_pack("{s:s}", "user_id", u->id));
+  issue_session(o, 201);
+}
+
+static void on_register_hashed(void *ud, int err, char *hash) {
+  op_t *o = ud;
+  if (err < 0 || !hash) {
+    op_fail(o, 503, "busy", "cannot hash the password right now");
+    return;
+  }
+  osb__store_user_insert(o->email, o->display_name, hash, OSB_ROLE_USER, on_registered, o);
+  sodium_memzero(hash, strlen(hash));
+  free(hash);
+}
+
+static void on_register_lookup(void *ud, int err, osb__user_t *u) {
+  op_t *o = ud;
+  if (err == 0) {
+    osb__user_free(u);
+    op_fail(o, 409, "email_taken", "an account with this e-mail already exists");
+    return;
+  }
+  if (err != OSB_ENOTFOUND) {
+    op_fail_db(o, err);
+    return;
+  }
+  /* The unique index still decides a race between two registrations. */
+  if (osb__pw_hash(o->password, o->pwlen, on_register_hashed, o) < 0)
+    op_fail(o, 503, "busy", "too many sign-ins in progress; retry shortly");
+}
+
+void osb_auth_register(const char *email, const char *password, const char *display_name,
+                       osb_auth_result_cb cb, void *ud) {
+  op_t *o = op_new(cb, ud);
+  o->email = osb__email_normalize(email);
+  o->password = osb_strdup(password ? password : "");
+  o->pwlen = strlen(o->password);
+  o->display_name = osb_strdup(display_name ? display_name : "");
+  const char *bad = osb_auth_check_credentials(email, password);
+  if (bad) {
+    op_fail(o, 400, "invalid_request", bad);
+    return;
+  }
+  /* Look first so a duplicate costs no Argon2 work. */
+  osb__store_user_by_email(o->email, on_register_lookup, o);
+}
+
+/* ---- login ---- */
+
+static void on_login_verified(void *ud, int err, bool match) {
+  op_t *o = ud;
+  if (err < 0) {
+    op_fail(o, 503, "busy", "cannot verify the password right now");
+    return;
+  }
+  if (!match || !o->user) {
+    osb__auth_login_failed(o->ip, o->email);
+    if (o->user)
+      osb_log_fields(OSB_LOG_INFO, "auth", "login failed", json_pack("{s:s}", "user_id", o->user->id));
+    op_fail(o, 401, "invalid_credentials", "wrong e-mail or password");
+    return;
+  }
+  osb__auth_login_succeeded(o->email);
+  osb_log_fields(OSB_LOG_INFO, "auth", "login", json_pack("{s:s}", "user_id", o->user->id));
+  issue_session(o, 200);
+}
+
+static void on_login_user(void *ud, int err, osb__user_t *u) {
+  op_t *o = ud;
+  if (err < 0 && err != OSB_ENOTFOUND) {
+    op_fail_db(o, err);
+    return;
+  }
+  o->user = u;
+  /* Unknown user or password-less account: same cost, same answer. */
+  const char *hash = u ? u->password_hash : NULL;
+  if (osb__pw_verify(hash, o->password, o->pwlen, on_login_verified, o) < 0) {
+    o->r.retry_after_s = 2;
+    op_fail(o, 503, "busy", "too many sign-ins in progress; retry shortly");
+  }
+}
+
+void osb_auth_login(const char *ip, const char *email, const char *password, osb_auth_result_cb cb,
+                    void *ud) {
+  op_t *o = op_new(cb, ud);
+  o->ip = osb_strdup(ip ? ip : "?");
+  o->email = osb__email_normalize(email);
+  if (!o->email) o->email = osb_strdup("");
+  o->password = osb_strdup(password ? password : "");
+  o->pwlen = strlen(o->password);
+  const char *bad = osb_auth_check_credentials(email, "0123456789");
+  if (bad) {
+    op_fail(o, 400, "invalid_request", bad);
+    return;
+  }
+  unsigned wait = osb__auth_login_blocked(o->ip, o->email);
+  if (wait) {
+    /* Refused before any Argon2 work: a guessing loop costs us nothing. */
+    o->r.retry_after_s = wait;
+    osb_log_fields(OSB_LOG_WARN, "auth", "login throttled", json_pack("{s:s}", "ip", o->ip));
+    op_fail(o, 429, "too_many_attempts", "too many failed sign-ins; retry later");
+    return;
+  }
+  osb__store_user_by_email(o->email, on_login_user, o);
+}
+
+/* ---- refresh ---- */
+
+static void on_rotated(void *ud, int err, osb__user_t *u) {
+  op_t *o = ud;
+  if (err == OSB_ENOTFOUND || err == OSB_EDENIED) {
+    op_fail(o, 401, err == OSB_EDENIED ? "refresh_reused" : "invalid_refresh_token",
+            err == OSB_EDENIED ? "this refresh token was already used; the session has been revoked"
+                                : "invalid or expired refresh token");
+    return;
+  }
+  if (err < 0) {
+    op_fail_db(o, err);
+    return;
+  }
+  o->user = u;
+  op_succeed(o, 200);
+}
+
+void osb_auth_refresh(const char *refresh_token, osb_auth_result_cb cb, void *ud) {
+  op_t *o = op_new(cb, ud);
+  size_t n = refresh_token ? strlen(refresh_token) : 0;
+  if (n == 0 || n > 128) {
+    osb__sha256_hex(o->old_hash, "", 0);   /* matches nothing stored */
+  } else {
+    osb__sha256_hex(o->old_hash, refresh_token, n);
+  }
+  refresh_new(o->new_refresh, o->new_hash);
+  int64_t now = (int64_t)osb_wallclock_ms();
+  osb__store_refresh_rotate(o->old_hash, o->new_hash, now, now + (int64_t)OSB__REFRESH_TTL_S * 1000,
+                            on_rotated, o);
+}
+
+/* ---- logout ---- */
+
+static void on_revoked(void *ud, int err) {
+  op_t *o = ud;
+  if (err < 0) {
+    op_fail_db(o, err);
+    return;
+  }
+  o->r.status = 200;
+  op_done(o);
+}
+
+void osb_auth_logout(const char *refresh_token, osb_auth_result_cb cb, void *ud) {
+  op_t *o = op_new(cb, ud);
+  size_t n = refresh_token ? strlen(refresh_token) : 0;
+  osb__sha256_hex(o->old_hash, n && n <= 128 ? refresh_token : "", n <= 128 ? n : 0);
+  osb__store_refresh_revoke(o->old_hash, (int64_t)osb_wallclock_ms(), on_revoked, o);
+}
+
+/* ---- cookies ---- */
+
+static osb__cookie_opts_t cookie_opts(void) {
+  osb__cookie_opts_t o = { .domain = osb_cfg->sso_cookie_domain, .secure = osb_cfg->cookie_secure };
+  return o;
+}
+
+void osb_auth_set_cookies(osb_req_t *req, const osb_session_t *s) {
+  osb__cookie_opts_t o = cookie_opts();
+  osb_buf_t b = OSB_BUF_INIT;
+  osb__cookie_build(&b, "osb_access", s->access_token, "/", OSB__ACCESS_TTL_S, true, &o);
+  osb_res_header(req, "Set-Cookie", b.base);
+  osb_buf_reset(&b);
+  osb__cookie_build(&b, "osb_refresh", s->refresh_token, "/api/auth", OSB__REFRESH_TTL_S, true, &o);
+  osb_res_header(req, "Set-Cookie", b.base);
+  osb_buf_reset(&b);
+  osb__cookie_build(&b, "osb_csrf", s->csrf_token, "/", OSB__REFRESH_TTL_S, false, &o);
+  osb_res_header(req, "Set-Cookie", b.base);
+  sodium_memzero(b.base, b.cap);
+  osb_buf_free(&b);
+  osb_res_header(req, "Cache-Control", "no-store");
+}
+
+void osb_auth_clear_cookies(osb_req_t *req) {
+  osb__cookie_opts_t o = cookie_opts();
+  osb_buf_t b = OSB_BUF_INIT;
+  osb__cookie_build(&b, "osb_access", NULL, "/", 0, true, &o);
+  osb_res_header(req, "Set-Cookie", b.base);
+  osb_buf_reset(&b);
+  osb__cookie_build(&b, "osb_refresh", NULL, "/api/auth", 0, true, &o);
+  osb_res_header(req, "Set-Cookie", b.base);
+  osb_buf_reset(&b);
+  osb__cookie_build(&b, "osb_csrf", NULL, "/", 0, false, &o);
+  osb_res_header(req, "Set-Cookie", b.base);
+  osb_buf_free(&b);
+}
