@@ -19,6 +19,8 @@
 #include "obs/health.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
+#include "apps/realtime_api.h"
+#include "realtime/realtime.h"
 
 static uv_loop_t loop;
 static uv_signal_t sig_term, sig_int;
@@ -101,6 +103,9 @@ static int serve(void) {
     goto out;
   }
   osb_auth_routes();
+  osb_rt_start(&loop);
+  osb_rt_set_store(osb_rt_store_db_new(&loop));
+  osb_realtime_api_routes();
   osb_market_routes();
   rc = osb_http_server_start(&loop);
   if (rc != 0) {
@@ -132,6 +137,7 @@ out:
     exit_code = 1;
   }
   osb_log_batch_stop();
+  osb_rt_stop();
   osb_http_server_dispose();
   osb_auth_dispose();
   osb_obs_dispose();
