@@ -203,11 +203,13 @@ static void op_free(op_t *op) {
   osb__rt_client_unref(cl);
 }
 
-/* Finish: the client may take its next message. */
+/* Finish: the client may take its next message. The op's reference keeps
+ * the client alive through client_done and is dropped last. */
 static void op_end(op_t *op) {
   osb__rt_client_t *cl = op->cl;
-  osb__rt_client_ref(cl);
-  op_free(op);
+  json_decref(op->id);
+  json_decref(op->data);
+  free(op);
   if (cl->conn) osb__rt_client_done(cl);
   osb__rt_client_unref(cl);
 }
