@@ -50,7 +50,7 @@ static int verify(const char *t) {
 /* ---- base64url ---- */
 
 static void b64url_roundtrips_every_length(void **s) {
-  unsigned char in[64], out[64];
+  unsigned char in[64] = {0}, out[64] = {0};
   char enc[128];
   for (size_t n = 0; n <= sizeof(in); n++) {
     for (size_t i = 0; i < n; i++) in[i] = (unsigned char)(i * 37 + n);
