@@ -31,7 +31,7 @@ test: build-test
 bench:
 	@scripts/deps.sh bench
 	@cmake -S . -B $(BUILD_RELEASE) -DCMAKE_BUILD_TYPE=Release -DOSB_SANITIZE=OFF >/dev/null
-	@cmake --build $(BUILD_RELEASE) -j $(JOBS)
+	@cmake --build $(BUILD_RELEASE) -j $(JOBS) --target osbackend wsload >/dev/null
 	@bench/run.sh
 
 clean:

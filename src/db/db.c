@@ -468,6 +468,20 @@ static osb_health_status_t health(void *ud, char *reason, size_t len) {
   return D.be->up(reason, len) ? OSB_HEALTH_PASS : OSB_HEALTH_FAIL;
 }
 
+/* The query cache is optional: off is a warning with its reason, not a failure. */
+static osb_health_status_t cache_health(void *ud, char *reason, size_t len) {
+  OSB_UNUSED(ud);
+  if (!osb__cache_enabled()) {
+    snprintf(reason, len, "disabled: QUERY_CACHE_MB=0");
+    return OSB_HEALTH_WARN;
+  }
+  osb_db_stats_t s;
+  osb_db_stats(&s);
+  snprintf(reason, len, "%zu entries, %zu of %d MiB, ttl %d ms", s.cache_entries, s.cache_bytes,
+           D.cfg->query_cache_mb, D.cfg->query_cache_ttl_ms);
+  return OSB_HEALTH_PASS;
+}
+
 void osb_db_stats(osb_db_stats_t *out) {
   memset(out, 0, sizeof(*out));
   if (D.be) D.be->stats(out);
@@ -539,6 +553,7 @@ int osb_db_init(const osb_config_t *cfg) {
    * behind; deadlines computed from it would already have passed. */
   uv_update_time(osb_loop());
   osb_health_register("database", health, NULL, true);
+  osb_health_register("cache", cache_health, NULL, false);
   return 0;
 }
 

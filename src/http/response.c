@@ -194,16 +194,27 @@ static void finish_with(osb_req_t *req, int status, const char *ctype, osb_msg_t
     char *hb = est <= sizeof(stackbuf) ? stackbuf : osb_malloc(est);
     hw_t w = {hb, 0, est};
     head_write(&w, req, status, ctype, (long long)body_len, ka);
+    bool send_shared = shared_body && shared_body->len && !req->head_only;
     if (m && w.len <= m->headroom) {
       osb_msg_prepend(m, hb, w.len);
       osb__conn_queue(req->conn, m);
+    } else if (send_shared && shared_body->len <= 4096) {
+      /* A small shared body is cheaper copied behind the head than sent as
+       * a second buffer: one iovec, one allocation. */
+      osb_msg_t *h = osb_msg_new(0, w.len + shared_body->len);
+      memcpy(h->data, hb, w.len);
+      memcpy(h->data + w.len, shared_body->data, shared_body->len);
+      h->len = w.len + shared_body->len;
+      osb__conn_queue(req->conn, h);
+      osb_msg_unref(h);
+      send_shared = false;
     } else {
       osb_msg_t *h = osb_msg_from(hb, w.len);
       osb__conn_queue(req->conn, h);
       osb_msg_unref(h);
       if (m && m->len) osb__conn_queue(req->conn, m);
     }
-    if (shared_body && shared_body->len && !req->head_only) osb__conn_queue(req->conn, shared_body);
+    if (send_shared) osb__conn_queue(req->conn, shared_body);
     if (hb != stackbuf) free(hb);
   }
   osb_msg_unref(m);

@@ -7,7 +7,7 @@ import { startServer } from './lib/server.mjs';
 
 let srv;
 before(async () => { srv = await startServer(); });
-after(async () => { await srv?.stop(); });
+after(async () => { assert.equal((await srv.stop()).code, 0, srv.logs().slice(-2000)); });
 
 async function get(path) {
   const r = await srv.fetch(path);
@@ -156,4 +156,24 @@ test('database metrics and the health check are exposed', async () => {
   assert.equal(details.checks.database[0].status, 'pass');
   assert.equal(details.checks.database[0].critical, true);
   assert.equal((await srv.fetch('/ready')).status, 200);
+});
+
+test('health details report the database and the query cache', async () => {
+  const r = await srv.fetch('/health/details');
+  const doc = await r.json();
+  assert.equal(doc.checks.database[0].status, 'pass');
+  assert.equal(doc.checks.cache[0].status, 'pass');
+  assert.match(doc.checks.cache[0].output, /entries, \d+ of 64 MiB, ttl 5000 ms/);
+});
+
+test('a disabled cache is reported as a warning, not a failure', async () => {
+  const off = await startServer({ env: { QUERY_CACHE_MB: '0' } });
+  try {
+    const doc = await (await off.fetch('/health/details')).json();
+    assert.equal(doc.checks.cache[0].status, 'warn');
+    assert.match(doc.checks.cache[0].output, /QUERY_CACHE_MB=0/);
+    assert.equal((await off.fetch('/ready')).status, 200);
+  } finally {
+    assert.equal((await off.stop()).code, 0);
+  }
 });
