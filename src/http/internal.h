@@ -136,6 +136,8 @@ void osb__conn_queue(osb__conn_t *c, osb_msg_t *m);
 /* Drop queued entries that are not part of a write in flight or partly written. */
 void osb__conn_discard_queue(osb__conn_t *c);
 void osb__conn_schedule_flush(osb__conn_t *c);
+/* Write what the kernel takes now, instead of waiting for the flusher. */
+void osb__conn_flush_now(osb__conn_t *c);
 /* Called by response.c when a request is finished. */
 void osb__req_finished(struct osb_req *req);
 void osb__req_free(struct osb_req *req);

@@ -409,10 +409,7 @@ static size_t conn_parse(osb__conn_t *c, const char *data, size_t len) {
     }
     if (n == 0) break;
   }
-  if (c->mode == OSB__CONN_WS && !c->closing && off < len) {
-    osb__ws_on_data(c, data + off, len - off);
-    return len;
-  }
+  /* After an upgrade the rest (if any) is WebSocket data: the caller hands it over. */
   return off;
 }
 
@@ -422,6 +419,15 @@ static void conn_process(osb__conn_t *c) {
   size_t used = conn_parse(c, c->in.base, c->in.len);
   if (!c->closing) osb_buf_consume(&c->in, used);
   c->processing = false;
+  if (c->mode == OSB__CONN_WS && !c->closing && c->in.len) {
+    /* bytes pipelined behind the upgrade: hand them to the WebSocket reader,
+     * which keeps its own partial frame in c->in, so take them out first */
+    osb_buf_t rest = c->in;
+    c->in = (osb_buf_t)OSB_BUF_INIT;
+    osb__ws_on_data(c, rest.base, rest.len);
+    osb_buf_free(&rest);
+    return;
+  }
   if (c->in.len == 0 && c->in.cap > 4096) osb_buf_free(&c->in);
 }
 
@@ -466,7 +472,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     c->processing = true;
     size_t used = conn_parse(c, buf->base, (size_t)nread);
     c->processing = false;
-    if (!c->closing && used < (size_t)nread) osb_buf_append(&c->in, buf->base + used, (size_t)nread - used);
+    if (!c->closing && used < (size_t)nread) {
+      if (c->mode == OSB__CONN_WS) osb__ws_on_data(c, buf->base + used, (size_t)nread - used);
+      else osb_buf_append(&c->in, buf->base + used, (size_t)nread - used);
+    }
   }
   release_readbuf(buf);
 }
@@ -613,6 +622,11 @@ static void conn_write(osb__conn_t *c) {
     c->inflight = 0;
     osb__conn_close(c, uv_strerror(rc));
   }
+}
+
+void osb__conn_flush_now(osb__conn_t *c) {
+  osb_list_remove(&c->flush_node);
+  conn_write(c);
 }
 
 /* One flush round: parse pipelined requests left waiting, then write what

@@ -198,6 +198,12 @@ int osb_ws_send(osb_ws_t *ws, osb_msg_t *frame) {
   osb__conn_queue(c, frame);
   osb_series_inc(s_out, 1);
   if (c->queued_bytes > (size_t)osb_cfg->ws_send_buffer_bytes) {
+    /* Over the limit within this iteration: let the kernel take what it can
+     * first, so a burst to a client that reads is not mistaken for a slow one. */
+    osb__conn_flush_now(c);
+    if (c->closing) return OSB_ECLOSED;
+  }
+  if (c->queued_bytes > (size_t)osb_cfg->ws_send_buffer_bytes) {
     /* Slow consumer: drop what it has not started receiving and tell it why. */
     osb_series_inc(s_slow, 1);
     osb__conn_discard_queue(c);

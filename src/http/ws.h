@@ -7,8 +7,8 @@
  * osb_msg_t is queued on every subscriber without copying (wslay's event API
  * would copy each message per connection, which fan-out cannot afford).
  *
- * A connection whose queued unsent bytes exceed WS_SEND_BUFFER_BYTES is
- * closed with 1013; frames over WS_MAX_MESSAGE_BYTES → 1009; invalid UTF-8
+ * A connection whose queued unsent bytes exceed WS_SEND_BUFFER_BYTES, after
+ * the kernel has taken what it will, is closed with 1013; frames over WS_MAX_MESSAGE_BYTES → 1009; invalid UTF-8
  * text → 1007; unmasked client frames → 1002. The server pings every
  * WS_PING_INTERVAL_MS and drops a connection silent for WS_IDLE_TIMEOUT_MS.
  * Loop thread only. */

@@ -359,6 +359,28 @@ describe('WebSocket on the same port', () => {
     assert.equal(c.closed, true);
   });
 
+  test('frames sent together with the handshake are not lost', async () => {
+    const { randomBytes } = await import('node:crypto');
+    const key = randomBytes(16).toString('base64');
+    const hs = `GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+    const early = frame(0x1, JSON.stringify({ type: 'ping', id: 'early' }));
+    const r = await rawRequest(srv.port, Buffer.concat([Buffer.from(hs), early]), { until: (b) => b.includes('"early"') });
+    assert.match(r.data, /^HTTP\/1\.1 101/);
+    assert.match(r.data, /"type":"pong","id":"early"/);
+  });
+
+  test('an upgrade pipelined behind an asynchronous request', async () => {
+    const { randomBytes } = await import('node:crypto');
+    const key = randomBytes(16).toString('base64');
+    const first = 'GET /api/market/categories HTTP/1.1\r\nHost: x\r\n\r\n';
+    const hs = `GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+    const early = frame(0x1, JSON.stringify({ type: 'ping', id: 'behind' }));
+    const r = await rawRequest(srv.port, Buffer.concat([Buffer.from(first + hs), early]), { until: (b) => b.includes('"behind"') });
+    const i200 = r.data.indexOf('HTTP/1.1 200'), i101 = r.data.indexOf('HTTP/1.1 101');
+    assert.ok(i200 >= 0 && i101 > i200, 'the 200 comes first, then the 101');
+    assert.match(r.data, /"type":"pong","id":"behind"/);
+  });
+
   test('GET /ws without an upgrade → 426', async () => {
     const r = await srv.fetch('/ws');
     assert.equal(r.status, 426);
