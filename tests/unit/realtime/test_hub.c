@@ -1045,6 +1045,42 @@ static void test_rate_limit_errors_then_closes_1008(void **state) {
   conn_free(c);
 }
 
+/* SPEC §5: a reply to a message that carried `id` echoes it, errors included. */
+static void test_rate_limited_error_echoes_the_id(void **state) {
+  opts.msg_rate = 0.001;
+  opts.msg_burst = 1;
+  hub(100);
+  fconn_t *c = conn_open(NULL);
+  expect_drop(c, "welcome");
+  say(c, "{\"type\":\"ping\",\"id\":1}");
+  expect_drop(c, "pong");
+  say(c, "{\"type\":\"ping\",\"id\":\"over\"}");
+  json_t *e = expect(c, "error");
+  assert_string_equal(jstr(e, "code"), "rate_limited");
+  assert_string_equal(jstr(e, "id"), "over");
+  json_decref(e);
+  conn_free(c);
+}
+
+static void test_backlog_overflow_error_echoes_the_id(void **state) {
+  opts.backlog_max = 1;
+  osb_rt_set_access_check("chat", check_hold, NULL);
+  hub(100);
+  fconn_t *c = conn_open("tok-user-u1");
+  expect_drop(c, "welcome");
+  say(c, "{\"type\":\"subscribe\",\"channel\":\"chat:c1\",\"id\":1}");   /* waits */
+  say(c, "{\"type\":\"ping\",\"id\":2}");                                    /* queued */
+  say(c, "{\"type\":\"ping\",\"id\":3}");                                    /* too many */
+  json_t *e = expect(c, "error");
+  assert_string_equal(jstr(e, "code"), "rate_limited");
+  assert_int_equal(jint(e, "id"), 3);
+  json_decref(e);
+  release_check(false);
+  expect_error(c, "forbidden");
+  expect_drop(c, "pong");
+  conn_free(c);
+}
+
 static void test_slow_consumer_is_closed_and_others_get_everything(void **state) {
   hub(100);
   fconn_t *slow = conn_open(NULL), *ok = conn_open(NULL);
@@ -1172,6 +1208,8 @@ int main(void) {
     T(test_double_subscribe_is_an_error),
     T(test_subscription_cap),
     T(test_rate_limit_errors_then_closes_1008),
+    T(test_rate_limited_error_echoes_the_id),
+    T(test_backlog_overflow_error_echoes_the_id),
     T(test_slow_consumer_is_closed_and_others_get_everything),
     T(test_connection_limit_closes_1013),
     T(test_publish_rejects_invalid_input),
