@@ -245,10 +245,10 @@ static void channel_loaded(void *ud, int err, uint64_t seq) {
   ch->seq = seq;
   ch->state = OSB__RT_CH_READY;
   ch->pins++;
-  osb_list_foreach_safe(pos, tmp, &ch->subs) {
-    osb__rt_sub_t *s = osb_container_of(pos, osb__rt_sub_t, ch_link);
+  osb__rt_sub_t mark, *s;
+  osb__rt_walk_start(ch, &mark);
+  while ((s = osb__rt_walk_next(ch, &mark)))
     if (s->state == OSB__RT_SUB_WAIT) start_replay(s);
-  }
   while (!osb_list_empty(&ch->waiting)) {
     waiting_pub_t *w = osb_container_of(ch->waiting.next, waiting_pub_t, link);
     osb_list_remove(&w->link);
@@ -289,10 +289,10 @@ osb__rt_channel_t *osb__rt_channel_open(const char *name, size_t len, int *err) 
 static void fanout(osb__rt_channel_t *ch, osb_msg_t *frame) {
   osb__rt_hub_t *hub = osb__rt;
   uint64_t ok = 0, slow = 0, closed = 0;
-  osb_list_t *pos, *tmp;
+  osb__rt_sub_t mark, *s;
   ch->pins++;
-  osb_list_foreach_safe(pos, tmp, &ch->subs) {
-    osb__rt_sub_t *s = osb_container_of(pos, osb__rt_sub_t, ch_link);
+  osb__rt_walk_start(ch, &mark);
+  while ((s = osb__rt_walk_next(ch, &mark))) {
     if (s->state != OSB__RT_SUB_LIVE) continue;   /* replaying subs read the ring later */
     int r = hub->tr->send(s->cl->conn, frame);
     if (r == 0) ok++;

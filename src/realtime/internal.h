@@ -142,6 +142,7 @@ enum {
   OSB__RT_SUB_WAIT = 0,   /* channel loading its seq */
   OSB__RT_SUB_REPLAY,     /* store range in flight */
   OSB__RT_SUB_LIVE,
+  OSB__RT_SUB_MARK,       /* not a subscription: a walk's place holder (below) */
 };
 
 /* Per-subscription state needed only until it is live. */
@@ -160,6 +161,31 @@ struct osb__rt_sub {
   uint8_t state;
   bool dead;                    /* unlinked while a store call was in flight */
 };
+
+/* Walking ch->subs while calling out: a send may close its connection at
+ * once (ws.c runs on_close inside osb_ws_send when the socket errors), which
+ * removes that client's subscriptions, and a presence event it triggers can
+ * close others, so no saved `next` pointer is safe. A walk keeps its place
+ * with a marker node (state OSB__RT_SUB_MARK, skipped by every walk) moved
+ * past each subscription it returns:
+ *   osb__rt_sub_t mark; osb__rt_walk_start(ch, &mark);
+ *   while ((s = osb__rt_walk_next(ch, &mark))) ...   (run to the end: no break) */
+static inline void osb__rt_walk_start(osb__rt_channel_t *ch, osb__rt_sub_t *mark) {
+  memset(mark, 0, sizeof(*mark));
+  mark->state = OSB__RT_SUB_MARK;
+  osb_list_insert_head(&ch->subs, &mark->ch_link);
+}
+static inline osb__rt_sub_t *osb__rt_walk_next(osb__rt_channel_t *ch, osb__rt_sub_t *mark) {
+  osb_list_t *n = mark->ch_link.next;
+  osb_list_remove(&mark->ch_link);
+  for (; n != &ch->subs; n = n->next) {
+    osb__rt_sub_t *s = osb_container_of(n, osb__rt_sub_t, ch_link);
+    if (s->state == OSB__RT_SUB_MARK) continue;
+    osb_list_insert_head(n, &mark->ch_link);
+    return s;
+  }
+  return NULL;
+}
 
 struct osb__rt_client {
   void *conn;                   /* NULL once the connection closed */

@@ -35,10 +35,10 @@ void osb__rt_presence_event(osb__rt_sub_t *sub, const char *event) {
                         event, "members", member(sub->cl));
   osb_msg_t *frame = osb__rt_frame_json(j);
   json_decref(j);
-  osb_list_t *pos, *tmp;
+  osb__rt_sub_t mark, *s;
   ch->pins++;
-  osb_list_foreach_safe(pos, tmp, &ch->subs) {
-    osb__rt_sub_t *s = osb_container_of(pos, osb__rt_sub_t, ch_link);
+  osb__rt_walk_start(ch, &mark);
+  while ((s = osb__rt_walk_next(ch, &mark))) {
     if (s == sub || s->state != OSB__RT_SUB_LIVE) continue;
     osb__rt_send_frame(s->cl, frame);
   }

@@ -524,8 +524,19 @@ void osb__rt_client_done(osb__rt_client_t *cl) {
   pump(cl);
 }
 
+/* The `id` of a message that is refused unread (new reference, or NULL):
+ * its error reply still echoes it (SPEC §5). */
+static json_t *peek_id(bool binary, const char *data, size_t len) {
+  if (binary) return NULL;
+  json_t *msg = json_loadb(data, len, 0, NULL);
+  json_t *id = json_is_object(msg) ? json_object_get(msg, "id") : NULL;
+  if (id) json_incref(id);
+  json_decref(msg);
+  return id;
+}
+
 /* Token bucket; false (and maybe a 1008 close) when over the limit. */
-static bool admit(osb__rt_client_t *cl) {
+static bool admit(osb__rt_client_t *cl, bool binary, const char *data, size_t len) {
   osb__rt_hub_t *hub = osb__rt;
   uint64_t now = osb_now_ms();
   cl->tokens += (double)(now - cl->refill_ms) * hub->opt.msg_rate / 1000.0;
@@ -547,15 +558,19 @@ static bool admit(osb__rt_client_t *cl) {
     hub->tr->close(cl->conn, 1008, "message rate limit exceeded");
     return false;
   }
-  osb__rt_send_error(cl, NULL, "rate_limited", "too many messages; slow down");
+  json_t *id = peek_id(binary, data, len);
+  osb__rt_send_error(cl, id, "rate_limited", "too many messages; slow down");
+  json_decref(id);
   return false;
 }
 
 void osb__rt_client_message(osb__rt_client_t *cl, bool binary, const char *data, size_t len) {
-  if (!cl->conn || !admit(cl)) return;
+  if (!cl->conn || !admit(cl, binary, data, len)) return;
   if (cl->busy || cl->pumping || cl->backlog_n) {
     if (cl->backlog_n >= osb__rt->opt.backlog_max) {
-      osb__rt_send_error(cl, NULL, "rate_limited", "too many messages waiting for an answer");
+      json_t *id = peek_id(binary, data, len);
+      osb__rt_send_error(cl, id, "rate_limited", "too many messages waiting for an answer");
+      json_decref(id);
       return;
     }
     if (!cl->backlog) cl->backlog = osb_calloc(1, sizeof(osb_buf_t));

@@ -22,6 +22,7 @@ typedef struct fconn {
   size_t bytes;        /* "unsent" bytes */
   size_t limit;        /* 0 = unlimited; past it → OSB_ESLOW and closed 1013 */
   uint16_t closed;     /* close code, 0 = open */
+  bool sync_close;     /* past limit: the socket errors, on_close runs inside send (ws.c can) */
   osb__rt_client_t *cl;
 } fconn_t;
 
@@ -31,6 +32,14 @@ static int f_send(void *conn, osb_msg_t *m) {
   assert_true(c->n < MAXF);
   c->f[c->n++] = osb_msg_ref(m);
   c->bytes += m->len;
+  if (c->limit && c->bytes > c->limit && c->sync_close) {
+    /* osb_ws_send → flush_now → uv_try_write error → osb__conn_close → on_close */
+    osb__rt_client_t *cl = c->cl;
+    c->closed = 1006;
+    c->cl = NULL;
+    osb__rt_client_closed(cl);
+    return OSB_ECLOSED;
+  }
   if (c->limit && c->bytes > c->limit) {
     c->closed = 1013;
     return OSB_ESLOW;
@@ -1045,6 +1054,42 @@ static void test_rate_limit_errors_then_closes_1008(void **state) {
   conn_free(c);
 }
 
+/* SPEC §5: a reply to a message that carried `id` echoes it, errors included. */
+static void test_rate_limited_error_echoes_the_id(void **state) {
+  opts.msg_rate = 0.001;
+  opts.msg_burst = 1;
+  hub(100);
+  fconn_t *c = conn_open(NULL);
+  expect_drop(c, "welcome");
+  say(c, "{\"type\":\"ping\",\"id\":1}");
+  expect_drop(c, "pong");
+  say(c, "{\"type\":\"ping\",\"id\":\"over\"}");
+  json_t *e = expect(c, "error");
+  assert_string_equal(jstr(e, "code"), "rate_limited");
+  assert_string_equal(jstr(e, "id"), "over");
+  json_decref(e);
+  conn_free(c);
+}
+
+static void test_backlog_overflow_error_echoes_the_id(void **state) {
+  opts.backlog_max = 1;
+  osb_rt_set_access_check("chat", check_hold, NULL);
+  hub(100);
+  fconn_t *c = conn_open("tok-user-u1");
+  expect_drop(c, "welcome");
+  say(c, "{\"type\":\"subscribe\",\"channel\":\"chat:c1\",\"id\":1}");   /* waits */
+  say(c, "{\"type\":\"ping\",\"id\":2}");                                    /* queued */
+  say(c, "{\"type\":\"ping\",\"id\":3}");                                    /* too many */
+  json_t *e = expect(c, "error");
+  assert_string_equal(jstr(e, "code"), "rate_limited");
+  assert_int_equal(jint(e, "id"), 3);
+  json_decref(e);
+  release_check(false);
+  expect_error(c, "forbidden");
+  expect_drop(c, "pong");
+  conn_free(c);
+}
+
 static void test_slow_consumer_is_closed_and_others_get_everything(void **state) {
   hub(100);
   fconn_t *slow = conn_open(NULL), *ok = conn_open(NULL);
@@ -1062,6 +1107,55 @@ static void test_slow_consumer_is_closed_and_others_get_everything(void **state)
   assert_true(osb_series_value(s) >= 1);
   conn_free(slow);
   conn_free(ok);
+}
+
+/* A send can close its connection at once (ws.c: a write error inside the
+ * flush); that removes the client's subscriptions, and on chat the leave
+ * event is sent to the others, which can close the next subscriber too. */
+static void test_connections_closing_inside_fanout_are_safe(void **state) {
+  osb_rt_set_access_check("chat", check_yes, NULL);
+  hub(100);
+  fconn_t *c[3];
+  for (int i = 0; i < 3; i++) {
+    c[i] = conn_open("tok-user-u1");
+    say(c[i], "{\"type\":\"subscribe\",\"channel\":\"chat:c1\"}");
+  }
+  for (int i = 0; i < 2; i++) {
+    c[i]->sync_close = true;
+    c[i]->limit = c[i]->bytes;   /* the next frame fails */
+  }
+  pub_seq = 0;
+  publish_n("chat:c1", 2);
+  assert_int_equal(c[0]->closed, 1006);
+  assert_int_equal(c[1]->closed, 1006);
+  assert_int_equal(c[2]->closed, 0);
+  assert_int_equal(osb__rt->nsubs, 1);
+  for (int i = 0; i < 3; i++) conn_free(c[i]);
+}
+
+/* The same while a durable channel's load answers its waiting subscribers:
+ * an answer lets that client run its queued messages, whose sends can close
+ * another waiting subscriber's connection. */
+static void test_connection_closing_while_a_load_answers_is_safe(void **state) {
+  osb_rt_set_access_check("chat", check_yes, NULL);
+  hub(100);
+  dstore->hold_last = true;
+  fconn_t *a = conn_open("tok-admin-a1"), *b = conn_open("tok-user-u1");
+  say(a, "{\"type\":\"subscribe\",\"channel\":\"chat:c1\",\"id\":1}");   /* loading */
+  say(a, "{\"type\":\"publish\",\"channel\":\"market:all\",\"data\":1,\"id\":2}");
+  say(b, "{\"type\":\"subscribe\",\"channel\":\"market:all\"}");
+  say(b, "{\"type\":\"subscribe\",\"channel\":\"chat:c1\"}");
+  b->sync_close = true;
+  b->limit = b->bytes;
+  dstore->hold_last = false;
+  dstore->lcb(dstore->lud, 0, 0);
+  assert_int_equal(b->closed, 1006);
+  expect_drop(a, "welcome");
+  expect_drop(a, "subscribed");
+  expect_drop(a, "ack");
+  assert_int_equal(osb__rt->nsubs, 1);
+  conn_free(a);
+  conn_free(b);
 }
 
 static void test_connection_limit_closes_1013(void **state) {
@@ -1172,7 +1266,11 @@ int main(void) {
     T(test_double_subscribe_is_an_error),
     T(test_subscription_cap),
     T(test_rate_limit_errors_then_closes_1008),
+    T(test_rate_limited_error_echoes_the_id),
+    T(test_backlog_overflow_error_echoes_the_id),
     T(test_slow_consumer_is_closed_and_others_get_everything),
+    T(test_connections_closing_inside_fanout_are_safe),
+    T(test_connection_closing_while_a_load_answers_is_safe),
     T(test_connection_limit_closes_1013),
     T(test_publish_rejects_invalid_input),
     T(test_channels_json_reports_the_table),
