@@ -630,15 +630,18 @@ void osb__conn_flush_now(osb__conn_t *c) {
 }
 
 /* One flush round: parse pipelined requests left waiting, then write what
- * was queued. Handlers run here may schedule more connections. */
+ * was queued. Handlers run here may schedule more connections, and may take
+ * any other connection out of this round (osb__conn_close, a WebSocket send
+ * that writes at once): so always take the head, never keep a "next". */
 static void flush_round(void) {
-  osb_list_t todo, *pos, *tmp;
+  osb_list_t todo;
   todo.next = osb__srv.pending_flush.next;
   todo.prev = osb__srv.pending_flush.prev;
   todo.next->prev = &todo;
   todo.prev->next = &todo;
   osb_list_init(&osb__srv.pending_flush);
-  osb_list_foreach_safe(pos, tmp, &todo) {
+  while (!osb_list_empty(&todo)) {
+    osb_list_t *pos = todo.next;
     osb__conn_t *c = osb_container_of(pos, osb__conn_t, flush_node);
     osb_list_remove(pos);
     if (c->closing) continue;
