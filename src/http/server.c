@@ -461,13 +461,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (c->mode == OSB__CONN_WS) {
     osb__ws_on_data(c, buf->base, (size_t)nread);
   } else if (c->in.len || conn_busy(c) || c->processing) {
-    /* busy or leftover: keep the bytes for later, bounded */
+    /* busy or leftover: keep the bytes for later, bounded. Decide about
+     * reading after processing: a connection that is not busy (its request
+     * just finished) consumes the backlog here, and nothing would restart a
+     * read stopped over a backlog that is gone. */
     osb_buf_append(&c->in, buf->base, (size_t)nread);
-    if (c->in.len > (size_t)osb_cfg->max_body_bytes + OSB__MAX_HEADER_BYTES && c->reading) {
+    conn_process(c);
+    if (!c->closing && c->mode == OSB__CONN_HTTP && c->reading &&
+        c->in.len > (size_t)osb_cfg->max_body_bytes + OSB__MAX_HEADER_BYTES) {
       uv_read_stop(s);
       c->reading = false;
     }
-    conn_process(c);
   } else {
     c->processing = true;
     size_t used = conn_parse(c, buf->base, (size_t)nread);

@@ -226,6 +226,63 @@ static void handler_in_flush_round_flushes_another_conn(void **state) {
   alarm(0);
 }
 
+/* Bytes that arrive just after an asynchronous request finished, and push
+ * the pipelined backlog over the read limit, must not leave the connection
+ * with reading stopped once the backlog is processed. */
+static char *big_chunk1, *big_chunk2;
+static client_t *burst_client;
+static uv_async_t finisher;
+/* Runs in the poll phase (like a threadpool or database completion), just
+ * before the server reads the client's next bytes in that same phase. */
+static void finish_held(uv_async_t *a) {
+  osb_res_send(held, 200, "application/json", "{}", 2);
+  held = NULL;
+}
+static void finish_held_then_write(uv_timer_t *t) {
+  uv_async_send(&finisher);
+  send_next(burst_client);
+  uv_close((uv_handle_t *)t, NULL);
+}
+
+static void read_resumes_after_backlog_processed(void **state) {
+  int saved_max = cfg.max_body_bytes;
+  cfg.max_body_bytes = 64;  /* read limit: 64 + 16 KiB of backlog */
+  static const char one[] = "GET /h HTTP/1.1\r\nHost: a\r\n\r\n";
+  size_t n1 = 16000 / (sizeof(one) - 1), n2 = 1000 / (sizeof(one) - 1);
+  const char head[] = "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n";
+  big_chunk1 = calloc(1, sizeof(head) + n1 * (sizeof(one) - 1) + 1);
+  strcpy(big_chunk1, head);
+  for (size_t i = 0; i < n1; i++) strcat(big_chunk1, one);
+  big_chunk2 = calloc(1, n2 * (sizeof(one) - 1) + 1);
+  for (size_t i = 0; i < n2; i++) strcat(big_chunk2, one);
+
+  client_t c = {0};
+  c.chunks[0] = big_chunk1;
+  c.chunks[1] = big_chunk2;
+  c.chunks[2] = one;
+  c.nchunks = 1;  /* chunk 1 now; chunk 2 from the timer; chunk 3 20 ms later */
+  c.expect_responses = (int)(1 + n1 + n2 + 1);
+  burst_client = &c;
+  held = NULL;
+  client_start(&c);
+  assert_true(run_until(held_set, NULL, 3000));
+  c.nchunks = 3;
+  uv_async_init(&loop, &finisher, finish_held);
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  uv_timer_start(&t, finish_held_then_write, 0, 0);
+
+  run_until(has_responses, &c, 3000);
+  assert_int_equal(count_responses(&c.got), c.expect_responses);
+  stop_when_done(&c);
+  assert_true(run_until(all_closed, &c, 3000));
+  uv_close((uv_handle_t *)&finisher, NULL);
+  cfg.max_body_bytes = saved_max;
+  free(big_chunk1);
+  free(big_chunk2);
+  osb_buf_free(&c.got);
+}
+
 static int setup(void **state) {
   setenv("PORT", "0", 1);
   setenv("HOST", "127.0.0.1", 1);
@@ -328,6 +385,7 @@ int main(void) {
     cmocka_unit_test(async_response_keeps_order),
     cmocka_unit_test(client_gone_mid_request_detaches),
     cmocka_unit_test(handler_in_flush_round_flushes_another_conn),
+    cmocka_unit_test(read_resumes_after_backlog_processed),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
