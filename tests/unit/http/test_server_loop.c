@@ -152,6 +152,12 @@ static void poke(osb_req_t *r) {
   osb_res_send(r, 200, "application/json", "{}", 2);
 }
 
+static void stream(osb_req_t *r) {
+  osb_res_stream_start(r, 200, "text/plain");
+  osb_res_stream_write(r, "hello", 5);
+  osb_res_stream_end(r);
+}
+
 static bool deadline_hit;
 static void on_deadline(uv_timer_t *t) { deadline_hit = true; }
 
@@ -283,6 +289,24 @@ static void read_resumes_after_backlog_processed(void **state) {
   osb_buf_free(&c.got);
 }
 
+/* RFC 7230 3.3: a response to HEAD has no body, streamed ones included. */
+static void head_of_streamed_response_has_no_body(void **state) {
+  client_t c = {0};
+  c.chunks[0] = "HEAD /stream HTTP/1.1\r\nHost: a\r\n\r\nGET /h HTTP/1.1\r\nHost: a\r\n\r\n";
+  c.nchunks = 1;
+  c.expect_responses = 2;
+  client_start(&c);
+  assert_true(run_until(has_responses, &c, 3000));
+  /* the HEAD response's head is followed directly by the next response */
+  const char *end = strstr(c.got.base, "\r\n\r\n");
+  assert_non_null(end);
+  assert_memory_equal(end + 4, "HTTP/1.1 200", 12);
+  assert_null(strstr(c.got.base, "hello"));
+  stop_when_done(&c);
+  assert_true(run_until(all_closed, &c, 3000));
+  osb_buf_free(&c.got);
+}
+
 static int setup(void **state) {
   setenv("PORT", "0", 1);
   setenv("HOST", "127.0.0.1", 1);
@@ -297,6 +321,7 @@ static int setup(void **state) {
   osb_route(OSB_GET, "/later", later);
   osb_route(OSB_GET, "/hold", hold);
   osb_route(OSB_GET, "/poke", poke);
+  osb_route(OSB_GET, "/stream", stream);
   assert_int_equal(osb_http_server_start(&loop), 0);
   struct sockaddr_storage ss;
   int len = sizeof(ss);
@@ -386,6 +411,7 @@ int main(void) {
     cmocka_unit_test(client_gone_mid_request_detaches),
     cmocka_unit_test(handler_in_flush_round_flushes_another_conn),
     cmocka_unit_test(read_resumes_after_backlog_processed),
+    cmocka_unit_test(head_of_streamed_response_has_no_body),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
