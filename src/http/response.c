@@ -299,7 +299,8 @@ void osb_res_stream_start(osb_req_t *req, int status, const char *content_type) 
 
 void osb_res_stream_write(osb_req_t *req, const void *data, size_t len) {
   osb_assert(req->streaming && !req->finished);
-  if (len == 0 || !req->conn || req->conn->closing) return;
+  /* HEAD: the head says chunked, as GET's would, but no chunk follows */
+  if (len == 0 || req->head_only || !req->conn || req->conn->closing) return;
   char hdr[24];
   int n = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
   osb_msg_t *m = osb_msg_new(0, (size_t)n + len + 2);
@@ -314,7 +315,7 @@ void osb_res_stream_write(osb_req_t *req, const void *data, size_t len) {
 void osb_res_stream_end(osb_req_t *req) {
   osb_assert(req->streaming && !req->finished);
   req->finished = true;
-  if (req->conn && !req->conn->closing) {
+  if (req->conn && !req->conn->closing && !req->head_only) {
     osb_msg_t *m = osb_msg_from("0\r\n\r\n", 5);
     osb__conn_queue(req->conn, m);
     osb_msg_unref(m);

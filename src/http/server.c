@@ -461,13 +461,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (c->mode == OSB__CONN_WS) {
     osb__ws_on_data(c, buf->base, (size_t)nread);
   } else if (c->in.len || conn_busy(c) || c->processing) {
-    /* busy or leftover: keep the bytes for later, bounded */
+    /* busy or leftover: keep the bytes for later, bounded. Decide about
+     * reading after processing: a connection that is not busy (its request
+     * just finished) consumes the backlog here, and nothing would restart a
+     * read stopped over a backlog that is gone. */
     osb_buf_append(&c->in, buf->base, (size_t)nread);
-    if (c->in.len > (size_t)osb_cfg->max_body_bytes + OSB__MAX_HEADER_BYTES && c->reading) {
+    conn_process(c);
+    if (!c->closing && c->mode == OSB__CONN_HTTP && c->reading &&
+        c->in.len > (size_t)osb_cfg->max_body_bytes + OSB__MAX_HEADER_BYTES) {
       uv_read_stop(s);
       c->reading = false;
     }
-    conn_process(c);
   } else {
     c->processing = true;
     size_t used = conn_parse(c, buf->base, (size_t)nread);
@@ -630,15 +634,18 @@ void osb__conn_flush_now(osb__conn_t *c) {
 }
 
 /* One flush round: parse pipelined requests left waiting, then write what
- * was queued. Handlers run here may schedule more connections. */
+ * was queued. Handlers run here may schedule more connections, and may take
+ * any other connection out of this round (osb__conn_close, a WebSocket send
+ * that writes at once): so always take the head, never keep a "next". */
 static void flush_round(void) {
-  osb_list_t todo, *pos, *tmp;
+  osb_list_t todo;
   todo.next = osb__srv.pending_flush.next;
   todo.prev = osb__srv.pending_flush.prev;
   todo.next->prev = &todo;
   todo.prev->next = &todo;
   osb_list_init(&osb__srv.pending_flush);
-  osb_list_foreach_safe(pos, tmp, &todo) {
+  while (!osb_list_empty(&todo)) {
+    osb_list_t *pos = todo.next;
     osb__conn_t *c = osb_container_of(pos, osb__conn_t, flush_node);
     osb_list_remove(pos);
     if (c->closing) continue;

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include <uv.h>
 
@@ -121,6 +122,191 @@ static void later(osb_req_t *r) {
   uv_timer_start(t, later_cb, 30, 0);
 }
 
+
+/* ---- helpers for the tests below ---- */
+
+/* A request held by /hold until the test finishes it. */
+static osb_req_t *held;
+static void hold(osb_req_t *r) { held = r; }
+
+/* The first WebSocket connection on the server, or NULL. */
+static osb_ws_t *first_ws(void) {
+  osb_list_t *pos, *tmp;
+  osb_list_foreach_safe(pos, tmp, &osb__srv.conns) {
+    osb__conn_t *c = osb_container_of(pos, osb__conn_t, node);
+    if (c->mode == OSB__CONN_WS && !c->closing) return (osb_ws_t *)c;
+  }
+  return NULL;
+}
+
+/* A REST handler that fans out to a WebSocket (the realtime hub's publish):
+ * a frame over the send buffer limit makes osb_ws_send write at once. */
+static void poke(osb_req_t *r) {
+  osb_ws_t *ws = first_ws();
+  size_t n = (size_t)osb_cfg->ws_send_buffer_bytes + 1000;
+  char *big = calloc(1, n);
+  osb_msg_t *f = osb_ws_frame_new(OSB_WS_BINARY, big, n);
+  free(big);
+  if (ws) osb_ws_send(ws, f);
+  osb_msg_unref(f);
+  osb_res_send(r, 200, "application/json", "{}", 2);
+}
+
+static void stream(osb_req_t *r) {
+  osb_res_stream_start(r, 200, "text/plain");
+  osb_res_stream_write(r, "hello", 5);
+  osb_res_stream_end(r);
+}
+
+static bool deadline_hit;
+static void on_deadline(uv_timer_t *t) { deadline_hit = true; }
+
+/* Run the loop until pred() or `ms` passed; returns pred(). */
+static bool run_until(bool (*pred)(void *), void *arg, uint64_t ms) {
+  uv_timer_t t;
+  deadline_hit = false;
+  uv_timer_init(&loop, &t);
+  uv_timer_start(&t, on_deadline, ms, 0);
+  while (!pred(arg) && !deadline_hit) uv_run(&loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  return pred(arg);
+}
+
+static bool has_responses(void *arg) {
+  client_t *c = arg;
+  return count_responses(&c->got) >= c->expect_responses && c->got.len && c->got.base[c->got.len - 1] == '}';
+}
+static bool held_set(void *arg) { return held != NULL; }
+static bool ws_welcomed(void *arg) {
+  client_t *c = arg;
+  return first_ws() && c->got.base && strstr(c->got.base, "welcome");
+}
+static bool all_closed(void *arg) {
+  client_t *a = arg;
+  return a->close_cb_called && osb_http_open_connections() == 0;
+}
+
+static const char ws_handshake[] =
+  "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/* A handler run from the flusher (a pipelined request) that makes another
+ * connection, next in the same flush round, write at once must not leave
+ * the round looping forever on that connection. */
+static void handler_in_flush_round_flushes_another_conn(void **state) {
+  alarm(20);  /* the defect was an endless loop: fail instead of hanging */
+  int saved_limit = cfg.ws_send_buffer_bytes;
+  cfg.ws_send_buffer_bytes = 1024;
+  client_t x = {0}, a = {0};
+  x.chunks[0] = ws_handshake;
+  x.nchunks = 1;
+  client_start(&x);
+  assert_true(run_until(ws_welcomed, &x, 3000));
+
+  held = NULL;
+  a.chunks[0] = "GET /hold HTTP/1.1\r\nHost: a\r\n\r\nGET /poke HTTP/1.1\r\nHost: a\r\n\r\n";
+  a.nchunks = 1;
+  a.expect_responses = 2;
+  client_start(&a);
+  assert_true(run_until(held_set, NULL, 3000));
+
+  /* Same loop iteration: A finishes (flush scheduled first), then X gets a
+   * frame (flush scheduled second). The flush round then runs /poke on A. */
+  osb_req_t *r = held;
+  held = NULL;
+  osb_res_send(r, 200, "application/json", "{}", 2);
+  osb_msg_t *f = osb_ws_frame_new(OSB_WS_TEXT, "x", 1);
+  osb_ws_send(first_ws(), f);
+  osb_msg_unref(f);
+
+  assert_true(run_until(has_responses, &a, 3000));
+  assert_int_equal(count_responses(&a.got), 2);
+  stop_when_done(&a);
+  stop_when_done(&x);
+  assert_true(run_until(all_closed, &x, 3000));
+  assert_true(run_until(all_closed, &a, 3000));
+  cfg.ws_send_buffer_bytes = saved_limit;
+  osb_buf_free(&a.got);
+  osb_buf_free(&x.got);
+  alarm(0);
+}
+
+/* Bytes that arrive just after an asynchronous request finished, and push
+ * the pipelined backlog over the read limit, must not leave the connection
+ * with reading stopped once the backlog is processed. */
+static char *big_chunk1, *big_chunk2;
+static client_t *burst_client;
+static uv_async_t finisher;
+/* Runs in the poll phase (like a threadpool or database completion), just
+ * before the server reads the client's next bytes in that same phase. */
+static void finish_held(uv_async_t *a) {
+  osb_res_send(held, 200, "application/json", "{}", 2);
+  held = NULL;
+}
+static void finish_held_then_write(uv_timer_t *t) {
+  uv_async_send(&finisher);
+  send_next(burst_client);
+  uv_close((uv_handle_t *)t, NULL);
+}
+
+static void read_resumes_after_backlog_processed(void **state) {
+  int saved_max = cfg.max_body_bytes;
+  cfg.max_body_bytes = 64;  /* read limit: 64 + 16 KiB of backlog */
+  static const char one[] = "GET /h HTTP/1.1\r\nHost: a\r\n\r\n";
+  size_t n1 = 16000 / (sizeof(one) - 1), n2 = 1000 / (sizeof(one) - 1);
+  const char head[] = "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n";
+  big_chunk1 = calloc(1, sizeof(head) + n1 * (sizeof(one) - 1) + 1);
+  strcpy(big_chunk1, head);
+  for (size_t i = 0; i < n1; i++) strcat(big_chunk1, one);
+  big_chunk2 = calloc(1, n2 * (sizeof(one) - 1) + 1);
+  for (size_t i = 0; i < n2; i++) strcat(big_chunk2, one);
+
+  client_t c = {0};
+  c.chunks[0] = big_chunk1;
+  c.chunks[1] = big_chunk2;
+  c.chunks[2] = one;
+  c.nchunks = 1;  /* chunk 1 now; chunk 2 from the timer; chunk 3 20 ms later */
+  c.expect_responses = (int)(1 + n1 + n2 + 1);
+  burst_client = &c;
+  held = NULL;
+  client_start(&c);
+  assert_true(run_until(held_set, NULL, 3000));
+  c.nchunks = 3;
+  uv_async_init(&loop, &finisher, finish_held);
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  uv_timer_start(&t, finish_held_then_write, 0, 0);
+
+  run_until(has_responses, &c, 3000);
+  assert_int_equal(count_responses(&c.got), c.expect_responses);
+  stop_when_done(&c);
+  assert_true(run_until(all_closed, &c, 3000));
+  uv_close((uv_handle_t *)&finisher, NULL);
+  cfg.max_body_bytes = saved_max;
+  free(big_chunk1);
+  free(big_chunk2);
+  osb_buf_free(&c.got);
+}
+
+/* RFC 7230 3.3: a response to HEAD has no body, streamed ones included. */
+static void head_of_streamed_response_has_no_body(void **state) {
+  client_t c = {0};
+  c.chunks[0] = "HEAD /stream HTTP/1.1\r\nHost: a\r\n\r\nGET /h HTTP/1.1\r\nHost: a\r\n\r\n";
+  c.nchunks = 1;
+  c.expect_responses = 2;
+  client_start(&c);
+  assert_true(run_until(has_responses, &c, 3000));
+  /* the HEAD response's head is followed directly by the next response */
+  const char *end = strstr(c.got.base, "\r\n\r\n");
+  assert_non_null(end);
+  assert_memory_equal(end + 4, "HTTP/1.1 200", 12);
+  assert_null(strstr(c.got.base, "hello"));
+  stop_when_done(&c);
+  assert_true(run_until(all_closed, &c, 3000));
+  osb_buf_free(&c.got);
+}
+
 static int setup(void **state) {
   setenv("PORT", "0", 1);
   setenv("HOST", "127.0.0.1", 1);
@@ -133,6 +319,9 @@ static int setup(void **state) {
   osb_core_init(&loop);
   osb_route(OSB_GET, "/h", health);
   osb_route(OSB_GET, "/later", later);
+  osb_route(OSB_GET, "/hold", hold);
+  osb_route(OSB_GET, "/poke", poke);
+  osb_route(OSB_GET, "/stream", stream);
   assert_int_equal(osb_http_server_start(&loop), 0);
   struct sockaddr_storage ss;
   int len = sizeof(ss);
@@ -220,6 +409,9 @@ int main(void) {
     cmocka_unit_test(pipelined_split_across_reads),
     cmocka_unit_test(async_response_keeps_order),
     cmocka_unit_test(client_gone_mid_request_detaches),
+    cmocka_unit_test(handler_in_flush_round_flushes_another_conn),
+    cmocka_unit_test(read_resumes_after_backlog_processed),
+    cmocka_unit_test(head_of_streamed_response_has_no_body),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
