@@ -54,6 +54,7 @@ typedef struct osb__conn {
   uint32_t qhead, qlen, qcap;
   uint32_t inflight;            /* entries (from qhead) owned by the write in flight */
   size_t queued_bytes;          /* unsent bytes in the queue */
+  size_t drain_mark;            /* pending output when a deadline was last extended */
   uv_write_t *wreq;             /* non-NULL while a write is in flight */
 
   /* WebSocket (mode == OSB__CONN_WS) */

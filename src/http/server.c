@@ -628,9 +628,32 @@ static void conn_write(osb__conn_t *c) {
   }
 }
 
+/* Never closes the connection, even on a write error (the flusher finds the
+ * error again and closes from its own context): callers such as fan-out
+ * loops must not see on_close run inside a send. */
 void osb__conn_flush_now(osb__conn_t *c) {
-  osb_list_remove(&c->flush_node);
-  conn_write(c);
+  if (c->closing || c->wreq || c->qlen == 0) return;
+  uv_buf_t iov[OSB__MAX_IOV];
+  uint32_t n = build_iov(c, iov);
+  int w = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
+  if (w > 0) queue_advance(c, (size_t)w);
+  osb__conn_schedule_flush(c);
+}
+
+/* Bytes still to be written; it shrinks while a slow reader makes progress. */
+static size_t pending_out(osb__conn_t *c) {
+  return c->queued_bytes + uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+}
+
+/* A deadline passed while a response is still being written: give it more
+ * time as long as the peer keeps reading, so a slow reader of a large reply
+ * is not cut off. Returns true if the deadline was extended. */
+static bool still_writing(osb__conn_t *c, uint64_t now) {
+  size_t left = pending_out(c);
+  if (left == 0 || left == c->drain_mark) return false;
+  c->drain_mark = left;
+  c->deadline = now + 5000;
+  return true;
 }
 
 /* One flush round: parse pipelined requests left waiting, then write what
@@ -758,7 +781,7 @@ static void on_sweep(uv_timer_t *t) {
     if (c->closing) continue;
     switch (c->phase) {
       case OSB__PHASE_IDLE:
-        if (c->deadline && now >= c->deadline) osb__conn_close(c, "idle timeout");
+        if (c->deadline && now >= c->deadline && !still_writing(c, now)) osb__conn_close(c, "idle timeout");
         break;
       case OSB__PHASE_HEAD:
         if (c->deadline && now >= c->deadline) {
@@ -777,7 +800,7 @@ static void on_sweep(uv_timer_t *t) {
         osb__ws_sweep(c, now);
         break;
       case OSB__PHASE_DRAIN:
-        if (c->deadline && now >= c->deadline) osb__conn_close(c, "drain timeout");
+        if (c->deadline && now >= c->deadline && !still_writing(c, now)) osb__conn_close(c, "drain timeout");
         break;
       default:
         break;
