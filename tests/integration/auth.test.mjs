@@ -493,6 +493,25 @@ for (const [backend, pg] of backends) {
       }
     });
 
+    test('concurrent failed logins cannot outrun the limit: at most 5 reach Argon2', async () => {
+      const srv = await startServer({ pg, env: baseEnv() });
+      try {
+        const email = uniqueEmail('burst'), pw = password();
+        assert.equal((await json(srv, 'POST', '/api/auth/register', { body: { email, password: pw } })).status, 201);
+        // Ten guesses at once: all arrive before the first Argon2 result.
+        const all = await Promise.all(Array.from({ length: 10 }, (_, i) =>
+          json(srv, 'POST', '/api/auth/login', { body: { email, password: `wrong-password-${i}` } })));
+        const by = all.reduce((m, r) => ((m[r.status] = (m[r.status] || 0) + 1), m), {});
+        assert.equal(by[401], 5, JSON.stringify(by));
+        assert.equal(by[429], 5, JSON.stringify(by));
+        // And the right password is refused too while the window is full.
+        assert.equal((await json(srv, 'POST', '/api/auth/login', { body: { email, password: pw } })).status, 429);
+      } finally {
+        const r = await srv.stop();
+        assert.equal(r.code, 0, `clean exit\n${srv.logs().slice(-3000)}`);
+      }
+    });
+
     test('failed logins are also limited per IP across e-mails', async () => {
       const srv = await startServer({ pg, env: baseEnv() });
       try {
