@@ -246,6 +246,53 @@ for (const [backend, pg] of backends) {
       secrets.add(r3.data.access_token, r3.data.refresh_token);
     });
 
+    // PostgreSQL (READ COMMITTED): the revocation of a reused token's family
+    // must also kill the token that a rotation running at the same moment
+    // inserts. The rotation is held (users locked) after it has claimed its
+    // token and inserted the next one, while the reuse revokes the family.
+    test('reuse during a concurrent rotation still revokes the token that rotation issued', { skip: !pg }, async () => {
+      const { spawn, execFileSync } = await import('node:child_process');
+      const psql = (sql) => execFileSync('psql', [process.env.OSB_TEST_PG_URL, '-XAtq', '-c', sql], { encoding: 'utf8' }).trim();
+      const waiting = () => Number(psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"));
+      const until = async (pred, what) => {
+        const end = Date.now() + 5000;
+        while (!pred()) {
+          assert.ok(Date.now() < end, `timed out waiting for ${what}`);
+          await new Promise((r) => setTimeout(r, 25));
+        }
+      };
+      const u = await register('race');
+      const r1 = await json(srv, 'POST', '/api/auth/refresh', { body: { refresh_token: u.refresh_token } });
+      assert.equal(r1.status, 200);
+      secrets.add(r1.data.access_token, r1.data.refresh_token);
+      const base = waiting();
+      const locker = spawn('psql', [process.env.OSB_TEST_PG_URL, '-Xq'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let released = false;
+      try {
+        locker.stdin.write("BEGIN;\nLOCK TABLE users IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n");
+        await new Promise((resolve) => locker.stdout.on('data', (d) => { if (String(d).includes('locked')) resolve(); }));
+        // The legitimate holder rotates the current token: claim + insert done, then it waits on users.
+        const rotation = json(srv, 'POST', '/api/auth/refresh', { body: { refresh_token: r1.data.refresh_token } });
+        await until(() => waiting() >= base + 1, 'the rotation to block');
+        // The stolen first token comes back: its family revocation waits on the rotation's row.
+        const reuse = json(srv, 'POST', '/api/auth/refresh', { body: { refresh_token: u.refresh_token } });
+        await until(() => waiting() >= base + 2, 'the revocation to block');
+        locker.stdin.end('ROLLBACK;\n');
+        released = true;
+        const [rot, re] = await Promise.all([rotation, reuse]);
+        assert.equal(rot.status, 200, JSON.stringify(rot.data));
+        secrets.add(rot.data.access_token, rot.data.refresh_token);
+        assert.equal(re.status, 401);
+        assert.equal(re.data.error.code, 'refresh_reused');
+        // The token the rotation issued belongs to the revoked family.
+        const late = await json(srv, 'POST', '/api/auth/refresh', { body: { refresh_token: rot.data.refresh_token } });
+        assert.equal(late.status, 401, JSON.stringify(late.data));
+      } finally {
+        if (!released) locker.stdin.end('ROLLBACK;\n');
+        locker.kill();
+      }
+    });
+
     test('an unknown refresh token is 401', async () => {
       const r = await json(srv, 'POST', '/api/auth/refresh', { body: { refresh_token: randomKey(32) } });
       assert.equal(r.status, 401);
