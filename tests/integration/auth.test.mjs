@@ -374,6 +374,36 @@ for (const [backend, pg] of backends) {
       assert.equal((await json(srv, 'GET', '/api/auth/me', { cookies: u.cookies })).status, 200);
     });
 
+    // A cross-site page can POST text/plain (a form, or fetch without a
+    // preflight) but not application/json: sign-in must not set the SSO
+    // cookies from such a request (login CSRF: the victim's browser signed
+    // in to the attacker's account on every app).
+    test('sign-in, refresh and logout bodies must be application/json (no login CSRF)', async () => {
+      const u = await register('ctype');
+      const body = JSON.stringify({ email: u.email, password: u.pw });
+      for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
+        const r = await srv.fetch('/api/auth/login', { method: 'POST', headers: { 'content-type': type }, body });
+        const data = await r.json();
+        assert.equal(r.status, 400, `${type}: ${r.status}`);
+        assert.equal(data.error.code, 'invalid_request');
+        assert.equal(r.headers.getSetCookie().length, 0, `${type}: no cookies`);
+      }
+      const reg = await srv.fetch('/api/auth/register', { method: 'POST', headers: { 'content-type': 'text/plain' },
+        body: JSON.stringify({ email: uniqueEmail('ctype2'), password: password() }) });
+      assert.equal(reg.status, 400);
+      await reg.text();
+      for (const path of ['/api/auth/refresh', '/api/auth/logout']) {
+        const r = await srv.fetch(path, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: JSON.stringify({ refresh_token: randomKey(32) }) });
+        assert.equal(r.status, 400, path);
+        assert.equal(r.headers.getSetCookie().length, 0, `${path}: cookies untouched`);
+        await r.text();
+      }
+      const ok = await srv.fetch('/api/auth/login', { method: 'POST', headers: { 'content-type': 'Application/JSON; charset=utf-8' }, body });
+      assert.equal(ok.status, 200);
+      const d = await ok.json();
+      secrets.add(d.access_token, d.refresh_token);
+    });
+
     test('cookie login works from a second origin listed in CORS_ORIGINS, with credentials', async () => {
       const u = await register('cors');
       const login = await json(srv, 'POST', '/api/auth/login', { headers: { origin: APP_B }, body: { email: u.email, password: u.pw } });
