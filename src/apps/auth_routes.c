@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <time.h>
 
 #include "auth/auth.h"
@@ -33,6 +34,23 @@ static const char *body_str(json_t *body, const char *key, bool *bad) {
     return NULL;
   }
   return json_string_value(v);
+}
+
+/* The body as a JSON object, only when sent as application/json. Sign-in,
+ * refresh and logout answer with Set-Cookie, and a cross-site page can POST
+ * text/plain or a form without a CORS preflight (login CSRF: the victim
+ * signed in to the attacker's account on every app); application/json
+ * needs the preflight, which only CORS_ORIGINS pass. NULL: answered 400. */
+static json_t *json_body(osb_req_t *req) {
+  const char *ct = osb_req_header(req, "content-type");
+  size_t n = 0;
+  while (ct && (ct[n] == ' ' || ct[n] == '\t')) n++;
+  if (!ct || strncasecmp(ct + n, "application/json", 16) != 0 ||
+      (ct[n + 16] && ct[n + 16] != ';' && ct[n + 16] != ' ' && ct[n + 16] != '\t')) {
+    osb_res_error(req, 400, "invalid_request", "the body must be sent as Content-Type: application/json");
+    return NULL;
+  }
+  return osb_req_json(req);
 }
 
 static bool has_body(osb_req_t *req) {
@@ -72,7 +90,7 @@ static void answer_session(void *ud, osb_auth_result_t *r) {
 /* ---- POST /api/auth/register {email, password, display_name?} ---- */
 
 static void post_register(osb_req_t *req) {
-  json_t *body = osb_req_json(req);
+  json_t *body = json_body(req);
   if (!body) return;
   bool bad = false;
   const char *email = body_str(body, "email", &bad);
@@ -98,7 +116,7 @@ static void post_register(osb_req_t *req) {
 /* ---- POST /api/auth/login {email, password} ---- */
 
 static void post_login(osb_req_t *req) {
-  json_t *body = osb_req_json(req);
+  json_t *body = json_body(req);
   if (!body) return;
   bool bad = false;
   const char *email = body_str(body, "email", &bad);
@@ -116,7 +134,7 @@ static void post_login(osb_req_t *req) {
 static bool refresh_token_of(osb_req_t *req, const char **token) {
   *token = NULL;
   if (has_body(req)) {
-    json_t *body = osb_req_json(req);
+    json_t *body = json_body(req);
     if (!body) return false;
     bool bad = false;
     *token = body_str(body, "refresh_token", &bad);

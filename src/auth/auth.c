@@ -203,16 +203,28 @@ unsigned osb__auth_login_blocked(const char *ip, const char *email) {
   return a > b ? a : b;
 }
 
-void osb__auth_login_failed(const char *ip, const char *email) {
+bool osb__auth_login_busy(const char *ip, const char *email) {
   uint64_t now = osb_now_ms();
-  if (ip) osb__throttle_fail(A.fail_ip, ip, strlen(ip), now);
-  if (email) osb__throttle_fail(A.fail_email, email, strlen(email), now);
+  return (ip && osb__throttle_busy(A.fail_ip, ip, strlen(ip), now)) ||
+         (email && osb__throttle_busy(A.fail_email, email, strlen(email), now));
+}
+
+void osb__auth_login_begin(const char *ip, const char *email) {
+  uint64_t now = osb_now_ms();
+  if (ip) osb__throttle_begin(A.fail_ip, ip, strlen(ip), now);
+  if (email) osb__throttle_begin(A.fail_email, email, strlen(email), now);
+}
+
+void osb__auth_login_end(const char *ip, const char *email, bool failed) {
+  uint64_t now = osb_now_ms();
+  if (ip) osb__throttle_end(A.fail_ip, ip, strlen(ip), now, failed);
+  if (email) osb__throttle_end(A.fail_email, email, strlen(email), now, failed);
 }
 
 void osb__auth_login_succeeded(const char *email) {
   /* The account's counter restarts; the IP's does not (one IP guessing
    * many accounts keeps its record). */
-  if (email) osb__throttle_reset(A.fail_email, email, strlen(email));
+  if (email) osb__throttle_reset(A.fail_email, email, strlen(email), osb_now_ms());
 }
 
 void osb__auth_ext_forget(void) {

@@ -101,7 +101,15 @@ osb__throttle_t *osb__throttle_new(unsigned limit, uint64_t window_ms, size_t ma
 /* 0 if the key may try again, else the seconds (>= 1) until it may. */
 unsigned osb__throttle_check(osb__throttle_t *t, const char *key, size_t keylen, uint64_t now_ms);
 void osb__throttle_fail(osb__throttle_t *t, const char *key, size_t keylen, uint64_t now_ms);
-void osb__throttle_reset(osb__throttle_t *t, const char *key, size_t keylen);
+/* Attempts in flight: begin before the password check, end (failed or not)
+ * when it is known. busy: the key's recent failures plus its attempts in
+ * flight reach the limit, so a further attempt must wait for one to end
+ * (else a burst of concurrent guesses would all pass check). */
+void osb__throttle_begin(osb__throttle_t *t, const char *key, size_t keylen, uint64_t now_ms);
+void osb__throttle_end(osb__throttle_t *t, const char *key, size_t keylen, uint64_t now_ms, bool failed);
+bool osb__throttle_busy(osb__throttle_t *t, const char *key, size_t keylen, uint64_t now_ms);
+/* Forget the key's failures (attempts in flight still count). */
+void osb__throttle_reset(osb__throttle_t *t, const char *key, size_t keylen, uint64_t now_ms);
 size_t osb__throttle_keys(const osb__throttle_t *t);
 void osb__throttle_free(osb__throttle_t *t);
 
@@ -172,7 +180,11 @@ const void *osb__auth_csrf_key(size_t *len);
 /* A signed access JWT for the user (malloc'd); *exp gets its expiry. */
 char *osb__auth_issue_access(const char *user_id, const char *email, int role, int64_t *exp);
 unsigned osb__auth_login_blocked(const char *ip, const char *email);
-void osb__auth_login_failed(const char *ip, const char *email);
+/* True when attempts in flight for the IP or e-mail could fill the window:
+ * the caller waits for one of them to end before checking again. */
+bool osb__auth_login_busy(const char *ip, const char *email);
+void osb__auth_login_begin(const char *ip, const char *email);
+void osb__auth_login_end(const char *ip, const char *email, bool failed);
 void osb__auth_login_succeeded(const char *email);
 
 /* ---- store.c: the module's SQL, both dialects ----

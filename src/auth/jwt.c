@@ -108,7 +108,7 @@ int osb__jwt_verify(const char *token, size_t len, const void *key, size_t keyle
     goto out;
   }
   int64_t exp, t;
-  if (!numeric_date(json_object_get(payload, "exp"), &exp) || exp + skew_s <= now_s) {
+  if (!numeric_date(json_object_get(payload, "exp"), &exp) || exp <= now_s - skew_s) {
     rc = OSB__JWT_EEXPIRED;
     goto out;
   }

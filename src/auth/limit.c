@@ -7,7 +7,9 @@
  *
  * Throttle: a sliding window log of the last `limit` failure times per key
  * (IP or e-mail). `limit` failures inside `window_ms` block the key until
- * the oldest of them leaves the window. */
+ * the oldest of them leaves the window. Attempts still being checked
+ * (begin .. end) count as possible failures for osb__throttle_busy, so a
+ * burst of concurrent guesses cannot all start before the first fails. */
 #include "auth/internal.h"
 
 #include <math.h>
@@ -72,6 +74,7 @@ typedef struct fails {
   uint64_t at[THROTTLE_MAX_LIMIT];  /* ring of failure times */
   unsigned next;                    /* where the next failure goes */
   unsigned n;                       /* failures recorded, <= limit */
+  unsigned pending;                 /* attempts begun and not yet ended */
 } fails_t;
 
 struct osb__throttle {
@@ -107,7 +110,36 @@ void osb__throttle_fail(osb__throttle_t *t, const char *key, size_t keylen, uint
   if (f->n < t->limit) f->n++;
 }
 
-void osb__throttle_reset(osb__throttle_t *t, const char *key, size_t keylen) {
+bool osb__throttle_busy(osb__throttle_t *t, const char *key, size_t keylen, uint64_t now_ms) {
+  fails_t *f = osb__kt_get(t->kt, key, keylen, now_ms, false, NULL);
+  if (!f || !f->pending) return false;
+  unsigned recent = 0;
+  for (unsigned i = 0; i < f->n; i++)
+    if (now_ms - f->at[i] < t->window_ms) recent++;
+  return recent + f->pending >= t->limit;
+}
+
+void osb__throttle_begin(osb__throttle_t *t, const char *key, size_t keylen, uint64_t now_ms) {
+  fails_t *f = osb__kt_get(t->kt, key, keylen, now_ms, true, NULL);
+  f->pending++;
+}
+
+void osb__throttle_end(osb__throttle_t *t, const char *key, size_t keylen, uint64_t now_ms, bool failed) {
+  /* The entry may have been evicted meanwhile: then there is no count to undo. */
+  fails_t *f = osb__kt_get(t->kt, key, keylen, now_ms, false, NULL);
+  if (f && f->pending) f->pending--;
+  if (failed) osb__throttle_fail(t, key, keylen, now_ms);
+}
+
+void osb__throttle_reset(osb__throttle_t *t, const char *key, size_t keylen, uint64_t now_ms) {
+  fails_t *f = osb__kt_get(t->kt, key, keylen, now_ms, false, NULL);
+  if (f && f->pending) {
+    /* Attempts still running keep their count; the failures go. */
+    unsigned pending = f->pending;
+    memset(f, 0, sizeof(*f));
+    f->pending = pending;
+    return;
+  }
   osb__kt_del(t->kt, key, keylen);
 }
 

@@ -33,16 +33,22 @@ typedef struct op {
   char new_refresh[64];   /* the token handed to the client */
   char new_hash[65];
   osb__user_t *user;
+  osb_list_t parked;      /* login waiting for an attempt in flight (see login_admit) */
+  bool attempting;        /* login counted in the throttles' attempts in flight */
 } op_t;
+
+static void login_end(op_t *o, bool failed);
 
 static op_t *op_new(osb_auth_result_cb cb, void *ud) {
   op_t *o = osb_calloc(1, sizeof(*o));
   o->cb = cb;
   o->ud = ud;
+  osb_list_init(&o->parked);
   return o;
 }
 
 static void op_done(op_t *o) {
+  login_end(o, false);
   o->cb(o->ud, &o->r);
   osb_session_free(o->r.session);
   if (o->password) {
@@ -218,13 +224,14 @@ static void on_login_verified(void *ud, int err, bool match) {
     return;
   }
   if (!match || !o->user) {
-    osb__auth_login_failed(o->ip, o->email);
+    login_end(o, true);
     if (o->user)
       osb_log_fields(OSB_LOG_INFO, "auth", "login failed", json_pack("{s:s}", "user_id", o->user->id));
     op_fail(o, 401, "invalid_credentials", "wrong e-mail or password");
     return;
   }
   osb__auth_login_succeeded(o->email);
+  login_end(o, false);
   osb_log_fields(OSB_LOG_INFO, "auth", "login", json_pack("{s:s}", "user_id", o->user->id));
   issue_session(o, 200);
 }
@@ -244,6 +251,63 @@ static void on_login_user(void *ud, int err, osb__user_t *u) {
   }
 }
 
+/* Logins waiting because the attempts in flight for their IP or e-mail
+ * could already fill the failure window: if every attempt started at once,
+ * a burst of concurrent guesses would all pass the throttle before the
+ * first failure is counted. They wait (FIFO, bounded) for an attempt to
+ * end and are checked again; legitimate concurrent sign-ins only queue,
+ * as they would for the Argon2 slots anyway. */
+#define LOGIN_PARKED_MAX 256
+static osb_list_t login_parked = { &login_parked, &login_parked };
+static unsigned n_login_parked;
+
+static void login_admit(op_t *o) {
+  unsigned wait = osb__auth_login_blocked(o->ip, o->email);
+  if (wait) {
+    /* Refused before any Argon2 work: a guessing loop costs us nothing. */
+    o->r.retry_after_s = wait;
+    osb_log_fields(OSB_LOG_WARN, "auth", "login throttled", json_pack("{s:s}", "ip", o->ip));
+    op_fail(o, 429, "too_many_attempts", "too many failed sign-ins; retry later");
+    return;
+  }
+  if (osb__auth_login_busy(o->ip, o->email)) {
+    if (n_login_parked >= LOGIN_PARKED_MAX) {
+      o->r.retry_after_s = 2;
+      op_fail(o, 503, "busy", "too many sign-ins in progress; retry shortly");
+      return;
+    }
+    osb_list_insert_tail(&login_parked, &o->parked);
+    n_login_parked++;
+    return;
+  }
+  osb__auth_login_begin(o->ip, o->email);
+  o->attempting = true;
+  osb__store_user_by_email(o->email, on_login_user, o);
+}
+
+/* The attempt is over: count it, then give the waiting logins another look. */
+static void login_end(op_t *o, bool failed) {
+  if (!o->attempting) return;
+  o->attempting = false;
+  osb__auth_login_end(o->ip, o->email, failed);
+  /* Take the list first: admitting may answer requests, and an answer may
+   * start the next pipelined login, which must not see a half-walked list. */
+  osb_list_t l;
+  osb_list_init(&l);
+  while (!osb_list_empty(&login_parked)) {
+    osb_list_t *n = login_parked.next;
+    osb_list_remove(n);
+    osb_list_insert_tail(&l, n);
+  }
+  n_login_parked = 0;
+  while (!osb_list_empty(&l)) {
+    op_t *w = osb_container_of(l.next, op_t, parked);
+    osb_list_remove(&w->parked);
+    osb_list_init(&w->parked);
+    login_admit(w);
+  }
+}
+
 void osb_auth_login(const char *ip, const char *email, const char *password, osb_auth_result_cb cb,
                     void *ud) {
   op_t *o = op_new(cb, ud);
@@ -257,15 +321,7 @@ void osb_auth_login(const char *ip, const char *email, const char *password, osb
     op_fail(o, 400, "invalid_request", bad);
     return;
   }
-  unsigned wait = osb__auth_login_blocked(o->ip, o->email);
-  if (wait) {
-    /* Refused before any Argon2 work: a guessing loop costs us nothing. */
-    o->r.retry_after_s = wait;
-    osb_log_fields(OSB_LOG_WARN, "auth", "login throttled", json_pack("{s:s}", "ip", o->ip));
-    op_fail(o, 429, "too_many_attempts", "too many failed sign-ins; retry later");
-    return;
-  }
-  osb__store_user_by_email(o->email, on_login_user, o);
+  login_admit(o);
 }
 
 /* ---- refresh ---- */

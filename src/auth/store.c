@@ -3,7 +3,9 @@
  *
  * Refresh tokens are stored only as SHA-256 hex of the token. Rotation
  * claims the presented token with one conditional UPDATE (used_at IS NULL
- * AND revoked_at IS NULL AND not expired). Two concurrent refreshes with the
+ * AND revoked_at IS NULL AND not expired AND no token of its family
+ * revoked: under READ COMMITTED a family revocation cannot see the token a
+ * concurrent rotation inserts, so the family's revocation mark decides). Two concurrent refreshes with the
  * same token serialize on that row: the second finds it used and is treated
  * as reuse, which revokes the family. No read-then-write race, no FOR
  * UPDATE (SQLite has none; its writes are serialized anyway). */
@@ -69,14 +71,17 @@ static const osb_db_stmt_t Q_RT_INSERT = {
 static const osb_db_stmt_t Q_RT_CLAIM = {
   .name = "auth_refresh_claim",
   .pg = "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL "
-        "AND revoked_at IS NULL AND expires_at > $2 RETURNING user_id, family_id",
+        "AND revoked_at IS NULL AND expires_at > $2 AND NOT EXISTS (SELECT 1 FROM refresh_tokens f "
+        "WHERE f.family_id = refresh_tokens.family_id AND f.revoked_at IS NOT NULL) "
+        "RETURNING user_id, family_id",
   .nparams = 2,
   .writes = "refresh_tokens",
 };
 
 static const osb_db_stmt_t Q_RT_STATE = {
   .name = "auth_refresh_state",
-  .pg = "SELECT family_id, used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1",
+  .pg = "SELECT t.family_id, t.used_at, t.revoked_at, (SELECT MIN(f.revoked_at) FROM refresh_tokens f "
+        "WHERE f.family_id = t.family_id) AS family_revoked_at FROM refresh_tokens t WHERE t.token_hash = $1",
   .nparams = 1,
   .reads = "refresh_tokens",
 };
@@ -335,8 +340,12 @@ static void on_rotate_state(void *ud, int err, const osb_db_result_t *res) {
     osb_db_tx_rollback(q->tx, rotate_finish, q);
     return;
   }
-  if (osb_db_get(res, 0, "used_at") || osb_db_get(res, 0, "revoked_at")) {
-    /* Reuse of a spent token: somebody holds a copy. Revoke the family. */
+  if (osb_db_get(res, 0, "used_at") || osb_db_get(res, 0, "revoked_at") ||
+      osb_db_get(res, 0, "family_revoked_at")) {
+    /* Reuse of a spent token: somebody holds a copy. Revoke the family.
+     * A token of a family revoked already is refused the same way (and
+     * revoked too): a rotation that ran alongside the revocation may have
+     * inserted it where the revoking UPDATE could not see it yet. */
     osb_log(OSB_LOG_WARN, "auth", "refresh token reuse detected: revoking its family");
     const char *p[] = {osb_db_get(res, 0, "family_id"), q->now};
     osb_db_tx_query(q->tx, &Q_RT_REVOKE_FAMILY, p, 2, on_rotate_revoked, q);

@@ -246,6 +246,53 @@ for (const [backend, pg] of backends) {
       secrets.add(r3.data.access_token, r3.data.refresh_token);
     });
 
+    // PostgreSQL (READ COMMITTED): the revocation of a reused token's family
+    // must also kill the token that a rotation running at the same moment
+    // inserts. The rotation is held (users locked) after it has claimed its
+    // token and inserted the next one, while the reuse revokes the family.
+    test('reuse during a concurrent rotation still revokes the token that rotation issued', { skip: !pg }, async () => {
+      const { spawn, execFileSync } = await import('node:child_process');
+      const psql = (sql) => execFileSync('psql', [process.env.OSB_TEST_PG_URL, '-XAtq', '-c', sql], { encoding: 'utf8' }).trim();
+      const waiting = () => Number(psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"));
+      const until = async (pred, what) => {
+        const end = Date.now() + 5000;
+        while (!pred()) {
+          assert.ok(Date.now() < end, `timed out waiting for ${what}`);
+          await new Promise((r) => setTimeout(r, 25));
+        }
+      };
+      const u = await register('race');
+      const r1 = await json(srv, 'POST', '/api/auth/refresh', { body: { refresh_token: u.refresh_token } });
+      assert.equal(r1.status, 200);
+      secrets.add(r1.data.access_token, r1.data.refresh_token);
+      const base = waiting();
+      const locker = spawn('psql', [process.env.OSB_TEST_PG_URL, '-Xq'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let released = false;
+      try {
+        locker.stdin.write("BEGIN;\nLOCK TABLE users IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n");
+        await new Promise((resolve) => locker.stdout.on('data', (d) => { if (String(d).includes('locked')) resolve(); }));
+        // The legitimate holder rotates the current token: claim + insert done, then it waits on users.
+        const rotation = json(srv, 'POST', '/api/auth/refresh', { body: { refresh_token: r1.data.refresh_token } });
+        await until(() => waiting() >= base + 1, 'the rotation to block');
+        // The stolen first token comes back: its family revocation waits on the rotation's row.
+        const reuse = json(srv, 'POST', '/api/auth/refresh', { body: { refresh_token: u.refresh_token } });
+        await until(() => waiting() >= base + 2, 'the revocation to block');
+        locker.stdin.end('ROLLBACK;\n');
+        released = true;
+        const [rot, re] = await Promise.all([rotation, reuse]);
+        assert.equal(rot.status, 200, JSON.stringify(rot.data));
+        secrets.add(rot.data.access_token, rot.data.refresh_token);
+        assert.equal(re.status, 401);
+        assert.equal(re.data.error.code, 'refresh_reused');
+        // The token the rotation issued belongs to the revoked family.
+        const late = await json(srv, 'POST', '/api/auth/refresh', { body: { refresh_token: rot.data.refresh_token } });
+        assert.equal(late.status, 401, JSON.stringify(late.data));
+      } finally {
+        if (!released) locker.stdin.end('ROLLBACK;\n');
+        locker.kill();
+      }
+    });
+
     test('an unknown refresh token is 401', async () => {
       const r = await json(srv, 'POST', '/api/auth/refresh', { body: { refresh_token: randomKey(32) } });
       assert.equal(r.status, 401);
@@ -325,6 +372,36 @@ for (const [backend, pg] of backends) {
       assert.equal(bearer.data.user.display_name, 'Bearer Name');
       // GET with the cookie needs no CSRF header.
       assert.equal((await json(srv, 'GET', '/api/auth/me', { cookies: u.cookies })).status, 200);
+    });
+
+    // A cross-site page can POST text/plain (a form, or fetch without a
+    // preflight) but not application/json: sign-in must not set the SSO
+    // cookies from such a request (login CSRF: the victim's browser signed
+    // in to the attacker's account on every app).
+    test('sign-in, refresh and logout bodies must be application/json (no login CSRF)', async () => {
+      const u = await register('ctype');
+      const body = JSON.stringify({ email: u.email, password: u.pw });
+      for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
+        const r = await srv.fetch('/api/auth/login', { method: 'POST', headers: { 'content-type': type }, body });
+        const data = await r.json();
+        assert.equal(r.status, 400, `${type}: ${r.status}`);
+        assert.equal(data.error.code, 'invalid_request');
+        assert.equal(r.headers.getSetCookie().length, 0, `${type}: no cookies`);
+      }
+      const reg = await srv.fetch('/api/auth/register', { method: 'POST', headers: { 'content-type': 'text/plain' },
+        body: JSON.stringify({ email: uniqueEmail('ctype2'), password: password() }) });
+      assert.equal(reg.status, 400);
+      await reg.text();
+      for (const path of ['/api/auth/refresh', '/api/auth/logout']) {
+        const r = await srv.fetch(path, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: JSON.stringify({ refresh_token: randomKey(32) }) });
+        assert.equal(r.status, 400, path);
+        assert.equal(r.headers.getSetCookie().length, 0, `${path}: cookies untouched`);
+        await r.text();
+      }
+      const ok = await srv.fetch('/api/auth/login', { method: 'POST', headers: { 'content-type': 'Application/JSON; charset=utf-8' }, body });
+      assert.equal(ok.status, 200);
+      const d = await ok.json();
+      secrets.add(d.access_token, d.refresh_token);
     });
 
     test('cookie login works from a second origin listed in CORS_ORIGINS, with credentials', async () => {
@@ -487,6 +564,25 @@ for (const [backend, pg] of backends) {
         const log = srv.logs();
         assert.ok(!log.includes(pw));
         for (let i = 0; i < 5; i++) assert.ok(!log.includes(`wrong-password-${i}`));
+      } finally {
+        const r = await srv.stop();
+        assert.equal(r.code, 0, `clean exit\n${srv.logs().slice(-3000)}`);
+      }
+    });
+
+    test('concurrent failed logins cannot outrun the limit: at most 5 reach Argon2', async () => {
+      const srv = await startServer({ pg, env: baseEnv() });
+      try {
+        const email = uniqueEmail('burst'), pw = password();
+        assert.equal((await json(srv, 'POST', '/api/auth/register', { body: { email, password: pw } })).status, 201);
+        // Ten guesses at once: all arrive before the first Argon2 result.
+        const all = await Promise.all(Array.from({ length: 10 }, (_, i) =>
+          json(srv, 'POST', '/api/auth/login', { body: { email, password: `wrong-password-${i}` } })));
+        const by = all.reduce((m, r) => ((m[r.status] = (m[r.status] || 0) + 1), m), {});
+        assert.equal(by[401], 5, JSON.stringify(by));
+        assert.equal(by[429], 5, JSON.stringify(by));
+        // And the right password is refused too while the window is full.
+        assert.equal((await json(srv, 'POST', '/api/auth/login', { body: { email, password: pw } })).status, 429);
       } finally {
         const r = await srv.stop();
         assert.equal(r.code, 0, `clean exit\n${srv.logs().slice(-3000)}`);

@@ -328,6 +328,14 @@ static void payload_not_json_rejected(void **s) {
   free(t);
 }
 
+/* exp near INT64_MAX: adding the skew must not overflow (UBSan aborts on
+ * signed overflow); such a token is simply not expired. */
+static void exp_at_int64_max_accepted_without_overflow(void **s) {
+  char *t = craft(HS, "{\"sub\":\"42\",\"exp\":9223372036854775807}", KEY, NULL);
+  assert_int_equal(verify(t), 0);
+  free(t);
+}
+
 static void oversized_token_rejected(void **s) {
   size_t n = OSB__TOKEN_MAX + 100;
   char *big = malloc(n + 1);
@@ -379,6 +387,7 @@ int main(void) {
     cmocka_unit_test(header_not_an_object_rejected),
     cmocka_unit_test(payload_not_json_rejected),
     cmocka_unit_test(oversized_token_rejected),
+    cmocka_unit_test(exp_at_int64_max_accepted_without_overflow),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   osb__hmac_cache_clear();

@@ -195,8 +195,48 @@ static void throttle_window_slides(void **st) {
 static void throttle_reset_clears(void **st) {
   osb__throttle_t *t = osb__throttle_new(5, 60000, 100);
   for (int i = 0; i < 5; i++) osb__throttle_fail(t, K("k"), 0);
-  osb__throttle_reset(t, K("k"));
+  osb__throttle_reset(t, K("k"), 1);
   assert_int_equal(osb__throttle_check(t, K("k"), 1), 0);
+  osb__throttle_free(t);
+}
+
+static void throttle_attempts_in_flight_make_it_busy(void **st) {
+  osb__throttle_t *t = osb__throttle_new(5, 60000, 100);
+  for (int i = 0; i < 4; i++) {
+    assert_false(osb__throttle_busy(t, K("k"), 0));
+    osb__throttle_begin(t, K("k"), 0);
+  }
+  assert_false(osb__throttle_busy(t, K("k"), 0));
+  osb__throttle_begin(t, K("k"), 0);        /* five in flight: could be five failures */
+  assert_true(osb__throttle_busy(t, K("k"), 1));
+  assert_int_equal(osb__throttle_check(t, K("k"), 1), 0);   /* not refused yet */
+  osb__throttle_end(t, K("k"), 2, false);   /* one succeeded: room again */
+  assert_false(osb__throttle_busy(t, K("k"), 2));
+  osb__throttle_free(t);
+}
+
+static void throttle_failed_attempts_count_once_ended(void **st) {
+  osb__throttle_t *t = osb__throttle_new(5, 60000, 100);
+  for (int i = 0; i < 5; i++) osb__throttle_begin(t, K("k"), 0);
+  for (int i = 0; i < 5; i++) osb__throttle_end(t, K("k"), 100, true);
+  assert_false(osb__throttle_busy(t, K("k"), 101));
+  assert_int_equal(osb__throttle_check(t, K("k"), 101), 60);
+  osb__throttle_free(t);
+}
+
+static void throttle_old_failures_do_not_make_it_busy(void **st) {
+  osb__throttle_t *t = osb__throttle_new(5, 60000, 100);
+  for (int i = 0; i < 4; i++) osb__throttle_fail(t, K("k"), 0);
+  osb__throttle_begin(t, K("k"), 120000);   /* the four failures left the window */
+  assert_false(osb__throttle_busy(t, K("k"), 120000));
+  osb__throttle_free(t);
+}
+
+static void throttle_reset_keeps_attempts_in_flight(void **st) {
+  osb__throttle_t *t = osb__throttle_new(5, 60000, 100);
+  for (int i = 0; i < 5; i++) osb__throttle_begin(t, K("k"), 0);
+  osb__throttle_reset(t, K("k"), 1);
+  assert_true(osb__throttle_busy(t, K("k"), 1));
   osb__throttle_free(t);
 }
 
@@ -231,6 +271,10 @@ int main(void) {
     cmocka_unit_test(throttle_four_failures_still_allowed),
     cmocka_unit_test(throttle_window_slides),
     cmocka_unit_test(throttle_reset_clears),
+    cmocka_unit_test(throttle_attempts_in_flight_make_it_busy),
+    cmocka_unit_test(throttle_failed_attempts_count_once_ended),
+    cmocka_unit_test(throttle_old_failures_do_not_make_it_busy),
+    cmocka_unit_test(throttle_reset_keeps_attempts_in_flight),
     cmocka_unit_test(throttle_keys_bounded),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
