@@ -84,6 +84,10 @@ const char *osb_req_id(const osb_req_t *req);        /* X-Request-ID (accepted o
 const char *osb_req_ip(const osb_req_t *req);        /* peer, or X-Forwarded-For with TRUST_PROXY=1 */
 bool osb_req_is_https(const osb_req_t *req);         /* X-Forwarded-Proto: https with TRUST_PROXY=1 */
 bool osb_req_detached(const osb_req_t *req);
+/* True unless the request carries an Origin that is neither listed in
+ * CORS_ORIGINS nor the server's own (scheme://Host). Used where a browser
+ * sends cookies without a preflight: the WebSocket handshake. */
+bool osb_http_origin_allowed(const osb_req_t *req);
 uint64_t osb_req_start_ms(const osb_req_t *req);
 
 /* Memory that lives exactly as long as the request. */

@@ -102,6 +102,16 @@ static const char *cors_allowed(const osb_req_t *req) {
   return NULL;
 }
 
+bool osb_http_origin_allowed(const osb_req_t *req) {
+  const char *o = osb_req_header(req, "origin");
+  if (!o) return true;   /* not a browser, or a same-origin navigation */
+  if (cors_allowed(req)) return true;
+  const char *host = osb_req_header(req, "host");
+  if (!host) return false;
+  const char *sep = strstr(o, "://");
+  return sep && strcasecmp(sep + 3, host) == 0;
+}
+
 /* ---- head ---- */
 
 typedef struct {

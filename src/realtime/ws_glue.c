@@ -50,19 +50,17 @@ static void verify(const char *token, osb__rt_verified_cb cb, void *ud) {
   osb_auth_verify_token(v->token, verified, v);
 }
 
-/* Authorization: Bearer, then the SSO cookie, then ?token= (SPEC §4). */
+/* Authorization: Bearer, then the SSO cookie, then ?token= (SPEC §4), as
+ * the auth module reads them. A cookie is only taken from a page of an
+ * allowed origin: browsers attach cookies to a cross-origin WebSocket
+ * handshake without any preflight (cross-site WebSocket hijacking), and
+ * with SSO_COOKIE_DOMAIN even a sibling subdomain counts as same-site. The
+ * connection then simply starts signed out. */
 static const char *handshake_token(osb_req_t *req) {
-  const char *h = osb_req_header(req, "authorization");
-  if (h && strncasecmp(h, "Bearer ", 7) == 0) {
-    h += 7;
-    while (*h == ' ') h++;
-    if (*h) return h;
-  }
-  const char *c = osb_req_cookie(req, "osb_access");
-  if (c && *c) return c;
-  const char *q = osb_req_query(req, "token");
-  if (q && *q) return q;
-  return NULL;
+  bool via_cookie = false;
+  const char *t = osb_auth_request_token(req, true, &via_cookie);
+  if (t && via_cookie && !osb_http_origin_allowed(req)) return NULL;
+  return t;
 }
 
 /* ---- the /ws handler ---- */

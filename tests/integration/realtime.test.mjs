@@ -339,6 +339,29 @@ describe('realtime: permissions and bad input', () => {
   });
 });
 
+describe('realtime: cross-origin handshakes', () => {
+  let srv;
+  const key = randomKey();
+  before(async () => { srv = await startServer({ env: { ...baseEnv(key), CORS_ORIGINS: 'https://crm.example.test' } }); });
+  after(async () => { assert.equal((await srv.stop()).code, 0, srv.logs().slice(-2000)); });
+
+  test('the SSO cookie signs a socket in only from an allowed or the same origin', async (t) => {
+    const u = await register(srv, 'rt-origin');
+    if (!u) return t.skip('accounts API not available');
+    const cookie = `osb_access=${u.token}`;
+    const evil = await Client.open(srv, { headers: { cookie, origin: 'https://evil.example.test' } });
+    assert.equal(evil.welcome.user, null, 'a foreign page must not ride on the cookie');
+    const listed = await Client.open(srv, { headers: { cookie, origin: 'https://crm.example.test' } });
+    assert.equal(listed.welcome.user.id, u.id);
+    const same = await Client.open(srv, { headers: { cookie, origin: `http://127.0.0.1:${srv.port}` } });
+    assert.equal(same.welcome.user.id, u.id);
+    // an explicit bearer token is no ambient credential: any origin may present it
+    const bearer = await Client.open(srv, { headers: { authorization: `Bearer ${u.token}`, origin: 'https://evil.example.test' } });
+    assert.equal(bearer.welcome.user.id, u.id);
+    for (const c of [evil, listed, same, bearer]) c.close();
+  });
+});
+
 describe('realtime: resume', () => {
   let srv;
   const key = randomKey();
