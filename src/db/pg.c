@@ -330,15 +330,16 @@ static bool send_op(conn_t *c, osb__op_t *op) {
   /* A resubmitted read travels alone: no failing neighbour can abort it twice. */
   bool own_segment = op->kind != OSB__OP_QUERY || op->tx || osb__op_is_write(op) || op->retries > 0;
   if (own_segment && c->dirty && !send_sync(c)) return false;
+  /* Items follow the wire order: the Sync just sent, then the prepare, then
+   * the op (for BEGIN/COMMIT/ROLLBACK too). */
+  osb_list_remove(&it->link);
+  if (op->kind == OSB__OP_QUERY && !ensure_prepared(c, op->si)) {
+    item_push(c, it);
+    return false;
+  }
+  item_push(c, it);
   if (op->kind == OSB__OP_QUERY) {
     osb__stmt_info_t *si = op->si;
-    /* The prepare must come before the query in the pipeline. */
-    osb_list_remove(&it->link);
-    if (!ensure_prepared(c, si)) {
-      item_push(c, it);
-      return false;
-    }
-    item_push(c, it);
     const char *vals[OSB__DB_MAX_PARAMS];
     int lens[OSB__DB_MAX_PARAMS], fmts[OSB__DB_MAX_PARAMS];
     for (int i = 0; i < op->nparams; i++) {

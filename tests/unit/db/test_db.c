@@ -844,6 +844,34 @@ static void pg_connection_killed_mid_transaction(void **state) {
   stop();
 }
 
+/* A BEGIN that lands on a connection with reads not yet synced (pool of
+ * one, read and begin issued in the same loop iteration): the pipeline
+ * bookkeeping must follow the wire order (Sync, then BEGIN). */
+static void pg_begin_behind_unsynced_reads(void **state) {
+  start_with(state, 1, 0, 5000);
+  assert_true(backend_pid() > 0);   /* the one connection is ready */
+  q_t q = { 0 };
+  const char *p[] = { "13" };
+  osb_db_query(&Q_PROC_GET, p, 1, q_cb, &q);
+  txw_t w = { 0 };
+  osb_db_tx_begin(tx_cb, &w);
+  run_until(&q.calls, 1);
+  run_until(&w.calls, 1);
+  assert_int_equal(q.err, 0);
+  assert_string_equal(osb_db_text(q.res, 0, 0), "13");
+  q_clear(&q);
+  assert_int_equal(w.err, 0);
+  osb_db_tx_query(w.tx, &Q_PID, NULL, 0, q_cb, &q);
+  run_until(&q.calls, 1);
+  assert_int_equal(q.err, 0);
+  q_clear(&q);
+  osb_db_tx_commit(w.tx, q_cb, &q);
+  run_until(&q.calls, 1);
+  assert_int_equal(q.err, 0);
+  q_clear(&q);
+  stop();
+}
+
 /* ---- pure helpers ---- */
 
 static void uuid_is_v4_text(void **state) {
@@ -907,6 +935,7 @@ int main(void) {
     T(pg_busy_connections_retire_after_their_lifetime, &PG),
     T(pg_idle_connections_are_trimmed_to_the_minimum, &PG),
     T(pg_connection_killed_mid_transaction, &PG),
+    T(pg_begin_behind_unsynced_reads, &PG),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
