@@ -258,6 +258,12 @@ static osb_db_result_t *convert(PGresult *r) {
   return osb__rb_finish(&b, affected);
 }
 
+/* Connection exceptions, server shutdown / termination, too many
+ * connections: the session is gone or going, whatever the statement. */
+static bool conn_fatal_state(const char *state) {
+  return state && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 || strcmp(state, "53300") == 0);
+}
+
 static int map_error(const osb__op_t *op, PGresult *r) {
   const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
   int err = OSB_EDB;
@@ -265,8 +271,7 @@ static int map_error(const osb__op_t *op, PGresult *r) {
     if (strcmp(state, "23505") == 0) err = OSB_ECONFLICT;
     else if (strcmp(state, "23503") == 0) err = OSB_ENOTFOUND;
     else if (strncmp(state, "22", 2) == 0) err = OSB_EINVAL;
-    else if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 || strcmp(state, "53300") == 0)
-      err = OSB_EUNAVAIL;
+    else if (conn_fatal_state(state)) err = OSB_EUNAVAIL;
   }
   /* The constraint/table/column names help; the message text may quote a
    * value, so only the primary message of non-data errors is logged. */
@@ -463,6 +468,13 @@ static bool item_done(conn_t *c, item_t *it) {
           osb__stmt_info_t *si = osb__stmt_at(it->stmt_id);
           const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
           const char *prim = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+          /* The session is going away (the error lands on whatever command
+           * is first in the pipeline): close now, so the ops behind are
+           * resubmitted or fail as unavailable, not as statement errors. */
+          if (!r || conn_fatal_state(state)) {
+            keep = false;
+            break;
+          }
           osb_log(OSB_LOG_ERROR, "db", "prepare %s failed: %s %s", si ? si->name : "?",
                   state ? state : "", prim ? prim : "");
         }
@@ -485,6 +497,7 @@ static bool item_done(conn_t *c, item_t *it) {
         requeue_or_fail(op, OSB_EDB);
       } else {
         int err = map_error(op, r);
+        if (err == OSB_EUNAVAIL) keep = false;   /* the session is going away */
         if (op->kind == OSB__OP_BEGIN || op->kind == OSB__OP_COMMIT) release_tx(c);
         if (op->kind == OSB__OP_ROLLBACK) {
           release_tx(c);

@@ -872,6 +872,54 @@ static void pg_begin_behind_unsynced_reads(void **state) {
   stop();
 }
 
+static void pool_min_two(osb_config_t *c) { c->db_pool_min = 2; }
+
+/* PostgreSQL goes away while the pool holds two ready connections: the
+ * first one to notice tries to replace itself, the attempt is refused at
+ * once while the other still counts as ready. That must not spin: queries
+ * fail fast, and after a restart they succeed again. An alarm turns a hang
+ * into a failure. Needs OSB_PG_SCRIPT (and its PGDIR/PGPORT). */
+static void pg_server_gone_with_two_ready_connections(void **state) {
+  want_pg(state);
+  const char *script = getenv("OSB_PG_SCRIPT");
+  if (!script || !*script) {
+    print_message("skipped: OSB_PG_SCRIPT is not set\n");
+    skip();
+  }
+  tweak = pool_min_two;
+  start_with(state, 3, 0, 2000);
+  osb_db_stats_t s;
+  for (int i = 0; i < 400; i++) {
+    run_for_ms(5);
+    osb_db_stats(&s);
+    if (s.size == 2 && s.connecting == 0) break;
+  }
+  assert_int_equal(s.size, 2);
+  char cmd[600];
+  snprintf(cmd, sizeof(cmd), "%s stop", script);
+  assert_int_equal(system(cmd), 0);   /* the loop does not run meanwhile */
+  alarm(20);
+  q_t q = { 0 };
+  const char *p[] = { "14" };
+  osb_db_query(&Q_PROC_GET, p, 1, q_cb, &q);
+  run_until(&q.calls, 1);
+  assert_int_equal(q.err, OSB_EUNAVAIL);
+  q_clear(&q);
+  snprintf(cmd, sizeof(cmd), "%s restart", script);
+  assert_int_equal(system(cmd), 0);
+  bool ok = false;
+  for (int i = 0; i < 100 && !ok; i++) {
+    run_for_ms(50);
+    osb_db_query(&Q_PROC_GET, p, 1, q_cb, &q);
+    run_until(&q.calls, 1);
+    ok = q.err == 0;
+    q_clear(&q);
+  }
+  alarm(0);
+  assert_true(ok);
+  stop();
+}
+
 /* ---- pure helpers ---- */
 
 static void uuid_is_v4_text(void **state) {
@@ -936,6 +984,7 @@ int main(void) {
     T(pg_idle_connections_are_trimmed_to_the_minimum, &PG),
     T(pg_connection_killed_mid_transaction, &PG),
     T(pg_begin_behind_unsynced_reads, &PG),
+    T(pg_server_gone_with_two_ready_connections, &PG),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
