@@ -405,14 +405,16 @@ static bool has_idle(void) {
   return false;
 }
 
-static void conn_start(void);
+static bool conn_start(void);
 
 /* Open connections up to the minimum, and one more (two with a queue)
  * while every connection is busy. Not while down: then only the retry
- * timer connects. conn_start may fail at once (and set P.down). */
+ * timer connects. conn_start may fail at once (a refused Unix socket; it
+ * sets P.down only when no connection is ready): stop there, the retry
+ * timer tries again. */
 static void grow(void) {
   while (P.open && !P.closing && !P.down && P.nconns < P.cfg->db_pool_min && P.nconnecting < MAX_CONNECTING)
-    conn_start();
+    if (!conn_start()) return;
   if (!P.open || P.closing || P.down) return;
   bool demand = !osb_list_empty(&P.waiters) || !has_idle();
   if (demand && P.nconns < P.cfg->db_pool_max && P.nconnecting < (P.nwaiting > 1 ? MAX_CONNECTING : 1))
@@ -710,7 +712,8 @@ out:
   osb__drain();
 }
 
-static void conn_start(void) {
+/* Returns false if the attempt failed at once (c is closed already). */
+static bool conn_start(void) {
   conn_t *c = osb_calloc(1, sizeof(*c));
   osb_list_init(&c->items);
   c->state = C_CONNECTING;
@@ -729,7 +732,7 @@ static void conn_start(void) {
   c->pg = PQconnectStartParams(kw, vals, 1);
   if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
     connect_failed(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
-    return;
+    return false;
   }
   c->fd = PQsocket(c->pg);
   c->poll = osb_malloc(sizeof(*c->poll));
@@ -737,12 +740,13 @@ static void conn_start(void) {
     free(c->poll);
     c->poll = NULL;
     connect_failed(c, "no socket");
-    return;
+    return false;
   }
   c->poll->data = c;
   uv_poll_start(c->poll, UV_WRITABLE, on_poll);
   c->events = UV_WRITABLE;
   if (!uv_is_active((uv_handle_t *)&P.tick_timer)) uv_timer_start(&P.tick_timer, on_tick, 250, 250);
+  return true;
 }
 
 /* Close c now: stop and close the watcher before PQfinish closes the fd;

@@ -872,21 +872,36 @@ static void pg_begin_behind_unsynced_reads(void **state) {
   stop();
 }
 
+static char unix_url[400];
+static bool pg_stopped;   /* cleanup restarts it after a failed assertion */
 static void pool_min_two(osb_config_t *c) { c->db_pool_min = 2; }
+static void pool_min_two_unix(osb_config_t *c) {
+  c->db_pool_min = 2;
+  c->database_url = unix_url;
+}
 
 /* PostgreSQL goes away while the pool holds two ready connections: the
  * first one to notice tries to replace itself, the attempt is refused at
  * once while the other still counts as ready. That must not spin: queries
  * fail fast, and after a restart they succeed again. An alarm turns a hang
  * into a failure. Needs OSB_PG_SCRIPT (and its PGDIR/PGPORT). */
-static void pg_server_gone_with_two_ready_connections(void **state) {
+static void server_gone_with_two_ready_connections(void **state, bool unix_socket) {
   want_pg(state);
   const char *script = getenv("OSB_PG_SCRIPT");
   if (!script || !*script) {
     print_message("skipped: OSB_PG_SCRIPT is not set\n");
     skip();
   }
-  tweak = pool_min_two;
+  if (unix_socket) {
+    /* A refused Unix socket fails inside PQconnectStart, not later. */
+    const char *pgdir = getenv("PGDIR"), *pgport = getenv("PGPORT");
+    if (!pgdir || !pgport) {
+      print_message("skipped: PGDIR and PGPORT (of scripts/pg.sh) are not set\n");
+      skip();
+    }
+    snprintf(unix_url, sizeof(unix_url), "postgresql://osb@/osb?host=%s&port=%s", pgdir, pgport);
+  }
+  tweak = unix_socket ? pool_min_two_unix : pool_min_two;
   start_with(state, 3, 0, 2000);
   osb_db_stats_t s;
   for (int i = 0; i < 400; i++) {
@@ -897,6 +912,7 @@ static void pg_server_gone_with_two_ready_connections(void **state) {
   assert_int_equal(s.size, 2);
   char cmd[600];
   snprintf(cmd, sizeof(cmd), "%s stop", script);
+  pg_stopped = true;
   assert_int_equal(system(cmd), 0);   /* the loop does not run meanwhile */
   alarm(20);
   q_t q = { 0 };
@@ -907,6 +923,7 @@ static void pg_server_gone_with_two_ready_connections(void **state) {
   q_clear(&q);
   snprintf(cmd, sizeof(cmd), "%s restart", script);
   assert_int_equal(system(cmd), 0);
+  pg_stopped = false;
   bool ok = false;
   for (int i = 0; i < 100 && !ok; i++) {
     run_for_ms(50);
@@ -918,6 +935,14 @@ static void pg_server_gone_with_two_ready_connections(void **state) {
   alarm(0);
   assert_true(ok);
   stop();
+}
+
+static void pg_server_gone_with_two_ready_connections(void **state) {
+  server_gone_with_two_ready_connections(state, false);
+}
+
+static void pg_server_gone_unix_socket_does_not_spin(void **state) {
+  server_gone_with_two_ready_connections(state, true);
 }
 
 /* ---- pure helpers ---- */
@@ -942,6 +967,12 @@ static void close_any(uv_handle_t *h, void *arg) {
 
 static int cleanup(void **state) {
   OSB_UNUSED(state);
+  alarm(0);
+  if (pg_stopped) {
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "%s restart", getenv("OSB_PG_SCRIPT"));
+    if (system(cmd) == 0) pg_stopped = false;
+  }
   if (!started) return 0;
   started = false;
   osb_db_close();
@@ -985,6 +1016,7 @@ int main(void) {
     T(pg_connection_killed_mid_transaction, &PG),
     T(pg_begin_behind_unsynced_reads, &PG),
     T(pg_server_gone_with_two_ready_connections, &PG),
+    T(pg_server_gone_unix_socket_does_not_spin, &PG),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
