@@ -15,7 +15,8 @@
  * transaction statements get a Sync of their own: a failed write never
  * takes another request's write down with it. A failed read aborts the
  * reads behind it up to the Sync; those come back PGRES_PIPELINE_ABORTED
- * and are resubmitted once, each in a segment of its own.
+ * and are resubmitted once, each in a segment of its own. A PREPARE also
+ * gets a segment of its own, so no neighbour's failure can abort it.
  *
  * Waiting. Ops that find no usable connection wait FIFO in P.waiters until
  * DB_ACQUIRE_TIMEOUT_MS, then fail with OSB_EUNAVAIL. A transaction's BEGIN
@@ -315,12 +316,16 @@ static bool ensure_prepared(conn_t *c, osb__stmt_info_t *si) {
     c->nprep = n;
   }
   if (c->prep[si->id]) return true;
+  /* A PREPARE travels in a segment of its own: a failing read ahead of it
+   * would abort it, while later segments already count on it (prep is set
+   * now) and would find the statement missing on the server. */
+  if (c->dirty && !send_sync(c)) return false;
   if (!PQsendPrepare(c->pg, si->name, si->stmt->pg, si->stmt->nparams, NULL)) return false;
   item_t *it = item_new(I_PREPARE);
   it->stmt_id = si->id;
   item_push(c, it);
   c->prep[si->id] = 1;
-  return true;
+  return send_sync(c);
 }
 
 /* Send op on c. On a broken connection returns false; the caller closes c
@@ -628,7 +633,6 @@ static void connected(conn_t *c) {
   size_t n = osb__stmt_count();
   bool ok = true;
   for (size_t i = 0; i < n && ok; i++) ok = ensure_prepared(c, osb__stmt_at(i));
-  if (ok && n) ok = send_sync(c);
   if (ok) ok = flush_out(c);
   if (!ok) {
     conn_broken(c, "prepare failed");

@@ -872,6 +872,36 @@ static void pg_begin_behind_unsynced_reads(void **state) {
   stop();
 }
 
+/* A statement's first use on a connection rides in the same pipeline
+ * segment as a read that fails before it: the failure aborts the PREPARE
+ * too. A second use sent before those results came back must not find the
+ * statement missing on the server (26000 → 500). */
+static void pg_prepare_not_lost_to_a_failing_neighbour(void **state) {
+  start_with(state, 1, 0, 5000);
+  assert_true(backend_pid() > 0);   /* the one connection is ready */
+  static const osb_db_stmt_t Q_FRESH = {
+    .name = "t_fresh", .nparams = 1, .reads = "market_procedures",
+    .pg = "SELECT id, name FROM market_procedures WHERE id = $1 + 0" };
+  q_t bad = { 0 }, a = { 0 }, b = { 0 };
+  const char *pbad[] = { "not-a-number" };
+  const char *p[] = { "15" };
+  osb_db_query(&Q_PROC_GET, pbad, 1, q_cb, &bad);
+  osb_db_query(&Q_FRESH, p, 1, q_cb, &a);
+  uv_run(&loop, UV_RUN_NOWAIT);   /* the segment leaves; its answers are not read yet */
+  osb_db_query(&Q_FRESH, p, 1, q_cb, &b);
+  run_until(&bad.calls, 1);
+  run_until(&a.calls, 1);
+  run_until(&b.calls, 1);
+  assert_int_equal(bad.err, OSB_EINVAL);
+  assert_int_equal(a.err, 0);
+  assert_int_equal(b.err, 0);
+  assert_string_equal(osb_db_text(b.res, 0, 0), "15");
+  q_clear(&bad);
+  q_clear(&a);
+  q_clear(&b);
+  stop();
+}
+
 static char unix_url[400];
 static bool pg_stopped;   /* cleanup restarts it after a failed assertion */
 static void pool_min_two(osb_config_t *c) { c->db_pool_min = 2; }
@@ -1015,6 +1045,7 @@ int main(void) {
     T(pg_idle_connections_are_trimmed_to_the_minimum, &PG),
     T(pg_connection_killed_mid_transaction, &PG),
     T(pg_begin_behind_unsynced_reads, &PG),
+    T(pg_prepare_not_lost_to_a_failing_neighbour, &PG),
     T(pg_server_gone_with_two_ready_connections, &PG),
     T(pg_server_gone_unix_socket_does_not_spin, &PG),
   };
