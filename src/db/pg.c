@@ -168,9 +168,16 @@ static void arm_acquire_timer(void) {
   uv_timer_start(&P.acquire_timer, on_acquire_expired, min > now ? min - now : 0, 0);
 }
 
+/* head: a resubmission, which goes ahead of every newer waiter but after
+ * older ones (ops of one connection are resubmitted one by one, oldest
+ * first: inserting each at the head would reverse them). */
 static void enqueue(osb__op_t *op, bool head) {
-  if (head) osb_list_insert_head(&P.waiters, &op->link);
-  else osb_list_insert_tail(&P.waiters, &op->link);
+  osb_list_t *before = &P.waiters;
+  if (head) {
+    for (before = P.waiters.next; before != &P.waiters; before = before->next)
+      if (osb_container_of(before, osb__op_t, link)->t_submit > op->t_submit) break;
+  }
+  osb_list_insert_tail(before, &op->link);
   P.nwaiting++;
   arm_acquire_timer();
 }

@@ -902,6 +902,42 @@ static void pg_prepare_not_lost_to_a_failing_neighbour(void **state) {
   stop();
 }
 
+typedef struct { q_t q; int order; } oq_t;
+static int completions;
+static void oq_cb(void *ud, int err, const osb_db_result_t *res) {
+  oq_t *o = ud;
+  o->order = ++completions;
+  q_cb(&o->q, err, res);
+}
+
+/* Reads aborted by a failing neighbour are resubmitted ahead of newer
+ * waiters and in their original order (FIFO), not reversed. */
+static void pg_resubmitted_reads_keep_their_order(void **state) {
+  start_with(state, 1, 0, 5000);
+  assert_true(backend_pid() > 0);
+  enum { N = 4 };
+  oq_t bad = { 0 }, r[N];
+  memset(r, 0, sizeof(r));
+  completions = 0;
+  const char *pbad[] = { "not-a-number" };
+  static const char *ids[N] = { "21", "22", "23", "24" };
+  osb_db_query(&Q_PROC_GET, pbad, 1, oq_cb, &bad);
+  for (int i = 0; i < N; i++) {
+    const char *p[] = { ids[i] };
+    osb_db_query(&Q_PROC_GET, p, 1, oq_cb, &r[i]);
+  }
+  for (int i = 0; i < N; i++) run_until(&r[i].q.calls, 1);
+  assert_int_equal(bad.q.err, OSB_EINVAL);
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(r[i].q.err, 0);
+    assert_string_equal(osb_db_text(r[i].q.res, 0, 0), ids[i]);
+    if (i) assert_true(r[i].order > r[i - 1].order);
+    q_clear(&r[i].q);
+  }
+  q_clear(&bad.q);
+  stop();
+}
+
 static char unix_url[400];
 static bool pg_stopped;   /* cleanup restarts it after a failed assertion */
 static void pool_min_two(osb_config_t *c) { c->db_pool_min = 2; }
@@ -1046,6 +1082,7 @@ int main(void) {
     T(pg_connection_killed_mid_transaction, &PG),
     T(pg_begin_behind_unsynced_reads, &PG),
     T(pg_prepare_not_lost_to_a_failing_neighbour, &PG),
+    T(pg_resubmitted_reads_keep_their_order, &PG),
     T(pg_server_gone_with_two_ready_connections, &PG),
     T(pg_server_gone_unix_socket_does_not_spin, &PG),
   };
