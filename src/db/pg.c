@@ -278,7 +278,7 @@ static int map_error(const osb__op_t *op, PGresult *r) {
   if (state) {
     if (strcmp(state, "23505") == 0) err = OSB_ECONFLICT;
     else if (strcmp(state, "23503") == 0) err = OSB_ENOTFOUND;
-    else if (strncmp(state, "22", 2) == 0) err = OSB_EINVAL;
+    else if (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0) err = OSB_EINVAL;   /* db.h */
     else if (conn_fatal_state(state)) err = OSB_EUNAVAIL;
   }
   /* The constraint/table/column names help; the message text may quote a

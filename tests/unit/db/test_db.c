@@ -278,6 +278,23 @@ static void unique_violation_is_conflict(void **state) {
   stop();
 }
 
+/* NOT NULL (and CHECK) violations are bad input on both backends (db.h:
+ * OSB_EINVAL → 400), not a database error. */
+static void not_null_violation_is_invalid(void **state) {
+  start(state);
+  char id[37], now[24];
+  uuid(id);
+  now_text(now);
+  q_t q = { 0 };
+  const char *p[] = { id, NULL, "no email", now };
+  osb_db_query(&Q_USER_INS, p, 4, q_cb, &q);
+  run_until(&q.calls, 1);
+  assert_int_equal(q.err, OSB_EINVAL);
+  assert_null(q.res);
+  q_clear(&q);
+  stop();
+}
+
 static void repeated_read_is_a_cache_hit(void **state) {
   start(state);
   char id[37], email[80];
@@ -1061,6 +1078,7 @@ int main(void) {
     BOTH(callback_runs_after_the_call_returns),
     BOTH(sql_in_parameters_is_stored_literally),
     BOTH(unique_violation_is_conflict),
+    BOTH(not_null_violation_is_invalid),
     BOTH(repeated_read_is_a_cache_hit),
     BOTH(write_invalidates_cached_read),
     BOTH(concurrent_identical_misses_share_one_query),
