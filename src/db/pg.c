@@ -15,7 +15,8 @@
  * transaction statements get a Sync of their own: a failed write never
  * takes another request's write down with it. A failed read aborts the
  * reads behind it up to the Sync; those come back PGRES_PIPELINE_ABORTED
- * and are resubmitted once, each in a segment of its own.
+ * and are resubmitted once, each in a segment of its own. A PREPARE also
+ * gets a segment of its own, so no neighbour's failure can abort it.
  *
  * Waiting. Ops that find no usable connection wait FIFO in P.waiters until
  * DB_ACQUIRE_TIMEOUT_MS, then fail with OSB_EUNAVAIL. A transaction's BEGIN
@@ -167,9 +168,16 @@ static void arm_acquire_timer(void) {
   uv_timer_start(&P.acquire_timer, on_acquire_expired, min > now ? min - now : 0, 0);
 }
 
+/* head: a resubmission, which goes ahead of every newer waiter but after
+ * older ones (ops of one connection are resubmitted one by one, oldest
+ * first: inserting each at the head would reverse them). */
 static void enqueue(osb__op_t *op, bool head) {
-  if (head) osb_list_insert_head(&P.waiters, &op->link);
-  else osb_list_insert_tail(&P.waiters, &op->link);
+  osb_list_t *before = &P.waiters;
+  if (head) {
+    for (before = P.waiters.next; before != &P.waiters; before = before->next)
+      if (osb_container_of(before, osb__op_t, link)->t_submit > op->t_submit) break;
+  }
+  osb_list_insert_tail(before, &op->link);
   P.nwaiting++;
   arm_acquire_timer();
 }
@@ -258,15 +266,20 @@ static osb_db_result_t *convert(PGresult *r) {
   return osb__rb_finish(&b, affected);
 }
 
+/* Connection exceptions, server shutdown / termination, too many
+ * connections: the session is gone or going, whatever the statement. */
+static bool conn_fatal_state(const char *state) {
+  return state && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 || strcmp(state, "53300") == 0);
+}
+
 static int map_error(const osb__op_t *op, PGresult *r) {
   const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
   int err = OSB_EDB;
   if (state) {
     if (strcmp(state, "23505") == 0) err = OSB_ECONFLICT;
     else if (strcmp(state, "23503") == 0) err = OSB_ENOTFOUND;
-    else if (strncmp(state, "22", 2) == 0) err = OSB_EINVAL;
-    else if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 || strcmp(state, "53300") == 0)
-      err = OSB_EUNAVAIL;
+    else if (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0) err = OSB_EINVAL;   /* db.h */
+    else if (conn_fatal_state(state)) err = OSB_EUNAVAIL;
   }
   /* The constraint/table/column names help; the message text may quote a
    * value, so only the primary message of non-data errors is logged. */
@@ -310,12 +323,16 @@ static bool ensure_prepared(conn_t *c, osb__stmt_info_t *si) {
     c->nprep = n;
   }
   if (c->prep[si->id]) return true;
+  /* A PREPARE travels in a segment of its own: a failing read ahead of it
+   * would abort it, while later segments already count on it (prep is set
+   * now) and would find the statement missing on the server. */
+  if (c->dirty && !send_sync(c)) return false;
   if (!PQsendPrepare(c->pg, si->name, si->stmt->pg, si->stmt->nparams, NULL)) return false;
   item_t *it = item_new(I_PREPARE);
   it->stmt_id = si->id;
   item_push(c, it);
   c->prep[si->id] = 1;
-  return true;
+  return send_sync(c);
 }
 
 /* Send op on c. On a broken connection returns false; the caller closes c
@@ -330,15 +347,16 @@ static bool send_op(conn_t *c, osb__op_t *op) {
   /* A resubmitted read travels alone: no failing neighbour can abort it twice. */
   bool own_segment = op->kind != OSB__OP_QUERY || op->tx || osb__op_is_write(op) || op->retries > 0;
   if (own_segment && c->dirty && !send_sync(c)) return false;
+  /* Items follow the wire order: the Sync just sent, then the prepare, then
+   * the op (for BEGIN/COMMIT/ROLLBACK too). */
+  osb_list_remove(&it->link);
+  if (op->kind == OSB__OP_QUERY && !ensure_prepared(c, op->si)) {
+    item_push(c, it);
+    return false;
+  }
+  item_push(c, it);
   if (op->kind == OSB__OP_QUERY) {
     osb__stmt_info_t *si = op->si;
-    /* The prepare must come before the query in the pipeline. */
-    osb_list_remove(&it->link);
-    if (!ensure_prepared(c, si)) {
-      item_push(c, it);
-      return false;
-    }
-    item_push(c, it);
     const char *vals[OSB__DB_MAX_PARAMS];
     int lens[OSB__DB_MAX_PARAMS], fmts[OSB__DB_MAX_PARAMS];
     for (int i = 0; i < op->nparams; i++) {
@@ -399,14 +417,16 @@ static bool has_idle(void) {
   return false;
 }
 
-static void conn_start(void);
+static bool conn_start(void);
 
 /* Open connections up to the minimum, and one more (two with a queue)
  * while every connection is busy. Not while down: then only the retry
- * timer connects. conn_start may fail at once (and set P.down). */
+ * timer connects. conn_start may fail at once (a refused Unix socket; it
+ * sets P.down only when no connection is ready): stop there, the retry
+ * timer tries again. */
 static void grow(void) {
   while (P.open && !P.closing && !P.down && P.nconns < P.cfg->db_pool_min && P.nconnecting < MAX_CONNECTING)
-    conn_start();
+    if (!conn_start()) return;
   if (!P.open || P.closing || P.down) return;
   bool demand = !osb_list_empty(&P.waiters) || !has_idle();
   if (demand && P.nconns < P.cfg->db_pool_max && P.nconnecting < (P.nwaiting > 1 ? MAX_CONNECTING : 1))
@@ -462,6 +482,13 @@ static bool item_done(conn_t *c, item_t *it) {
           osb__stmt_info_t *si = osb__stmt_at(it->stmt_id);
           const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
           const char *prim = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+          /* The session is going away (the error lands on whatever command
+           * is first in the pipeline): close now, so the ops behind are
+           * resubmitted or fail as unavailable, not as statement errors. */
+          if (!r || conn_fatal_state(state)) {
+            keep = false;
+            break;
+          }
           osb_log(OSB_LOG_ERROR, "db", "prepare %s failed: %s %s", si ? si->name : "?",
                   state ? state : "", prim ? prim : "");
         }
@@ -484,6 +511,7 @@ static bool item_done(conn_t *c, item_t *it) {
         requeue_or_fail(op, OSB_EDB);
       } else {
         int err = map_error(op, r);
+        if (err == OSB_EUNAVAIL) keep = false;   /* the session is going away */
         if (op->kind == OSB__OP_BEGIN || op->kind == OSB__OP_COMMIT) release_tx(c);
         if (op->kind == OSB__OP_ROLLBACK) {
           release_tx(c);
@@ -612,7 +640,6 @@ static void connected(conn_t *c) {
   size_t n = osb__stmt_count();
   bool ok = true;
   for (size_t i = 0; i < n && ok; i++) ok = ensure_prepared(c, osb__stmt_at(i));
-  if (ok && n) ok = send_sync(c);
   if (ok) ok = flush_out(c);
   if (!ok) {
     conn_broken(c, "prepare failed");
@@ -696,7 +723,8 @@ out:
   osb__drain();
 }
 
-static void conn_start(void) {
+/* Returns false if the attempt failed at once (c is closed already). */
+static bool conn_start(void) {
   conn_t *c = osb_calloc(1, sizeof(*c));
   osb_list_init(&c->items);
   c->state = C_CONNECTING;
@@ -715,7 +743,7 @@ static void conn_start(void) {
   c->pg = PQconnectStartParams(kw, vals, 1);
   if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
     connect_failed(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
-    return;
+    return false;
   }
   c->fd = PQsocket(c->pg);
   c->poll = osb_malloc(sizeof(*c->poll));
@@ -723,12 +751,13 @@ static void conn_start(void) {
     free(c->poll);
     c->poll = NULL;
     connect_failed(c, "no socket");
-    return;
+    return false;
   }
   c->poll->data = c;
   uv_poll_start(c->poll, UV_WRITABLE, on_poll);
   c->events = UV_WRITABLE;
   if (!uv_is_active((uv_handle_t *)&P.tick_timer)) uv_timer_start(&P.tick_timer, on_tick, 250, 250);
+  return true;
 }
 
 /* Close c now: stop and close the watcher before PQfinish closes the fd;

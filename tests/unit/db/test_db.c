@@ -278,6 +278,23 @@ static void unique_violation_is_conflict(void **state) {
   stop();
 }
 
+/* NOT NULL (and CHECK) violations are bad input on both backends (db.h:
+ * OSB_EINVAL → 400), not a database error. */
+static void not_null_violation_is_invalid(void **state) {
+  start(state);
+  char id[37], now[24];
+  uuid(id);
+  now_text(now);
+  q_t q = { 0 };
+  const char *p[] = { id, NULL, "no email", now };
+  osb_db_query(&Q_USER_INS, p, 4, q_cb, &q);
+  run_until(&q.calls, 1);
+  assert_int_equal(q.err, OSB_EINVAL);
+  assert_null(q.res);
+  q_clear(&q);
+  stop();
+}
+
 static void repeated_read_is_a_cache_hit(void **state) {
   start(state);
   char id[37], email[80];
@@ -844,6 +861,173 @@ static void pg_connection_killed_mid_transaction(void **state) {
   stop();
 }
 
+/* A BEGIN that lands on a connection with reads not yet synced (pool of
+ * one, read and begin issued in the same loop iteration): the pipeline
+ * bookkeeping must follow the wire order (Sync, then BEGIN). */
+static void pg_begin_behind_unsynced_reads(void **state) {
+  start_with(state, 1, 0, 5000);
+  assert_true(backend_pid() > 0);   /* the one connection is ready */
+  q_t q = { 0 };
+  const char *p[] = { "13" };
+  osb_db_query(&Q_PROC_GET, p, 1, q_cb, &q);
+  txw_t w = { 0 };
+  osb_db_tx_begin(tx_cb, &w);
+  run_until(&q.calls, 1);
+  run_until(&w.calls, 1);
+  assert_int_equal(q.err, 0);
+  assert_string_equal(osb_db_text(q.res, 0, 0), "13");
+  q_clear(&q);
+  assert_int_equal(w.err, 0);
+  osb_db_tx_query(w.tx, &Q_PID, NULL, 0, q_cb, &q);
+  run_until(&q.calls, 1);
+  assert_int_equal(q.err, 0);
+  q_clear(&q);
+  osb_db_tx_commit(w.tx, q_cb, &q);
+  run_until(&q.calls, 1);
+  assert_int_equal(q.err, 0);
+  q_clear(&q);
+  stop();
+}
+
+/* A statement's first use on a connection rides in the same pipeline
+ * segment as a read that fails before it: the failure aborts the PREPARE
+ * too. A second use sent before those results came back must not find the
+ * statement missing on the server (26000 → 500). */
+static void pg_prepare_not_lost_to_a_failing_neighbour(void **state) {
+  start_with(state, 1, 0, 5000);
+  assert_true(backend_pid() > 0);   /* the one connection is ready */
+  static const osb_db_stmt_t Q_FRESH = {
+    .name = "t_fresh", .nparams = 1, .reads = "market_procedures",
+    .pg = "SELECT id, name FROM market_procedures WHERE id = $1 + 0" };
+  q_t bad = { 0 }, a = { 0 }, b = { 0 };
+  const char *pbad[] = { "not-a-number" };
+  const char *p[] = { "15" };
+  osb_db_query(&Q_PROC_GET, pbad, 1, q_cb, &bad);
+  osb_db_query(&Q_FRESH, p, 1, q_cb, &a);
+  uv_run(&loop, UV_RUN_NOWAIT);   /* the segment leaves; its answers are not read yet */
+  osb_db_query(&Q_FRESH, p, 1, q_cb, &b);
+  run_until(&bad.calls, 1);
+  run_until(&a.calls, 1);
+  run_until(&b.calls, 1);
+  assert_int_equal(bad.err, OSB_EINVAL);
+  assert_int_equal(a.err, 0);
+  assert_int_equal(b.err, 0);
+  assert_string_equal(osb_db_text(b.res, 0, 0), "15");
+  q_clear(&bad);
+  q_clear(&a);
+  q_clear(&b);
+  stop();
+}
+
+typedef struct { q_t q; int order; } oq_t;
+static int completions;
+static void oq_cb(void *ud, int err, const osb_db_result_t *res) {
+  oq_t *o = ud;
+  o->order = ++completions;
+  q_cb(&o->q, err, res);
+}
+
+/* Reads aborted by a failing neighbour are resubmitted ahead of newer
+ * waiters and in their original order (FIFO), not reversed. */
+static void pg_resubmitted_reads_keep_their_order(void **state) {
+  start_with(state, 1, 0, 5000);
+  assert_true(backend_pid() > 0);
+  enum { N = 4 };
+  oq_t bad = { 0 }, r[N];
+  memset(r, 0, sizeof(r));
+  completions = 0;
+  const char *pbad[] = { "not-a-number" };
+  static const char *ids[N] = { "21", "22", "23", "24" };
+  osb_db_query(&Q_PROC_GET, pbad, 1, oq_cb, &bad);
+  for (int i = 0; i < N; i++) {
+    const char *p[] = { ids[i] };
+    osb_db_query(&Q_PROC_GET, p, 1, oq_cb, &r[i]);
+  }
+  for (int i = 0; i < N; i++) run_until(&r[i].q.calls, 1);
+  assert_int_equal(bad.q.err, OSB_EINVAL);
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(r[i].q.err, 0);
+    assert_string_equal(osb_db_text(r[i].q.res, 0, 0), ids[i]);
+    if (i) assert_true(r[i].order > r[i - 1].order);
+    q_clear(&r[i].q);
+  }
+  q_clear(&bad.q);
+  stop();
+}
+
+static char unix_url[400];
+static bool pg_stopped;   /* cleanup restarts it after a failed assertion */
+static void pool_min_two(osb_config_t *c) { c->db_pool_min = 2; }
+static void pool_min_two_unix(osb_config_t *c) {
+  c->db_pool_min = 2;
+  c->database_url = unix_url;
+}
+
+/* PostgreSQL goes away while the pool holds two ready connections: the
+ * first one to notice tries to replace itself, the attempt is refused at
+ * once while the other still counts as ready. That must not spin: queries
+ * fail fast, and after a restart they succeed again. An alarm turns a hang
+ * into a failure. Needs OSB_PG_SCRIPT (and its PGDIR/PGPORT). */
+static void server_gone_with_two_ready_connections(void **state, bool unix_socket) {
+  want_pg(state);
+  const char *script = getenv("OSB_PG_SCRIPT");
+  if (!script || !*script) {
+    print_message("skipped: OSB_PG_SCRIPT is not set\n");
+    skip();
+  }
+  if (unix_socket) {
+    /* A refused Unix socket fails inside PQconnectStart, not later. */
+    const char *pgdir = getenv("PGDIR"), *pgport = getenv("PGPORT");
+    if (!pgdir || !pgport) {
+      print_message("skipped: PGDIR and PGPORT (of scripts/pg.sh) are not set\n");
+      skip();
+    }
+    snprintf(unix_url, sizeof(unix_url), "postgresql://osb@/osb?host=%s&port=%s", pgdir, pgport);
+  }
+  tweak = unix_socket ? pool_min_two_unix : pool_min_two;
+  start_with(state, 3, 0, 2000);
+  osb_db_stats_t s;
+  for (int i = 0; i < 400; i++) {
+    run_for_ms(5);
+    osb_db_stats(&s);
+    if (s.size == 2 && s.connecting == 0) break;
+  }
+  assert_int_equal(s.size, 2);
+  char cmd[600];
+  snprintf(cmd, sizeof(cmd), "%s stop", script);
+  pg_stopped = true;
+  assert_int_equal(system(cmd), 0);   /* the loop does not run meanwhile */
+  alarm(20);
+  q_t q = { 0 };
+  const char *p[] = { "14" };
+  osb_db_query(&Q_PROC_GET, p, 1, q_cb, &q);
+  run_until(&q.calls, 1);
+  assert_int_equal(q.err, OSB_EUNAVAIL);
+  q_clear(&q);
+  snprintf(cmd, sizeof(cmd), "%s restart", script);
+  assert_int_equal(system(cmd), 0);
+  pg_stopped = false;
+  bool ok = false;
+  for (int i = 0; i < 100 && !ok; i++) {
+    run_for_ms(50);
+    osb_db_query(&Q_PROC_GET, p, 1, q_cb, &q);
+    run_until(&q.calls, 1);
+    ok = q.err == 0;
+    q_clear(&q);
+  }
+  alarm(0);
+  assert_true(ok);
+  stop();
+}
+
+static void pg_server_gone_with_two_ready_connections(void **state) {
+  server_gone_with_two_ready_connections(state, false);
+}
+
+static void pg_server_gone_unix_socket_does_not_spin(void **state) {
+  server_gone_with_two_ready_connections(state, true);
+}
+
 /* ---- pure helpers ---- */
 
 static void uuid_is_v4_text(void **state) {
@@ -866,6 +1050,12 @@ static void close_any(uv_handle_t *h, void *arg) {
 
 static int cleanup(void **state) {
   OSB_UNUSED(state);
+  alarm(0);
+  if (pg_stopped) {
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "%s restart", getenv("OSB_PG_SCRIPT"));
+    if (system(cmd) == 0) pg_stopped = false;
+  }
   if (!started) return 0;
   started = false;
   osb_db_close();
@@ -888,6 +1078,7 @@ int main(void) {
     BOTH(callback_runs_after_the_call_returns),
     BOTH(sql_in_parameters_is_stored_literally),
     BOTH(unique_violation_is_conflict),
+    BOTH(not_null_violation_is_invalid),
     BOTH(repeated_read_is_a_cache_hit),
     BOTH(write_invalidates_cached_read),
     BOTH(concurrent_identical_misses_share_one_query),
@@ -907,6 +1098,11 @@ int main(void) {
     T(pg_busy_connections_retire_after_their_lifetime, &PG),
     T(pg_idle_connections_are_trimmed_to_the_minimum, &PG),
     T(pg_connection_killed_mid_transaction, &PG),
+    T(pg_begin_behind_unsynced_reads, &PG),
+    T(pg_prepare_not_lost_to_a_failing_neighbour, &PG),
+    T(pg_resubmitted_reads_keep_their_order, &PG),
+    T(pg_server_gone_with_two_ready_connections, &PG),
+    T(pg_server_gone_unix_socket_does_not_spin, &PG),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
