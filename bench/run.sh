@@ -186,29 +186,41 @@ wrk_run() {
 
 # --------------------------------------------------------------- sections
 
+# CPU time (user+system, in clock ticks) a process has used so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
 section_health() {
   hr "a. GET /health (wrk -t2 -c64 -d10s, median of $HEALTH_RUNS)"
-  local who port rps p99 r line
-  declare -A H_RPS H_P99
+  local who port rps p99 r line c0 c1 t0 t1 eff hz
+  hz=$(getconf CLK_TCK)
+  declare -A H_RPS H_P99 H_EFF
   for who in osbackend baseline; do
     port=$OSB_PORT; [ $who = baseline ] && port=$NODE_PORT
-    if ! up "$who"; then H_RPS[$who]="n/a"; H_P99[$who]="n/a"; say "  $who: n/a: server not running"; continue; fi
+    if ! up "$who"; then H_RPS[$who]="n/a"; H_P99[$who]="n/a"; H_EFF[$who]="n/a"; say "  $who: n/a: server not running"; continue; fi
     if [ "$(http_code "http://127.0.0.1:$port/health")" != 200 ]; then
-      H_RPS[$who]="n/a"; H_P99[$who]="n/a"; say "  $who: n/a: /health does not answer 200"; continue
+      H_RPS[$who]="n/a"; H_P99[$who]="n/a"; H_EFF[$who]="n/a"; say "  $who: n/a: /health does not answer 200"; continue
     fi
-    rps=(); p99=()
+    rps=(); p99=(); effs=()
     for r in $(seq "$HEALTH_RUNS"); do
+      # The server's own CPU during the run: on 2 shared cores wrk's two
+      # threads take much of the machine, so req/s alone can be bounded by
+      # the load generator; req/s per server CPU-second is not.
+      c0=$(cpu_ticks "${PIDS[$who]}"); t0=$(date +%s.%N)
       line=$(wrk_run "$RES/health-$who-$r.txt" "http://127.0.0.1:$port/health")
-      say "  $who run $r: $line"
-      if [ "$line" = failed ]; then continue; fi
+      c1=$(cpu_ticks "${PIDS[$who]}"); t1=$(date +%s.%N)
+      if [ "$line" = failed ]; then say "  $who run $r: failed"; continue; fi
       set -- $line
+      eff=$(awk -v q="$1" -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$hz" 'BEGIN {
+        u = (c1 - c0) / hz / (t1 - t0); if (u > 0) printf "%.0f %.2f", q / u, u; else print "n/a n/a" }')
+      say "  $who run $r: $line; server CPU $(echo "$eff" | cut -d' ' -f2) cores, $(echo "$eff" | cut -d' ' -f1) req per server CPU-second"
       if [ "$3" != 0 ] || [ "$4" != 0 ]; then say "    ($3 non-2xx, $4 socket errors)"; fi
-      rps+=("$1"); p99+=("$2")
+      rps+=("$1"); p99+=("$2"); effs+=("$(echo "$eff" | cut -d' ' -f1)")
     done
-    H_RPS[$who]=$(median "${rps[@]:-}"); H_P99[$who]=$(median "${p99[@]:-}")
+    H_RPS[$who]=$(median "${rps[@]:-}"); H_P99[$who]=$(median "${p99[@]:-}"); H_EFF[$who]=$(median "${effs[@]:-}")
   done
   row "/health req/s" "${H_RPS[osbackend]}" "${H_RPS[baseline]}" higher
   row "/health p99 ms" "${H_P99[osbackend]}" "${H_P99[baseline]}" lower 2
+  row "/health req per server CPU-second" "${H_EFF[osbackend]}" "${H_EFF[baseline]}" higher
 }
 
 # proc_measure NAME PORT WARMUP: prints "rps p99 non2xx errors", "n/a: ..." or "failed".
