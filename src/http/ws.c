@@ -304,7 +304,10 @@ static bool on_frame(osb__conn_t *c, uint8_t opcode, bool fin, const uint8_t *p,
         if (!osb__utf8_valid(p + 2, n - 2)) { fail(c, 1007, "invalid UTF-8 in close reason"); return false; }
       }
       if (w->close_sent) {
-        osb__conn_close(c, "close handshake done");
+        /* Both sides closed. Ours may still be queued (the peer's close
+         * crossed it): let it go out first, then close the socket. */
+        if (c->qlen) begin_drain(c);
+        else osb__conn_close(c, "close handshake done");
       } else {
         /* echo the code, then close once it is written */
         w->close_code = code;
