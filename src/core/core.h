@@ -72,6 +72,18 @@ static inline void osb_list_insert_head(osb_list_t *h, osb_list_t *n) {
 static inline void osb_list_remove(osb_list_t *n) {
   n->prev->next = n->next; n->next->prev = n->prev; n->next = n->prev = n;
 }
+/* Move every node of src to dst (whose old contents are dropped); src ends empty. */
+static inline void osb_list_move(osb_list_t *dst, osb_list_t *src) {
+  if (osb_list_empty(src)) {
+    osb_list_init(dst);
+    return;
+  }
+  dst->next = src->next;
+  dst->prev = src->prev;
+  dst->next->prev = dst;
+  dst->prev->next = dst;
+  osb_list_init(src);
+}
 #define osb_list_foreach_safe(pos, tmp, head) \
   for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head); (pos) = (tmp), (tmp) = (pos)->next)
 

@@ -661,14 +661,10 @@ static bool still_writing(osb__conn_t *c, uint64_t now) {
  * any other connection out of this round (osb__conn_close, a WebSocket send
  * that writes at once): so always take the head, never keep a "next". */
 static void flush_round(void) {
-  osb_list_t todo;
-  todo.next = osb__srv.pending_flush.next;
-  todo.prev = osb__srv.pending_flush.prev;
-  todo.next->prev = &todo;
-  todo.prev->next = &todo;
-  osb_list_init(&osb__srv.pending_flush);
-  while (!osb_list_empty(&todo)) {
-    osb_list_t *pos = todo.next;
+  osb_list_t round;
+  osb_list_move(&round, &osb__srv.pending_flush);
+  while (!osb_list_empty(&round)) {
+    osb_list_t *pos = round.next;
     osb__conn_t *c = osb_container_of(pos, osb__conn_t, flush_node);
     osb_list_remove(pos);
     if (c->closing) continue;
