@@ -293,12 +293,7 @@ static void login_end(op_t *o, bool failed) {
   /* Take the list first: admitting may answer requests, and an answer may
    * start the next pipelined login, which must not see a half-walked list. */
   osb_list_t l;
-  osb_list_init(&l);
-  while (!osb_list_empty(&login_parked)) {
-    osb_list_t *n = login_parked.next;
-    osb_list_remove(n);
-    osb_list_insert_tail(&l, n);
-  }
+  osb_list_move(&l, &login_parked);
   n_login_parked = 0;
   while (!osb_list_empty(&l)) {
     op_t *w = osb_container_of(l.next, op_t, parked);
