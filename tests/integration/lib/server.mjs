@@ -75,10 +75,17 @@ export async function startServer(opts = {}) {
     url(path = '/') { return `http://127.0.0.1:${srv.port}${path}`; },
     wsUrl(path = '/ws') { return `ws://127.0.0.1:${srv.port}${path}`; },
     fetch(path, init) { return fetch(srv.url(path), init); },
-    async stop(signal = 'SIGTERM') {
+    // Stops the server and requires a clean exit: status 0 and no sanitizer
+    // report (LeakSanitizer turns a leak into a non-zero status), so every
+    // test that starts a server also checks it for leaks. A test that expects
+    // another ending passes { expectExit: false }.
+    async stop(signal = 'SIGTERM', { expectExit = true } = {}) {
       if (!done) child.kill(signal);
       const r = await exited;
       if (!opts.keepDir) rmSync(dir, { recursive: true, force: true });
+      if (expectExit && (r.code !== 0 || /AddressSanitizer|LeakSanitizer|runtime error:/.test(err))) {
+        throw new Error(`server did not exit cleanly (${r.code ?? r.signal})\n${err.slice(-3000)}`);
+      }
       return r;
     },
   };
