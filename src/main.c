@@ -157,21 +157,21 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(cmd, "migrate") == 0) return osb_db_migrate_cli();
-  bool check = strcmp(cmd, "check-config") == 0;
+  if (strcmp(cmd, "check-config") == 0) return osb_config_check_main(stdout, stderr);
   bool create_user = strcmp(cmd, "create-user") == 0;
-  if (!check && !create_user && strcmp(cmd, "serve") != 0) {
+  if (!create_user && strcmp(cmd, "serve") != 0) {
     fprintf(stderr, "osbackend: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;
   }
 
   static osb_config_t cfg;
-  char err[512] = "", warn[1024] = "";
+  char err[512] = "", warn[4096] = "";
   int rc = osb_config_load(&cfg, err, sizeof(err), warn, sizeof(warn));
   if (rc != 0) {
     fprintf(stderr, "%s\n", err);
     osb_config_dispose(&cfg);
-    return check ? 1 : 2;
+    return 2;
   }
   osb_log_init(cfg.log_level, cfg.log_format);
   for (char *line = warn, *nl; *line; line = nl + 1) {
@@ -184,11 +184,6 @@ int main(int argc, char **argv) {
     rc = osb_auth_create_user_main(argc - 1, argv + 1);
     osb_config_dispose(&cfg);
     return rc;
-  }
-  if (check) {
-    osb_config_print(&cfg, stdout);
-    osb_config_dispose(&cfg);
-    return 0;
   }
   rc = serve();
   osb_config_dispose(&cfg);

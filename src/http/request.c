@@ -107,8 +107,9 @@ const char *osb_req_header(const osb_req_t *req, const char *name) {
 }
 
 bool osb_req_is_https(const osb_req_t *req) {
+  if (!osb_cfg->trust_proxy) return false;
   const char *p = osb_req_header(req, "x-forwarded-proto");
-  return osb_cfg->trust_proxy && p && strcasecmp(p, "https") == 0;
+  return p && strcasecmp(p, "https") == 0;
 }
 
 const char *osb_req_query(const osb_req_t *req, const char *name) {
