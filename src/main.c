@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "apps/auth_routes.h"
+#include "apps/crm.h"
 #include "apps/market.h"
 #include "auth/auth.h"
 #include "core/config.h"
@@ -107,6 +108,7 @@ static int serve(void) {
   osb_rt_set_store(osb_rt_store_db_new(&loop));
   osb_realtime_api_routes();
   osb_market_routes();
+  osb_crm_routes();
   rc = osb_http_server_start(&loop);
   if (rc != 0) {
     exit_code = 1;

@@ -106,7 +106,19 @@ static void send_memo(osb_req_t *req, const osb_db_result_t *res, json_t *(*rend
 
 static json_t *render_categories(const osb_db_result_t *res, void *arg) {
   OSB_UNUSED(arg);
-  return json_pack("{s:o}", "categories", osb_db_rows_json(res));
+  json_t *rows = json_array();
+  for (size_t i = 0; i < osb_db_nrows(res); i++) {
+    json_t *row = osb_db_row_json(res, i);
+    const char *cat = json_string_value(json_object_get(row, "category"));
+    char slug[256];
+    osb_market_slug(cat ? cat : "", slug, sizeof(slug));
+    char *ch = osb_asprintf("market:%s", slug);
+    json_object_set_new(row, "slug", json_string(slug));
+    json_object_set_new(row, "channel", json_string(ch));
+    free(ch);
+    json_array_append_new(rows, row);
+  }
+  return json_pack("{s:o}", "categories", rows);
 }
 
 static void categories_done(void *ud, int err, const osb_db_result_t *res) {
@@ -339,4 +351,5 @@ void osb_market_routes(void) {
   osb_route(OSB_GET, "/api/market/categories", get_categories);
   osb_route(OSB_GET, "/api/market/procedures", list_procedures);
   osb_route(OSB_GET, "/api/market/procedures/:id", get_procedure);
+  osb__market_write_routes();
 }

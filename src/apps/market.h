@@ -1,7 +1,9 @@
 /* market.h: the Market Data routes, read side.
  *
  *   GET /api/market/categories
- *       {"categories":[{"category","procedures","market_size_usd","avg_growth_pct"}]}
+ *       {"categories":[{"category","slug","channel","procedures","market_size_usd","avg_growth_pct"}]}
+ *       slug: lower case, each run of characters other than a-z0-9 one '-',
+ *       trimmed ("Crowns & Bridges" → crowns-bridges); channel: market:<slug>.
  *   GET /api/market/procedures?category=&q=&sort=&limit=&cursor=
  *       {"items":[procedure without description],"next_cursor":string|null,"limit":n}
  *       category: exact name from /categories; q: case-insensitive substring
@@ -16,14 +18,30 @@
  * All three are served through the query cache, and a cached read is
  * answered with the body rendered for the first reader (the result's memo).
  * Database unavailable → 503 db_unavailable with Retry-After: 1.
- * The write routes (PUT /:id, POST /bulk: admin/service, cache
- * invalidation, procedure.updated on market:<category> and market:all) need
- * the auth module and the realtime hub and are outside this file. */
+ * The write routes are in market_write.c:
+ *   PUT /api/market/procedures/:id  (admin/service) any of name, category,
+ *       subcategory, market_size_usd, growth_pct, avg_price_usd, region,
+ *       description → 200 with the procedure; publishes procedure.updated
+ *       on market:all and the category's channel (old and new on a move).
+ *   POST /api/market/procedures/bulk {procedures:[...]} (admin/service,
+ *       ≤ 5,000 rows, one transaction, all or nothing) → 200 {updated,
+ *       created, ids}; publishes procedures.updated {ids} (≤ 1,000 a message)
+ *       on market:all and each affected category channel.
+ * Events are published only after the transaction committed. */
 #ifndef OSB_APPS_MARKET_H
 #define OSB_APPS_MARKET_H
+
+#include <stddef.h>
 
 /* Register the routes and declare the statements (so every new database
  * connection prepares them). After osb_db_init, before the server starts. */
 void osb_market_routes(void);
+
+/* The channel slug of a category (see above) into out (cap bytes, NUL
+ * terminated); returns its length, 0 when the name has no letter or digit. */
+size_t osb_market_slug(const char *category, char *out, size_t cap);
+
+/* market_write.c, called by osb_market_routes. */
+void osb__market_write_routes(void);
 
 #endif
