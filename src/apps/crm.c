@@ -169,7 +169,7 @@ static void h_create(osb_req_t *req) {
   osb_app_reject_unknown(&f, body, contact_fields);
   fields_t v;
   read_fields(&f, body, &v);
-  if (osb_app_fields_ok(&f) && !(v.mask & (1u << F_NAME))) osb_app_field_error(&f, "name", "is required");
+  if (!json_object_get(body, "name")) osb_app_field_error(&f, "name", "is required");
   if (!osb_app_fields_ok(&f)) {
     osb_app_send_invalid(req, &f, "some fields are invalid");
     return;
