@@ -39,6 +39,13 @@
  * histogram (exact below 256 µs, then 128 sub-buckets per power of two, so
  * under 1 % relative error, up to 60 s).
  *
+ * With --market N the publisher writes through the Market Data API instead:
+ * publish i is `PUT /api/market/procedures/<1 + i % N>` with
+ * {"market_size_usd": t, "avg_price_usd": i}, and receivers read t and i
+ * from those two fields of the procedure.updated event (subscribe to
+ * market:all). The latency is then PUT sent → event received: the write's
+ * transaction, its commit and the fan-out.
+ *
  * Exit status: 0 if every connection subscribed and every acknowledged
  * publish reached every subscriber; 1 otherwise (or on the overall
  * deadline); 2 on bad usage. The last line of output is
@@ -78,6 +85,7 @@ typedef struct opts {
   uint32_t ramp_batch;  /* connections in flight during the ramp, all workers */
   uint32_t ramp_timeout_ms;
   uint32_t settle_ms;
+  uint32_t market;      /* 0: POST /api/realtime/publish; N: PUT procedures 1..N */
   uint32_t pub_conns;
   uint32_t pub_inflight; /* pipelined requests per publisher connection */
   uint32_t tick_ms;
@@ -342,8 +350,11 @@ static void on_text(conn_t *c, const char *d, size_t n, uint64_t arrival) {
     const char *data = find_key(d, end, "\"data\"", 6);
     const char *from = data ? data : d;
     uint64_t t, i;
-    if (!parse_u64(find_key(from, end, "\"t\"", 3), end, &t) ||
-        !parse_u64(find_key(from, end, "\"i\"", 3), end, &i)) {
+    bool ok = O.market
+      ? parse_u64(find_key(from, end, "\"market_size_usd\"", 17), end, &t) &&
+        parse_u64(find_key(from, end, "\"avg_price_usd\"", 15), end, &i)
+      : parse_u64(find_key(from, end, "\"t\"", 3), end, &t) && parse_u64(find_key(from, end, "\"i\"", 3), end, &i);
+    if (!ok) {
       w->recv_unparsed++;
       return;
     }
@@ -778,12 +789,17 @@ static bool pub_enqueue(uint32_t i, uint64_t t) {
     if (pc->state != ST_SUBSCRIBED || pc->count >= O.pub_inflight) continue;
     P.rr = (P.rr + k + 1) % O.pub_conns;
     char body[640];
-    osb_buf_t ch = OSB_BUF_INIT;
-    osb_buf_json_str(&ch, O.channel, strlen(O.channel));
-    int bl = snprintf(body, sizeof body, "{\"channel\":%s,\"data\":{\"t\":%" PRIu64 ",\"i\":%" PRIu32 "}}",
-                      ch.base, t, i);
-    osb_buf_free(&ch);
-    osb_buf_printf(&pc->out, "%s%d\r\n\r\n%s", P.req_head, bl, body);
+    if (O.market) {
+      int bl = snprintf(body, sizeof body, "{\"market_size_usd\":%" PRIu64 ",\"avg_price_usd\":%" PRIu32 "}", t, i);
+      osb_buf_printf(&pc->out, "PUT /api/market/procedures/%u%s%d\r\n\r\n%s", 1 + i % O.market, P.req_head, bl, body);
+    } else {
+      osb_buf_t ch = OSB_BUF_INIT;
+      osb_buf_json_str(&ch, O.channel, strlen(O.channel));
+      int bl = snprintf(body, sizeof body, "{\"channel\":%s,\"data\":{\"t\":%" PRIu64 ",\"i\":%" PRIu32 "}}",
+                        ch.base, t, i);
+      osb_buf_free(&ch);
+      osb_buf_printf(&pc->out, "POST /api/realtime/publish%s%d\r\n\r\n%s", P.req_head, bl, body);
+    }
     pc->out_n++;
     pc->fifo[(pc->head + pc->count) % O.pub_inflight] = i;
     pc->count++;
@@ -990,6 +1006,7 @@ static void usage(FILE *f) {
     "  --pub-conns N       keep-alive publisher connections (default 4)\n"
     "  --pub-inflight N    pipelined publishes per publisher connection (default 32)\n"
     "  --tick-ms MS        publisher timer period (default 1)\n"
+    "  --market N          publish by PUT /api/market/procedures/<1+i%%N> (latency: write → event)\n"
     "  --quiet             no progress lines on stderr\n");
 }
 
@@ -1009,7 +1026,7 @@ static int parse_opts(int argc, char **argv) {
     {"server-pid", 1, 0, 's'}, {"drain-ms", 1, 0, 'D'}, {"threads", 1, 0, 't'},
     {"ramp-batch", 1, 0, 'b'}, {"ramp-timeout-ms", 1, 0, 'T'}, {"settle-ms", 1, 0, 'S'},
     {"pub-conns", 1, 0, 'n'}, {"pub-inflight", 1, 0, 'i'}, {"tick-ms", 1, 0, 'm'},
-    {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    {"market", 1, 0, 'M'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   int ch;
   uint32_t v;
   while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -1032,6 +1049,7 @@ static int parse_opts(int argc, char **argv) {
     case 'n': NUM(1, 256, O.pub_conns); break;
     case 'i': NUM(1, 65536, O.pub_inflight); break;
     case 'm': NUM(1, 1000, O.tick_ms); break;
+    case 'M': NUM(1, 2147483647, O.market); break;
     case 'q': O.quiet = true; break;
     case 'h': usage(stdout); exit(0);
     default: goto bad;
@@ -1096,7 +1114,7 @@ int main(int argc, char **argv) {
                                        "{\"type\":\"subscribe\",\"channel\":%s,\"id\":1}", ch);
   }
   snprintf(P.req_head, sizeof P.req_head,
-           "POST /api/realtime/publish HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer %s\r\n"
+           " HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer %s\r\n"
            "Content-Type: application/json\r\nContent-Length: ", O.host, O.port, O.key);
 
   C.rss_before_kb = read_rss_kb(O.server_pid);
