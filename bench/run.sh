@@ -11,9 +11,11 @@
 # Sections: health (wrk on GET /health), db (procedure by id: uncached,
 # cached, baseline, pgbench ceiling), auth (JWT verification vs /health;
 # /health latency while clients sign in with Argon2id), ws (WebSocket
-# fan-out with wsload).
+# fan-out with wsload), apps (Market Data PUT → event at 1,000 subscribers,
+# POST /api/notifications → delivery at 1,000 users, on SQLite and
+# PostgreSQL).
 #
-# Knobs (environment): BENCH_SECTIONS ("health db auth ws"), BENCH_AUTH_LOGINS (20), BENCH_WS_MATRIX
+# Knobs (environment): BENCH_SECTIONS ("health db auth ws apps"), BENCH_APPS_DURATION (10), BENCH_AUTH_LOGINS (20), BENCH_WS_MATRIX
 # ("1000:200 10000:50", conns:rate pairs), BENCH_WS_DURATION (20),
 # BENCH_WS_THREADS (1), BENCH_HEALTH_RUNS (3), BENCH_BUILD (build/release),
 # NODE_BASELINE_DIR (/work/shared/anchors/node-baseline), BENCH_PORT_BASE
@@ -29,7 +31,8 @@ BUILD=${BENCH_BUILD:-$ROOT/build/release}
 OSB_BIN=$BUILD/osbackend
 WSLOAD=$BUILD/wsload
 NODE_DIR=${NODE_BASELINE_DIR:-/work/shared/anchors/node-baseline}
-SECTIONS=${BENCH_SECTIONS:-health db auth ws}
+SECTIONS=${BENCH_SECTIONS:-health db auth ws apps}
+APPS_DURATION=${BENCH_APPS_DURATION:-10}
 AUTH_LOGINS=${BENCH_AUTH_LOGINS:-20}
 WS_MATRIX=${BENCH_WS_MATRIX:-1000:200 10000:50}
 WS_DURATION=${BENCH_WS_DURATION:-20}
@@ -403,6 +406,50 @@ section_ws() {
   done
 }
 
+# apps_ws LABEL PORT RATE: wsload --market at RATE PUTs/s to 1,000
+# subscribers of market:all; prints "writes/s p50 p99 deliveries/s lost" or failed.
+apps_ws() {
+  local label=$1 port=$2 rate=$3 out="$RES/apps-$1.txt"
+  if ! timeout $((APPS_DURATION + 90)) "$WSLOAD" --port "$port" --conns 1000 --rate "$rate" \
+       --duration "$APPS_DURATION" --channel market:all --key "$SERVICE_API_KEY" --market 10000 \
+       --pub-conns 8 --pub-inflight 16 --quiet >"$out" 2>&1; then
+    grep -q '^WSLOAD ' "$out" || { echo failed; return; }
+  fi
+  local j; j=$(grep '^WSLOAD ' "$out" | tail -n 1 | cut -c8-)
+  node -e 'const j = JSON.parse(process.argv[1]);
+    console.log([(j.pub_acked / j.duration_s).toFixed(1), j.p50_ms, j.p99_ms, j.deliveries_per_s, j.lost].join(" "))' "$j" 2>/dev/null || echo failed
+}
+
+section_apps() {
+  local backend port=$((BASE + 4)) users="$RES/apps-users.txt" o200 omax nt
+  for backend in sqlite postgresql; do
+    hr "d. apps on $backend: Market Data PUT → event (1,000 subscribers), notifications (1,000 users)"
+    local dburl=""
+    [ "$backend" = postgresql ] && dburl="${OSB_PG_URL%/*}/apps"
+    if [ -n "$dburl" ]; then psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS apps" -c "CREATE DATABASE apps" >/dev/null 2>&1; fi
+    rm -f "$RES/apps.db" "$RES/apps.db-wal" "$RES/apps.db-shm"
+    start_osb "apps-$backend" "$port" DATABASE_URL="$dburl" SQLITE_PATH="$RES/apps.db" MAX_CONNECTIONS_PER_IP=0 || continue
+    o200=$(apps_ws "$backend-200" "$port" 200)
+    omax=$(apps_ws "$backend-max" "$port" 20000)
+    # 1,000 users made directly in the database (registration would spend a
+    # minute in Argon2id); tokens are signed by the load script.
+    node -e 'const c = require("crypto"); for (let i = 0; i < 1000; i++) console.log(c.randomUUID())' >"$users"
+    local sql; sql=$(awk '{ printf "INSERT INTO users (id, email, role) VALUES ('"'"'%s'"'"', '"'"'%s@bench.invalid'"'"', '"'"'user'"'"');\n", $1, $1 }' "$users")
+    if [ -n "$dburl" ]; then psql "$dburl" -q -v ON_ERROR_STOP=1 <<<"BEGIN; $sql COMMIT;" >/dev/null
+    else sqlite3 -cmd ".timeout 5000" "$RES/apps.db" <<<"BEGIN; $sql COMMIT;"; fi
+    nt=$(JWT_SECRET="$JWT_SECRET" SERVICE_API_KEY="$SERVICE_API_KEY" timeout $((APPS_DURATION + 120)) \
+         node "$ROOT/bench/notify_load.mjs" --port "$port" --users "$users" --rate 200 --duration "$APPS_DURATION" 2>&1 |
+         tee "$RES/apps-notify-$backend.txt" | grep '^NOTIFY ' | cut -c8-)
+    stop_pid "apps-$backend"
+    pick() { local i=$2; case "$1" in [0-9]*) set -- $1; echo "${!i}";; *) echo failed;; esac; }
+    say "  market 200/s: $(pick "$o200" 1) writes/s, PUT → event p50 $(pick "$o200" 2) ms, p99 $(pick "$o200" 3) ms, $(pick "$o200" 4) deliveries/s, lost $(pick "$o200" 5)"
+    say "  market max:   $(pick "$omax" 1) writes/s, PUT → event p50 $(pick "$omax" 2) ms, p99 $(pick "$omax" 3) ms, $(pick "$omax" 4) deliveries/s, lost $(pick "$omax" 5)"
+    say "  notifications 200/s to 1,000 users: ${nt:-failed}"
+    local np99; np99=$(node -e 'try { console.log(JSON.parse(process.argv[1]).p99_ms.toFixed(2)) } catch { console.log("failed") }' "$nt")
+    NOTES+=("apps $backend: market 200/s p99 $(pick "$o200" 3) ms (goal ≤ 20), max $(pick "$omax" 1) writes/s p99 $(pick "$omax" 3) ms; notify 200/s p99 $np99 ms")
+  done
+}
+
 # -------------------------------------------------------------------- run
 T0=$(date +%s)
 say "osbackend benchmark  $(date -u +%FT%TZ)  results: $RES"
@@ -445,6 +492,7 @@ for s in $SECTIONS; do
     db) section_db ;;
     ws) section_ws ;;
     auth) section_auth ;;
+    apps) section_apps ;;
     *) say "unknown section: $s" ;;
   esac
   check_servers

@@ -8,7 +8,7 @@ build_pkgs=(build-essential cmake pkg-config libuv1-dev libhttp-parser-dev libws
             libpq-dev libsqlite3-dev libjansson-dev libssl-dev libcurl4-openssl-dev
             libsodium-dev)
 test_pkgs=(libcmocka-dev postgresql nodejs npm)
-bench_pkgs=(wrk postgresql nodejs curl)
+bench_pkgs=(wrk postgresql nodejs curl sqlite3)
 
 pkgs=("${build_pkgs[@]}")
 case "$what" in
