@@ -88,6 +88,19 @@ for (const backend of BACKENDS) {
       }
     });
 
+    test('reads racing a write: once the write answered, no read returns the old value', async () => {
+      for (let round = 0; round < 15; round++) {
+        const v = 100 + round + Math.round(Math.random() * 100) / 100;
+        // Reads in flight (single flight joins them) while the write commits.
+        const racing = Array.from({ length: 8 }, () => api(srv, 'GET', '/api/market/procedures/6'));
+        const w = await api(srv, 'PUT', '/api/market/procedures/6', { token: admin.token, body: { growth_pct: v } });
+        assert.equal(w.status, 200);
+        const after = await Promise.all(Array.from({ length: 8 }, () => api(srv, 'GET', '/api/market/procedures/6')));
+        for (const r of after) assert.equal(r.body.growth_pct, v, `round ${round}`);
+        await Promise.all(racing);
+      }
+    });
+
     test('one procedure.updated on market:all and the category channel per write; a move reaches old and new', async () => {
       const p = await get(4);
       const cats = (await api(srv, 'GET', '/api/market/categories')).body.categories;
