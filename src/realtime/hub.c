@@ -1,6 +1,8 @@
 /* hub.c: publishing, fan-out, subscriptions and resume.
  *
- * A publication becomes one frame
+ * A publication reaches the hub through the bus (publish.c sends it: a
+ * durable one after its transaction committed, with the database's seq)
+ * and becomes one frame
  *   {"type":"message","channel":C,"seq":N,"data":D,"ts":T}
  * written once into an osb_msg_t with WebSocket headroom; the history ring
  * and every live subscriber's output queue take a reference to it.
@@ -182,6 +184,7 @@ typedef struct waiting_pub {
   osb_rt_publish_cb cb;
   void *ud;
   uint64_t seq;
+  uint64_t ts_ms;
   bool stored;
   size_t len;
   char data[];
@@ -189,7 +192,7 @@ typedef struct waiting_pub {
 
 static void start_replay(osb__rt_sub_t *sub);
 static void deliver_ready(osb__rt_channel_t *ch, const char *data, size_t len, uint64_t seq_hint,
-                          bool stored, osb_rt_publish_cb cb, void *ud);
+                          uint64_t ts, osb_rt_publish_cb cb, void *ud);
 static void sub_answer(osb__rt_sub_t *sub, bool recovered, osb_msg_t **frames, size_t n);
 
 static void fail_waiting(osb__rt_channel_t *ch, int err) {
@@ -235,8 +238,9 @@ static void channel_loaded(void *ud, int err, uint64_t seq) {
     free(w);
     return;
   }
-  /* A publish_stored row is already in the store when its delivery waits
-   * for this load: start below it so that it is delivered, in order. */
+  /* A committed message whose delivery waits for this load may already be
+   * counted in the seq just read: start below it so that it is delivered
+   * live, in order. */
   osb_list_t *pos, *tmp;
   osb_list_foreach_safe(pos, tmp, &ch->waiting) {
     waiting_pub_t *w = osb_container_of(pos, waiting_pub_t, link);
@@ -252,7 +256,7 @@ static void channel_loaded(void *ud, int err, uint64_t seq) {
   while (!osb_list_empty(&ch->waiting)) {
     waiting_pub_t *w = osb_container_of(ch->waiting.next, waiting_pub_t, link);
     osb_list_remove(&w->link);
-    deliver_ready(ch, w->data, w->len, w->seq, w->stored, w->cb, w->ud);
+    deliver_ready(ch, w->data, w->len, w->seq, w->ts_ms, w->cb, w->ud);
     free(w);
   }
   ch->pins--;
@@ -308,25 +312,22 @@ static void fanout(osb__rt_channel_t *ch, osb_msg_t *frame) {
   if (closed) osb_series_inc(hub->st.drops_closed, (double)closed);
 }
 
-typedef struct append_ctx {
-  osb_rt_publish_cb cb;
-  void *ud;
-  uint64_t seq;
-} append_ctx_t;
-
-static void append_done(void *ud, int err) {
-  append_ctx_t *a = ud;
-  if (a->cb) a->cb(a->ud, err ? OSB_EUNAVAIL : 0, a->seq);
-  free(a);
-}
-
+/* A durable message arrives with the seq the database gave it (committed
+ * already); any other with seq_hint 0 and gets the next in-memory seq.
+ * Durable messages of one channel reach this hub in commit order (the
+ * counter's row lock serializes their transactions, see store_db.c), so a
+ * seq at or below the channel's is a duplicate and is not delivered again;
+ * a seq further ahead (a message committed elsewhere and not delivered
+ * here) leaves a gap that a subscriber resumes over with `since`. */
 static void deliver_ready(osb__rt_channel_t *ch, const char *data, size_t len, uint64_t seq_hint,
-                          bool stored, osb_rt_publish_cb cb, void *ud) {
+                          uint64_t ts, osb_rt_publish_cb cb, void *ud) {
   osb__rt_hub_t *hub = osb__rt;
   uint64_t seq = ch->seq + 1;
   if (seq_hint) {
     if (seq_hint <= ch->seq) {
-      osb_log(OSB_LOG_WARN, "realtime", "%s: seq %" PRIu64 " is not above %" PRIu64 "; not delivered",
+      /* Normal right after a load that already counted it (its row is in
+       * the store for resume), so not a warning. */
+      osb_log(OSB_LOG_DEBUG, "realtime", "%s: seq %" PRIu64 " is not above %" PRIu64 "; not delivered live",
               ch->name, seq_hint, ch->seq);
       osb__rt_channel_gc(ch);
       if (cb) cb(ud, OSB_ECONFLICT, 0);
@@ -335,25 +336,38 @@ static void deliver_ready(osb__rt_channel_t *ch, const char *data, size_t len, u
     seq = seq_hint;
   }
   ch->seq = seq;
-  uint64_t ts = osb_wallclock_ms();
+  if (!ts) ts = osb_wallclock_ms();
   osb_msg_t *frame = message_frame(ch, seq, data, len, ts);
   osb__rt_ring_push(&ch->hist, seq, osb_now_ms(), frame);
   fanout(ch, frame);
   osb_msg_unref(frame);
   osb_series_inc(hub->st.published, 1);
-  if (ch->ns->durable && !stored && hub->store) {
-    /* Live delivery does not wait for the store; the publisher does. */
-    append_ctx_t *a = osb_malloc(sizeof(*a));
-    a->cb = cb;
-    a->ud = ud;
-    a->seq = seq;
-    osb_rt_row_t row = {seq, data, len, ts};
-    hub->store->append(hub->store, ch->name, &row, append_done, a);
-    osb__rt_channel_gc(ch);
-    return;
-  }
   osb__rt_channel_gc(ch);
   if (cb) cb(ud, 0, seq);
+}
+
+/* {"type":"message","channel":C,"data":D,"ts":T}: no seq, no history. */
+static void deliver_transient(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
+  osb__rt_channel_t *ch = osb__rt_channel_find(pub->channel, strlen(pub->channel));
+  if (ch && ch->state == OSB__RT_CH_READY && ch->nsubs) {
+    char head[48], tail[48];
+    int hn = snprintf(head, sizeof(head), "{\"type\":\"message\",\"channel\":\"");
+    int tn = snprintf(tail, sizeof(tail), ",\"ts\":%" PRIu64 "}", pub->ts_ms ? pub->ts_ms : osb_wallclock_ms());
+    static const char mid[] = "\",\"data\":";
+    size_t total = (size_t)hn + ch->namelen + sizeof(mid) - 1 + pub->len + (size_t)tn;
+    osb_msg_t *m = osb_msg_new(OSB_WS_HEADROOM, total);
+    char *p = m->data;
+    memcpy(p, head, (size_t)hn), p += hn;
+    memcpy(p, ch->name, ch->namelen), p += ch->namelen;
+    memcpy(p, mid, sizeof(mid) - 1), p += sizeof(mid) - 1;
+    memcpy(p, pub->data, pub->len), p += pub->len;
+    memcpy(p, tail, (size_t)tn);
+    m->len = total;
+    osb__rt->tr->finish(m);
+    fanout(ch, m);
+    osb_msg_unref(m);
+  }
+  if (cb) cb(ud, 0, 0);
 }
 
 void osb__rt_deliver(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
@@ -371,9 +385,18 @@ void osb__rt_deliver(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
     if (cb) cb(ud, OSB_ETOOBIG, 0);
     return;
   }
+  if (pub->transient) {
+    deliver_transient(pub, cb, ud);
+    return;
+  }
   osb__rt_channel_t *ch = osb__rt_channel_find(pub->channel, nlen);
   if (ch && ch->state == OSB__RT_CH_FAILED) {
     if (cb) cb(ud, OSB_EUNAVAIL, 0);
+    return;
+  }
+  if ((ch ? ch->ns : osb__rt_ns_lookup(pub->channel, nlen, NULL))->durable != pub->stored) {
+    /* durable messages are numbered and stored by the database only */
+    if (cb) cb(ud, OSB_EINVAL, 0);
     return;
   }
   if (!ch && pub->stored) {   /* nobody listens; the row waits in the store */
@@ -391,6 +414,7 @@ void osb__rt_deliver(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
     w->cb = cb;
     w->ud = ud;
     w->seq = pub->seq;
+    w->ts_ms = pub->ts_ms;
     w->stored = pub->stored;
     w->len = pub->len;
     memcpy(w->data, pub->data, pub->len);
@@ -398,67 +422,7 @@ void osb__rt_deliver(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
     osb_list_insert_tail(&ch->waiting, &w->link);
     return;
   }
-  deliver_ready(ch, pub->data, pub->len, pub->seq, pub->stored, cb, ud);
-}
-
-static bool valid_json_text(const char *data, size_t len) {
-  json_t *j = json_loadb(data, len, JSON_DECODE_ANY, NULL);
-  json_decref(j);
-  return j != NULL;
-}
-
-static void publish_pub(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
-  osb__rt_hub_t *hub = osb__rt;
-  if (!hub || !hub->bus) {
-    if (cb) cb(ud, OSB_EUNAVAIL, 0);
-    return;
-  }
-  if (!osb__rt_ns_lookup(pub->channel, strlen(pub->channel), NULL)) {
-    if (cb) cb(ud, OSB_EINVAL, 0);
-    return;
-  }
-  if (pub->len > hub->opt.max_data_bytes) {
-    if (cb) cb(ud, OSB_ETOOBIG, 0);
-    return;
-  }
-  hub->bus->publish(hub->bus, pub, cb, ud);
-}
-
-void osb_rt_publish_text(const char *channel, const char *data, size_t len, osb_rt_publish_cb cb,
-                         void *ud) {
-  if (!data || !valid_json_text(data, len)) {
-    if (cb) cb(ud, OSB_EINVAL, 0);
-    return;
-  }
-  osb_rt_pub_t pub = {channel, data, len, 0, false};
-  publish_pub(&pub, cb, ud);
-}
-
-static void publish_json(const char *channel, uint64_t seq, bool stored, const json_t *data,
-                         osb_rt_publish_cb cb, void *ud) {
-  char *text = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-  if (!text) {
-    if (cb) cb(ud, OSB_EINVAL, 0);
-    return;
-  }
-  osb_rt_pub_t pub = {channel, text, strlen(text), seq, stored};
-  publish_pub(&pub, cb, ud);
-  free(text);
-}
-
-void osb_rt_publish(const char *channel, const json_t *data, osb_rt_publish_cb cb, void *ud) {
-  publish_json(channel, 0, false, data, cb, ud);
-}
-
-void osb_rt_publish_stored(const char *channel, uint64_t seq, const json_t *data,
-                           osb_rt_publish_cb cb, void *ud) {
-  const char *sfx;
-  osb__rt_ns_t *ns = osb__rt_ns_lookup(channel, strlen(channel), &sfx);
-  if (!ns || !ns->durable || seq == 0) {
-    if (cb) cb(ud, OSB_EINVAL, 0);
-    return;
-  }
-  publish_json(channel, seq, true, data, cb, ud);
+  deliver_ready(ch, pub->data, pub->len, pub->seq, pub->ts_ms, cb, ud);
 }
 
 /* ---- subscriptions ---- */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "core/json.h"
 #include "obs/log.h"
 #include "realtime/internal.h"
 
@@ -17,14 +18,9 @@ enum { IN_AUTH, IN_SUBSCRIBE, IN_UNSUBSCRIBE, IN_PUBLISH, IN_PRESENCE, IN_PING, 
 
 /* ---- sending ---- */
 
-static int dump_cb(const char *buf, size_t size, void *data) {
-  osb_msg_append((osb_msg_t **)data, buf, size);
-  return 0;
-}
-
 osb_msg_t *osb__rt_frame_json(const json_t *j) {
   osb_msg_t *m = osb_msg_new(10 /* OSB_WS_HEADROOM */, 128);
-  json_dump_callback(j, dump_cb, &m, JSON_COMPACT);
+  osb_json_dump_append(j, &m);   /* the one serializer: REST's number format */
   osb__rt->tr->finish(m);
   return m;
 }
