@@ -252,6 +252,7 @@ void osb__rt_channel_gc(osb__rt_channel_t *ch) {
 void osb__rt_sweep(uint64_t now_ms) {
   osb__rt_hub_t *hub = osb__rt;
   if (!hub) return;
+  osb__rt_flush_held(now_ms);
   for (uint32_t i = 0; i < hub->nbuckets; i++) {
     osb__rt_channel_t *c = hub->buckets[i], *next;
     for (; c; c = next) {

@@ -84,6 +84,8 @@ static void stats_init(osb__rt_stats_t *st) {
  * close it, and nothing needs freeing in a close callback. */
 static uv_timer_t sweep_timer;
 static bool sweep_started;
+static uv_timer_t hold_timer;   /* durable messages waiting for a gap, below */
+static bool hold_started;
 
 static void sweep_cb(uv_timer_t *t) { osb__rt_sweep(uv_now(t->loop)); }
 
@@ -116,6 +118,7 @@ void osb__rt_hub_free(void) {
   osb__rt_hub_t *hub = osb__rt;
   if (!hub) return;
   if (sweep_started && !uv_is_closing((uv_handle_t *)&sweep_timer)) uv_close((uv_handle_t *)&sweep_timer, NULL);
+  if (hold_started && !uv_is_closing((uv_handle_t *)&hold_timer)) uv_close((uv_handle_t *)&hold_timer, NULL);
   /* The store goes first: its pending callbacks must not fire afterwards. */
   if (hub->store) hub->store->dispose(hub->store);
   hub->store = NULL;
@@ -185,10 +188,97 @@ typedef struct waiting_pub {
   void *ud;
   uint64_t seq;
   uint64_t ts_ms;
+  uint64_t at_ms;          /* loop clock when it started waiting */
   bool stored;
   size_t len;
   char data[];
 } waiting_pub_t;
+
+/* ---- durable messages ahead of their turn ----
+ * Durable messages carry the database's seq and normally reach the hub in
+ * seq order, but two transactions' commit answers can arrive on two pool
+ * connections in either order (and a cross-instance bus reorders too). A
+ * message whose seq is past ch->seq + 1 therefore waits in ch->waiting
+ * (kept sorted by seq, also while the channel loads) until the missing
+ * ones arrive, for at most HOLD_MS; after that it is delivered anyway and
+ * the gap is left to resume (`since`), as for a message committed
+ * elsewhere that never reaches this hub. */
+#define HOLD_MS 500
+
+static void deliver_ready(osb__rt_channel_t *ch, const char *data, size_t len, uint64_t seq_hint,
+                          uint64_t ts, osb_rt_publish_cb cb, void *ud);
+
+
+static void insert_sorted(osb__rt_channel_t *ch, waiting_pub_t *w) {
+  osb_list_t *pos = ch->waiting.prev;
+  while (pos != &ch->waiting && osb_container_of(pos, waiting_pub_t, link)->seq > w->seq) pos = pos->prev;
+  osb_list_insert_head(pos, &w->link);   /* after pos */
+}
+
+static waiting_pub_t *waiting_new(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
+  waiting_pub_t *w = osb_malloc(sizeof(*w) + pub->len + 1);
+  w->cb = cb;
+  w->ud = ud;
+  w->seq = pub->seq;
+  w->ts_ms = pub->ts_ms;
+  w->at_ms = osb_now_ms();
+  w->stored = pub->stored;
+  w->len = pub->len;
+  memcpy(w->data, pub->data, pub->len);
+  w->data[pub->len] = 0;
+  return w;
+}
+
+static void hold_cb(uv_timer_t *t);
+
+static void hold_arm(void) {
+  osb__rt_hub_t *hub = osb__rt;
+  if (!hub->loop) return;   /* tests: osb__rt_sweep flushes */
+  if (!hold_started) {
+    uv_timer_init(hub->loop, &hold_timer);
+    uv_unref((uv_handle_t *)&hold_timer);
+    hold_started = true;
+  }
+  if (!uv_is_active((uv_handle_t *)&hold_timer) && !uv_is_closing((uv_handle_t *)&hold_timer))
+    uv_timer_start(&hold_timer, hold_cb, HOLD_MS / 2, 0);
+}
+
+/* Deliver the waiting messages that are next in line (or, with `force`,
+ * the ones that waited HOLD_MS, gap or not). The channel stays pinned. */
+static void release_waiting(osb__rt_channel_t *ch, uint64_t now_ms, bool force) {
+  ch->pins++;
+  while (!osb_list_empty(&ch->waiting)) {
+    waiting_pub_t *w = osb_container_of(ch->waiting.next, waiting_pub_t, link);
+    if (w->seq > ch->seq + 1 && !(force && w->at_ms + HOLD_MS <= now_ms)) break;
+    osb_list_remove(&w->link);
+    deliver_ready(ch, w->data, w->len, w->seq, w->ts_ms, w->cb, w->ud);
+    free(w);
+  }
+  bool more = !osb_list_empty(&ch->waiting);
+  ch->pins--;
+  if (more) hold_arm();
+  osb__rt_channel_gc(ch);
+}
+
+/* Flush what waited too long, on every channel (rare: only gaps wait). */
+static void flush_held(uint64_t now_ms) {
+  osb__rt_hub_t *hub = osb__rt;
+  for (uint32_t i = 0; i < hub->nbuckets; i++) {
+    osb__rt_channel_t *c = hub->buckets[i], *next;
+    for (; c; c = next) {
+      next = c->hnext;
+      if (c->state == OSB__RT_CH_READY && !osb_list_empty(&c->waiting)) release_waiting(c, now_ms, true);
+    }
+  }
+}
+
+static void hold_cb(uv_timer_t *t) {
+  if (osb__rt) flush_held(uv_now(t->loop));
+}
+
+void osb__rt_flush_held(uint64_t now_ms) {
+  if (osb__rt) flush_held(now_ms);
+}
 
 static void start_replay(osb__rt_sub_t *sub);
 static void deliver_ready(osb__rt_channel_t *ch, const char *data, size_t len, uint64_t seq_hint,
@@ -241,9 +331,8 @@ static void channel_loaded(void *ud, int err, uint64_t seq) {
   /* A committed message whose delivery waits for this load may already be
    * counted in the seq just read: start below it so that it is delivered
    * live, in order. */
-  osb_list_t *pos, *tmp;
-  osb_list_foreach_safe(pos, tmp, &ch->waiting) {
-    waiting_pub_t *w = osb_container_of(pos, waiting_pub_t, link);
+  if (!osb_list_empty(&ch->waiting)) {   /* sorted: the first has the lowest seq */
+    waiting_pub_t *w = osb_container_of(ch->waiting.next, waiting_pub_t, link);
     if (w->stored && w->seq && w->seq - 1 < seq) seq = w->seq - 1;
   }
   ch->seq = seq;
@@ -253,12 +342,7 @@ static void channel_loaded(void *ud, int err, uint64_t seq) {
   osb__rt_walk_start(ch, &mark);
   while ((s = osb__rt_walk_next(ch, &mark)))
     if (s->state == OSB__RT_SUB_WAIT) start_replay(s);
-  while (!osb_list_empty(&ch->waiting)) {
-    waiting_pub_t *w = osb_container_of(ch->waiting.next, waiting_pub_t, link);
-    osb_list_remove(&w->link);
-    deliver_ready(ch, w->data, w->len, w->seq, w->ts_ms, w->cb, w->ud);
-    free(w);
-  }
+  release_waiting(ch, osb_now_ms(), false);
   ch->pins--;
   osb__rt_channel_gc(ch);
 }
@@ -409,20 +493,15 @@ void osb__rt_deliver(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
     if (cb) cb(ud, err, 0);
     return;
   }
-  if (ch->state == OSB__RT_CH_LOADING) {
-    waiting_pub_t *w = osb_malloc(sizeof(*w) + pub->len + 1);
-    w->cb = cb;
-    w->ud = ud;
-    w->seq = pub->seq;
-    w->ts_ms = pub->ts_ms;
-    w->stored = pub->stored;
-    w->len = pub->len;
-    memcpy(w->data, pub->data, pub->len);
-    w->data[pub->len] = 0;
-    osb_list_insert_tail(&ch->waiting, &w->link);
+  if (ch->state == OSB__RT_CH_LOADING || (pub->stored && pub->seq > ch->seq + 1)) {
+    insert_sorted(ch, waiting_new(pub, cb, ud));
+    if (ch->state == OSB__RT_CH_READY) hold_arm();
     return;
   }
+  ch->pins++;
   deliver_ready(ch, pub->data, pub->len, pub->seq, pub->ts_ms, cb, ud);
+  ch->pins--;
+  release_waiting(ch, osb_now_ms(), false);
 }
 
 /* ---- subscriptions ---- */

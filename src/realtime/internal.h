@@ -247,8 +247,11 @@ void osb__rt_hub_init(const osb__rt_options_t *opt, const osb__rt_transport_t *t
                       osb__rt_verify_fn verify, osb_rt_store_t *store, osb_rt_bus_t *bus,
                       struct uv_loop_s *loop);
 void osb__rt_hub_free(void);
-/* Drop expired history and channels left with neither subscribers nor history. */
+/* Drop expired history and channels left with neither subscribers nor
+ * history; deliver durable messages that waited too long for a gap. */
 void osb__rt_sweep(uint64_t now_ms);
+/* Deliver durable messages that waited HOLD_MS for a missing seq (hub.c). */
+void osb__rt_flush_held(uint64_t now_ms);
 
 osb__rt_channel_t *osb__rt_channel_find(const char *name, size_t len);
 /* Create (channel.c; the name must not exist yet); NULL if the name is not
