@@ -287,6 +287,8 @@ static void publish_done(void *ud, int err, uint64_t seq) {
     osb__rt_send_error(cl, op->id, "bad_request", "invalid data for %s", op->channel);
   } else if (err == OSB_EDENIED) {
     osb__rt_send_error(cl, op->id, "forbidden", "publishing on %s is not allowed", op->channel);
+  } else if (err == OSB_ENOTFOUND) {
+    osb__rt_send_error(cl, op->id, "not_found", "%s has no owner row (user or conversation)", op->channel);
   } else if (err == OSB_ETOOBIG) {
     osb__rt_send_error(cl, op->id, "too_large", "data is larger than %zu bytes", osb__rt->opt.max_data_bytes);
   } else {
