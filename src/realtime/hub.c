@@ -260,16 +260,26 @@ static void release_waiting(osb__rt_channel_t *ch, uint64_t now_ms, bool force) 
   osb__rt_channel_gc(ch);
 }
 
-/* Flush what waited too long, on every channel (rare: only gaps wait). */
+/* Flush what waited too long, on every channel (rare: only gaps wait).
+ * The channels are pinned first: a delivery may close a connection at once
+ * and free other channels it was the last subscriber of. */
 static void flush_held(uint64_t now_ms) {
   osb__rt_hub_t *hub = osb__rt;
-  for (uint32_t i = 0; i < hub->nbuckets; i++) {
-    osb__rt_channel_t *c = hub->buckets[i], *next;
-    for (; c; c = next) {
-      next = c->hnext;
-      if (c->state == OSB__RT_CH_READY && !osb_list_empty(&c->waiting)) release_waiting(c, now_ms, true);
+  osb__rt_channel_t **v = NULL;
+  size_t n = 0, cap = 0;
+  for (uint32_t i = 0; i < hub->nbuckets; i++)
+    for (osb__rt_channel_t *c = hub->buckets[i]; c; c = c->hnext) {
+      if (c->state != OSB__RT_CH_READY || osb_list_empty(&c->waiting)) continue;
+      if (n == cap) v = osb_realloc(v, (cap = cap ? cap * 2 : 8) * sizeof(*v));
+      c->pins++;
+      v[n++] = c;
     }
+  for (size_t i = 0; i < n; i++) {
+    release_waiting(v[i], now_ms, true);
+    v[i]->pins--;
+    osb__rt_channel_gc(v[i]);
   }
+  free(v);
 }
 
 static void hold_cb(uv_timer_t *t) {
@@ -398,11 +408,11 @@ static void fanout(osb__rt_channel_t *ch, osb_msg_t *frame) {
 
 /* A durable message arrives with the seq the database gave it (committed
  * already); any other with seq_hint 0 and gets the next in-memory seq.
- * Durable messages of one channel reach this hub in commit order (the
- * counter's row lock serializes their transactions, see store_db.c), so a
- * seq at or below the channel's is a duplicate and is not delivered again;
- * a seq further ahead (a message committed elsewhere and not delivered
- * here) leaves a gap that a subscriber resumes over with `since`. */
+ * osb__rt_deliver lets a durable message through only when it is next in
+ * line or waited HOLD_MS for the missing ones (then it jumps the gap, which
+ * a subscriber resumes over with `since`); a seq at or below the channel's
+ * was counted by the channel's load already, or is a duplicate, and is not
+ * delivered live again. */
 static void deliver_ready(osb__rt_channel_t *ch, const char *data, size_t len, uint64_t seq_hint,
                           uint64_t ts, osb_rt_publish_cb cb, void *ud) {
   osb__rt_hub_t *hub = osb__rt;
