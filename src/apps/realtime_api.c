@@ -21,6 +21,9 @@ static void published(void *ud, int err, uint64_t seq) {
     case OSB_ETOOBIG:
       osb_res_error(req, 413, "too_large", "data is larger than WS_MAX_MESSAGE_BYTES");
       return;
+    case OSB_ENOTFOUND:
+      osb_res_error(req, 404, "not_found", "the channel's owner (user or conversation) does not exist");
+      return;
     case OSB_ECONFLICT:
       osb_res_error(req, 409, "seq_conflict", "sequence conflict");
       return;
@@ -43,6 +46,18 @@ static void h_publish(osb_req_t *req) {
   }
   if (!data) {
     osb_res_error(req, 400, "bad_request", "data is required");
+    return;
+  }
+  json_t *transient = json_object_get(body, "transient");
+  if (transient && !json_is_boolean(transient)) {
+    osb_res_error(req, 400, "bad_request", "transient must be a boolean");
+    return;
+  }
+  if (json_is_true(transient)) {
+    /* SPEC §5: live subscribers only, no seq, never stored. */
+    int err = osb_rt_publish_transient(channel, data);
+    if (err) published(req, err, 0);
+    else osb_res_json(req, 200, json_pack("{s:n, s:b}", "seq", "transient", 1));
     return;
   }
   osb_rt_publish(channel, data, published, req);

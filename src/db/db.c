@@ -25,7 +25,35 @@ struct osb_db_tx {
   void *conn;                /* backend connection */
   osb_db_tx_cb begin_cb;
   void *begin_ud;
+  struct tx_hook *hooks;     /* osb_db_tx_on_end, in order */
+  struct tx_hook **hooks_tail;
 };
+
+typedef struct tx_hook {
+  struct tx_hook *next;
+  osb_db_tx_hook_fn fn;
+  void *ud;
+} tx_hook_t;
+
+static void tx_run_hooks(osb_db_tx_t *tx, int err) {
+  tx_hook_t *h = tx->hooks, *next;
+  tx->hooks = NULL;
+  for (; h; h = next) {
+    next = h->next;
+    h->fn(h->ud, err);
+    free(h);
+  }
+}
+
+void osb_db_tx_on_end(osb_db_tx_t *tx, osb_db_tx_hook_fn fn, void *ud) {
+  osb_assert(tx && tx->state == TX_OPEN && fn);
+  tx_hook_t *h = osb_calloc(1, sizeof(*h));
+  h->fn = fn;
+  h->ud = ud;
+  if (!tx->hooks) tx->hooks_tail = &tx->hooks;
+  *tx->hooks_tail = h;
+  tx->hooks_tail = &h->next;
+}
 
 static struct {
   const osb_config_t *cfg;
@@ -390,6 +418,8 @@ static void tx_after_op(osb__op_t *op) {
       int err = tx->err ? tx->err : op->err;
       if (op->kind == OSB__OP_COMMIT && op->err == 0) osb__cache_bump(tx->write_mask);
       else if (op->kind == OSB__OP_COMMIT && op->err == OSB_EUNAVAIL) osb__cache_bump(tx->write_mask);
+      bool committed = op->kind == OSB__OP_COMMIT && err == 0;
+      tx_run_hooks(tx, committed ? 0 : err ? err : UV_ECANCELED);
       if (op->cb) op->cb(op->ud, err, err ? NULL : op->res);
       free(tx);
       break;

@@ -195,6 +195,15 @@ void osb_db_tx_query(osb_db_tx_t *tx, const osb_db_stmt_t *stmt, const char *con
                      int nparams, osb_db_cb cb, void *ud);
 void osb_db_tx_queryv(osb_db_tx_t *tx, const osb_db_stmt_t *stmt, const osb_db_param_t *params,
                       int nparams, osb_db_cb cb, void *ud);
+/* Run fn(ud, err) exactly once when the transaction ends: err 0 once its
+ * COMMIT succeeded, otherwise the reason it did not commit (the first
+ * query error, the COMMIT's error, or UV_ECANCELED for an explicit
+ * rollback). Hooks run in the order they were added, after the cache was
+ * invalidated and before the commit/rollback callback, so work queued for
+ * "after commit" (realtime deliveries) is done when the owner hears of the
+ * commit. fn must not use tx. Only while the transaction is open. */
+typedef void (*osb_db_tx_hook_fn)(void *ud, int err);
+void osb_db_tx_on_end(osb_db_tx_t *tx, osb_db_tx_hook_fn fn, void *ud);
 /* cb may be NULL. err 0 = committed; res is an empty result. */
 void osb_db_tx_commit(osb_db_tx_t *tx, osb_db_cb cb, void *ud);
 void osb_db_tx_rollback(osb_db_tx_t *tx, osb_db_cb cb, void *ud);

@@ -354,7 +354,31 @@ static const char sq_v1[] =
   "  PRIMARY KEY (user_id, day)\n"
   ");\n";
 
+/* v2: the seqs of durable channels now come from the counters (users.
+ * notify_seq, conversations.last_seq, channel_seqs) in the transaction that
+ * stores the channel_messages row; before, the realtime hub numbered them in
+ * memory and left the counters at 0. Move every counter up to the highest
+ * seq already stored, so the next message does not collide with an old row. */
+static const char pg_v2[] =
+  "UPDATE users u SET notify_seq = m.s FROM (SELECT channel, max(seq) AS s FROM channel_messages "
+  "WHERE channel LIKE 'notify:%' GROUP BY channel) m WHERE m.channel = 'notify:' || u.id AND u.notify_seq < m.s;\n"
+  "UPDATE conversations c SET last_seq = m.s FROM (SELECT channel, max(seq) AS s FROM channel_messages "
+  "WHERE channel LIKE 'chat:%' GROUP BY channel) m WHERE m.channel = 'chat:' || c.id AND c.last_seq < m.s;\n"
+  "INSERT INTO channel_seqs (channel, last_seq) SELECT channel, max(seq) FROM channel_messages "
+  "WHERE channel NOT LIKE 'notify:%' AND channel NOT LIKE 'chat:%' GROUP BY channel "
+  "ON CONFLICT (channel) DO UPDATE SET last_seq = GREATEST(channel_seqs.last_seq, excluded.last_seq);\n";
+
+static const char sq_v2[] =
+  "UPDATE users SET notify_seq = (SELECT max(seq) FROM channel_messages WHERE channel = 'notify:' || users.id) "
+  "WHERE notify_seq < COALESCE((SELECT max(seq) FROM channel_messages WHERE channel = 'notify:' || users.id), 0);\n"
+  "UPDATE conversations SET last_seq = (SELECT max(seq) FROM channel_messages WHERE channel = 'chat:' || conversations.id) "
+  "WHERE last_seq < COALESCE((SELECT max(seq) FROM channel_messages WHERE channel = 'chat:' || conversations.id), 0);\n"
+  "INSERT INTO channel_seqs (channel, last_seq) SELECT channel, max(seq) FROM channel_messages "
+  "WHERE channel NOT LIKE 'notify:%' AND channel NOT LIKE 'chat:%' GROUP BY channel "
+  "ON CONFLICT (channel) DO UPDATE SET last_seq = max(channel_seqs.last_seq, excluded.last_seq);\n";
+
 const osb__migration_t osb__migrations[] = {
   { 1, "initial schema", pg_v1, sq_v1 },
+  { 2, "durable channel seq counters from stored messages", pg_v2, sq_v2 },
 };
 const size_t osb__nmigrations = OSB_ARRAY_LEN(osb__migrations);

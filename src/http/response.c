@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/config.h"
+#include "core/json.h"
 
 const char *osb_http_status_text(int status) {
   switch (status) {
@@ -254,17 +255,11 @@ void osb_res_send(osb_req_t *req, int status, const char *content_type, const vo
 
 typedef struct { osb_msg_t *m; } dumpctx_t;
 
-static int dump_to_msg(const char *buf, size_t size, void *data) {
-  dumpctx_t *d = data;
-  osb_msg_append(&d->m, buf, size);
-  return 0;
-}
-
 void osb_res_json(osb_req_t *req, int status, json_t *body) {
   size_t hr = HEADROOM_FOR(req, "application/json");
   dumpctx_t d = {osb_msg_new(hr, 256)};
   if (body) {
-    json_dump_callback(body, dump_to_msg, &d, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    osb_json_dump_append(body, &d.m);   /* the one serializer (core/json.h) */
     json_decref(body);
   }
   size_t len = d.m->len;

@@ -25,6 +25,7 @@
 #include <wslay/wslay.h>
 
 #include "core/config.h"
+#include "core/json.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
 
@@ -83,14 +84,9 @@ osb_msg_t *osb_ws_frame_new(int opcode, const void *payload, size_t len) {
   return m;
 }
 
-static int dump_cb(const char *buf, size_t size, void *data) {
-  osb_msg_append((osb_msg_t **)data, buf, size);
-  return 0;
-}
-
 osb_msg_t *osb_ws_frame_json(const json_t *j) {
   osb_msg_t *m = osb_msg_new(OSB_WS_HEADROOM, 128);
-  json_dump_callback(j, dump_cb, &m, JSON_COMPACT | JSON_REAL_PRECISION(15));
+  osb_json_dump_append(j, &m);   /* the one serializer (core/json.h) */
   osb_ws_frame_finish(m, OSB_WS_TEXT);
   return m;
 }

@@ -5,16 +5,22 @@
 #include "realtime/internal.h"
 
 /* ---- the namespace table (SPEC §5) ----
+ * Durable namespaces take their seqs from the owner row's counter
+ * (notify: users.notify_seq, so a notification's seq is its channel seq;
+ * chat: conversations.last_seq, a message's seq); channel_seqs serves a
+ * durable namespace without an owner table.
  * History sizes: market channels carry price ticks (a few seconds of a busy
  * feed), notify and chat are durable (the database holds the rest, memory
  * only serves fast resumes), the dashboard publishes once a second. */
 #define MIN_MS (60u * 1000u)
 static const osb__rt_ns_t builtin[] = {
-  {"market", NULL, OSB__RT_ANYONE, OSB__RT_SERVER, false, false, 1024, 5 * MIN_MS, NULL, NULL, NULL, NULL},
-  {"notify", NULL, OSB__RT_SELF, OSB__RT_SERVER, true, false, 64, 10 * MIN_MS, NULL, NULL, NULL, NULL},
-  {"chat", NULL, OSB__RT_OWNER, OSB__RT_OWNER, true, true, 256, 10 * MIN_MS, NULL, NULL, NULL, NULL},
-  {"agents", "status", OSB__RT_SIGNED_IN, OSB__RT_SERVER, false, false, 128, 5 * MIN_MS, NULL, NULL, NULL, NULL},
-  {"dashboard", "metrics", OSB__RT_ADMIN, OSB__RT_SERVER, false, false, 120, 2 * MIN_MS, NULL, NULL, NULL, NULL},
+  {"market", NULL, OSB__RT_ANYONE, OSB__RT_SERVER, false, false, 1024, 5 * MIN_MS, NULL, NULL, NULL, NULL, 0},
+  {"notify", NULL, OSB__RT_SELF, OSB__RT_SERVER, true, false, 64, 10 * MIN_MS, NULL, NULL, NULL, NULL,
+   OSB__RT_SEQ_USER},
+  {"chat", NULL, OSB__RT_OWNER, OSB__RT_OWNER, true, true, 256, 10 * MIN_MS, NULL, NULL, NULL, NULL,
+   OSB__RT_SEQ_CONVERSATION},
+  {"agents", "status", OSB__RT_SIGNED_IN, OSB__RT_SERVER, false, false, 128, 5 * MIN_MS, NULL, NULL, NULL, NULL, 0},
+  {"dashboard", "metrics", OSB__RT_ADMIN, OSB__RT_SERVER, false, false, 120, 2 * MIN_MS, NULL, NULL, NULL, NULL, 0},
 };
 static osb__rt_ns_t table[OSB_ARRAY_LEN(builtin)];
 static bool table_ready;
@@ -246,6 +252,7 @@ void osb__rt_channel_gc(osb__rt_channel_t *ch) {
 void osb__rt_sweep(uint64_t now_ms) {
   osb__rt_hub_t *hub = osb__rt;
   if (!hub) return;
+  osb__rt_flush_held(now_ms);
   for (uint32_t i = 0; i < hub->nbuckets; i++) {
     osb__rt_channel_t *c = hub->buckets[i], *next;
     for (; c; c = next) {

@@ -1,6 +1,8 @@
 /* hub.c: publishing, fan-out, subscriptions and resume.
  *
- * A publication becomes one frame
+ * A publication reaches the hub through the bus (publish.c sends it: a
+ * durable one after its transaction committed, with the database's seq)
+ * and becomes one frame
  *   {"type":"message","channel":C,"seq":N,"data":D,"ts":T}
  * written once into an osb_msg_t with WebSocket headroom; the history ring
  * and every live subscriber's output queue take a reference to it.
@@ -82,6 +84,8 @@ static void stats_init(osb__rt_stats_t *st) {
  * close it, and nothing needs freeing in a close callback. */
 static uv_timer_t sweep_timer;
 static bool sweep_started;
+static uv_timer_t hold_timer;   /* durable messages waiting for a gap, below */
+static bool hold_started;
 
 static void sweep_cb(uv_timer_t *t) { osb__rt_sweep(uv_now(t->loop)); }
 
@@ -114,6 +118,7 @@ void osb__rt_hub_free(void) {
   osb__rt_hub_t *hub = osb__rt;
   if (!hub) return;
   if (sweep_started && !uv_is_closing((uv_handle_t *)&sweep_timer)) uv_close((uv_handle_t *)&sweep_timer, NULL);
+  if (hold_started && !uv_is_closing((uv_handle_t *)&hold_timer)) uv_close((uv_handle_t *)&hold_timer, NULL);
   /* The store goes first: its pending callbacks must not fire afterwards. */
   if (hub->store) hub->store->dispose(hub->store);
   hub->store = NULL;
@@ -182,14 +187,112 @@ typedef struct waiting_pub {
   osb_rt_publish_cb cb;
   void *ud;
   uint64_t seq;
+  uint64_t ts_ms;
+  uint64_t at_ms;          /* loop clock when it started waiting */
   bool stored;
   size_t len;
   char data[];
 } waiting_pub_t;
 
+/* ---- durable messages ahead of their turn ----
+ * Durable messages carry the database's seq and normally reach the hub in
+ * seq order, but two transactions' commit answers can arrive on two pool
+ * connections in either order (and a cross-instance bus reorders too). A
+ * message whose seq is past ch->seq + 1 therefore waits in ch->waiting
+ * (kept sorted by seq, also while the channel loads) until the missing
+ * ones arrive, for at most HOLD_MS; after that it is delivered anyway and
+ * the gap is left to resume (`since`), as for a message committed
+ * elsewhere that never reaches this hub. */
+#define HOLD_MS 500
+
+static void deliver_ready(osb__rt_channel_t *ch, const char *data, size_t len, uint64_t seq_hint,
+                          uint64_t ts, osb_rt_publish_cb cb, void *ud);
+
+
+static void insert_sorted(osb__rt_channel_t *ch, waiting_pub_t *w) {
+  osb_list_t *pos = ch->waiting.prev;
+  while (pos != &ch->waiting && osb_container_of(pos, waiting_pub_t, link)->seq > w->seq) pos = pos->prev;
+  osb_list_insert_head(pos, &w->link);   /* after pos */
+}
+
+static waiting_pub_t *waiting_new(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
+  waiting_pub_t *w = osb_malloc(sizeof(*w) + pub->len + 1);
+  w->cb = cb;
+  w->ud = ud;
+  w->seq = pub->seq;
+  w->ts_ms = pub->ts_ms;
+  w->at_ms = osb_now_ms();
+  w->stored = pub->stored;
+  w->len = pub->len;
+  memcpy(w->data, pub->data, pub->len);
+  w->data[pub->len] = 0;
+  return w;
+}
+
+static void hold_cb(uv_timer_t *t);
+
+static void hold_arm(void) {
+  osb__rt_hub_t *hub = osb__rt;
+  if (!hub->loop) return;   /* tests: osb__rt_sweep flushes */
+  if (!hold_started) {
+    uv_timer_init(hub->loop, &hold_timer);
+    uv_unref((uv_handle_t *)&hold_timer);
+    hold_started = true;
+  }
+  if (!uv_is_active((uv_handle_t *)&hold_timer) && !uv_is_closing((uv_handle_t *)&hold_timer))
+    uv_timer_start(&hold_timer, hold_cb, HOLD_MS / 2, 0);
+}
+
+/* Deliver the waiting messages that are next in line (or, with `force`,
+ * the ones that waited HOLD_MS, gap or not). The channel stays pinned. */
+static void release_waiting(osb__rt_channel_t *ch, uint64_t now_ms, bool force) {
+  ch->pins++;
+  while (!osb_list_empty(&ch->waiting)) {
+    waiting_pub_t *w = osb_container_of(ch->waiting.next, waiting_pub_t, link);
+    if (w->seq > ch->seq + 1 && !(force && w->at_ms + HOLD_MS <= now_ms)) break;
+    osb_list_remove(&w->link);
+    deliver_ready(ch, w->data, w->len, w->seq, w->ts_ms, w->cb, w->ud);
+    free(w);
+  }
+  bool more = !osb_list_empty(&ch->waiting);
+  ch->pins--;
+  if (more) hold_arm();
+  osb__rt_channel_gc(ch);
+}
+
+/* Flush what waited too long, on every channel (rare: only gaps wait).
+ * The channels are pinned first: a delivery may close a connection at once
+ * and free other channels it was the last subscriber of. */
+static void flush_held(uint64_t now_ms) {
+  osb__rt_hub_t *hub = osb__rt;
+  osb__rt_channel_t **v = NULL;
+  size_t n = 0, cap = 0;
+  for (uint32_t i = 0; i < hub->nbuckets; i++)
+    for (osb__rt_channel_t *c = hub->buckets[i]; c; c = c->hnext) {
+      if (c->state != OSB__RT_CH_READY || osb_list_empty(&c->waiting)) continue;
+      if (n == cap) v = osb_realloc(v, (cap = cap ? cap * 2 : 8) * sizeof(*v));
+      c->pins++;
+      v[n++] = c;
+    }
+  for (size_t i = 0; i < n; i++) {
+    release_waiting(v[i], now_ms, true);
+    v[i]->pins--;
+    osb__rt_channel_gc(v[i]);
+  }
+  free(v);
+}
+
+static void hold_cb(uv_timer_t *t) {
+  if (osb__rt) flush_held(uv_now(t->loop));
+}
+
+void osb__rt_flush_held(uint64_t now_ms) {
+  if (osb__rt) flush_held(now_ms);
+}
+
 static void start_replay(osb__rt_sub_t *sub);
 static void deliver_ready(osb__rt_channel_t *ch, const char *data, size_t len, uint64_t seq_hint,
-                          bool stored, osb_rt_publish_cb cb, void *ud);
+                          uint64_t ts, osb_rt_publish_cb cb, void *ud);
 static void sub_answer(osb__rt_sub_t *sub, bool recovered, osb_msg_t **frames, size_t n);
 
 static void fail_waiting(osb__rt_channel_t *ch, int err) {
@@ -235,11 +338,11 @@ static void channel_loaded(void *ud, int err, uint64_t seq) {
     free(w);
     return;
   }
-  /* A publish_stored row is already in the store when its delivery waits
-   * for this load: start below it so that it is delivered, in order. */
-  osb_list_t *pos, *tmp;
-  osb_list_foreach_safe(pos, tmp, &ch->waiting) {
-    waiting_pub_t *w = osb_container_of(pos, waiting_pub_t, link);
+  /* A committed message whose delivery waits for this load may already be
+   * counted in the seq just read: start below it so that it is delivered
+   * live, in order. */
+  if (!osb_list_empty(&ch->waiting)) {   /* sorted: the first has the lowest seq */
+    waiting_pub_t *w = osb_container_of(ch->waiting.next, waiting_pub_t, link);
     if (w->stored && w->seq && w->seq - 1 < seq) seq = w->seq - 1;
   }
   ch->seq = seq;
@@ -249,12 +352,7 @@ static void channel_loaded(void *ud, int err, uint64_t seq) {
   osb__rt_walk_start(ch, &mark);
   while ((s = osb__rt_walk_next(ch, &mark)))
     if (s->state == OSB__RT_SUB_WAIT) start_replay(s);
-  while (!osb_list_empty(&ch->waiting)) {
-    waiting_pub_t *w = osb_container_of(ch->waiting.next, waiting_pub_t, link);
-    osb_list_remove(&w->link);
-    deliver_ready(ch, w->data, w->len, w->seq, w->stored, w->cb, w->ud);
-    free(w);
-  }
+  release_waiting(ch, osb_now_ms(), false);
   ch->pins--;
   osb__rt_channel_gc(ch);
 }
@@ -308,25 +406,22 @@ static void fanout(osb__rt_channel_t *ch, osb_msg_t *frame) {
   if (closed) osb_series_inc(hub->st.drops_closed, (double)closed);
 }
 
-typedef struct append_ctx {
-  osb_rt_publish_cb cb;
-  void *ud;
-  uint64_t seq;
-} append_ctx_t;
-
-static void append_done(void *ud, int err) {
-  append_ctx_t *a = ud;
-  if (a->cb) a->cb(a->ud, err ? OSB_EUNAVAIL : 0, a->seq);
-  free(a);
-}
-
+/* A durable message arrives with the seq the database gave it (committed
+ * already); any other with seq_hint 0 and gets the next in-memory seq.
+ * osb__rt_deliver lets a durable message through only when it is next in
+ * line or waited HOLD_MS for the missing ones (then it jumps the gap, which
+ * a subscriber resumes over with `since`); a seq at or below the channel's
+ * was counted by the channel's load already, or is a duplicate, and is not
+ * delivered live again. */
 static void deliver_ready(osb__rt_channel_t *ch, const char *data, size_t len, uint64_t seq_hint,
-                          bool stored, osb_rt_publish_cb cb, void *ud) {
+                          uint64_t ts, osb_rt_publish_cb cb, void *ud) {
   osb__rt_hub_t *hub = osb__rt;
   uint64_t seq = ch->seq + 1;
   if (seq_hint) {
     if (seq_hint <= ch->seq) {
-      osb_log(OSB_LOG_WARN, "realtime", "%s: seq %" PRIu64 " is not above %" PRIu64 "; not delivered",
+      /* Normal right after a load that already counted it (its row is in
+       * the store for resume), so not a warning. */
+      osb_log(OSB_LOG_DEBUG, "realtime", "%s: seq %" PRIu64 " is not above %" PRIu64 "; not delivered live",
               ch->name, seq_hint, ch->seq);
       osb__rt_channel_gc(ch);
       if (cb) cb(ud, OSB_ECONFLICT, 0);
@@ -335,25 +430,38 @@ static void deliver_ready(osb__rt_channel_t *ch, const char *data, size_t len, u
     seq = seq_hint;
   }
   ch->seq = seq;
-  uint64_t ts = osb_wallclock_ms();
+  if (!ts) ts = osb_wallclock_ms();
   osb_msg_t *frame = message_frame(ch, seq, data, len, ts);
   osb__rt_ring_push(&ch->hist, seq, osb_now_ms(), frame);
   fanout(ch, frame);
   osb_msg_unref(frame);
   osb_series_inc(hub->st.published, 1);
-  if (ch->ns->durable && !stored && hub->store) {
-    /* Live delivery does not wait for the store; the publisher does. */
-    append_ctx_t *a = osb_malloc(sizeof(*a));
-    a->cb = cb;
-    a->ud = ud;
-    a->seq = seq;
-    osb_rt_row_t row = {seq, data, len, ts};
-    hub->store->append(hub->store, ch->name, &row, append_done, a);
-    osb__rt_channel_gc(ch);
-    return;
-  }
   osb__rt_channel_gc(ch);
   if (cb) cb(ud, 0, seq);
+}
+
+/* {"type":"message","channel":C,"data":D,"ts":T}: no seq, no history. */
+static void deliver_transient(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
+  osb__rt_channel_t *ch = osb__rt_channel_find(pub->channel, strlen(pub->channel));
+  if (ch && ch->state == OSB__RT_CH_READY && ch->nsubs) {
+    char head[48], tail[48];
+    int hn = snprintf(head, sizeof(head), "{\"type\":\"message\",\"channel\":\"");
+    int tn = snprintf(tail, sizeof(tail), ",\"ts\":%" PRIu64 "}", pub->ts_ms ? pub->ts_ms : osb_wallclock_ms());
+    static const char mid[] = "\",\"data\":";
+    size_t total = (size_t)hn + ch->namelen + sizeof(mid) - 1 + pub->len + (size_t)tn;
+    osb_msg_t *m = osb_msg_new(OSB_WS_HEADROOM, total);
+    char *p = m->data;
+    memcpy(p, head, (size_t)hn), p += hn;
+    memcpy(p, ch->name, ch->namelen), p += ch->namelen;
+    memcpy(p, mid, sizeof(mid) - 1), p += sizeof(mid) - 1;
+    memcpy(p, pub->data, pub->len), p += pub->len;
+    memcpy(p, tail, (size_t)tn);
+    m->len = total;
+    osb__rt->tr->finish(m);
+    fanout(ch, m);
+    osb_msg_unref(m);
+  }
+  if (cb) cb(ud, 0, 0);
 }
 
 void osb__rt_deliver(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
@@ -371,9 +479,18 @@ void osb__rt_deliver(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
     if (cb) cb(ud, OSB_ETOOBIG, 0);
     return;
   }
+  if (pub->transient) {
+    deliver_transient(pub, cb, ud);
+    return;
+  }
   osb__rt_channel_t *ch = osb__rt_channel_find(pub->channel, nlen);
   if (ch && ch->state == OSB__RT_CH_FAILED) {
     if (cb) cb(ud, OSB_EUNAVAIL, 0);
+    return;
+  }
+  if ((ch ? ch->ns : osb__rt_ns_lookup(pub->channel, nlen, NULL))->durable != pub->stored) {
+    /* durable messages are numbered and stored by the database only */
+    if (cb) cb(ud, OSB_EINVAL, 0);
     return;
   }
   if (!ch && pub->stored) {   /* nobody listens; the row waits in the store */
@@ -386,79 +503,15 @@ void osb__rt_deliver(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
     if (cb) cb(ud, err, 0);
     return;
   }
-  if (ch->state == OSB__RT_CH_LOADING) {
-    waiting_pub_t *w = osb_malloc(sizeof(*w) + pub->len + 1);
-    w->cb = cb;
-    w->ud = ud;
-    w->seq = pub->seq;
-    w->stored = pub->stored;
-    w->len = pub->len;
-    memcpy(w->data, pub->data, pub->len);
-    w->data[pub->len] = 0;
-    osb_list_insert_tail(&ch->waiting, &w->link);
+  if (ch->state == OSB__RT_CH_LOADING || (pub->stored && pub->seq > ch->seq + 1)) {
+    insert_sorted(ch, waiting_new(pub, cb, ud));
+    if (ch->state == OSB__RT_CH_READY) hold_arm();
     return;
   }
-  deliver_ready(ch, pub->data, pub->len, pub->seq, pub->stored, cb, ud);
-}
-
-static bool valid_json_text(const char *data, size_t len) {
-  json_t *j = json_loadb(data, len, JSON_DECODE_ANY, NULL);
-  json_decref(j);
-  return j != NULL;
-}
-
-static void publish_pub(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
-  osb__rt_hub_t *hub = osb__rt;
-  if (!hub || !hub->bus) {
-    if (cb) cb(ud, OSB_EUNAVAIL, 0);
-    return;
-  }
-  if (!osb__rt_ns_lookup(pub->channel, strlen(pub->channel), NULL)) {
-    if (cb) cb(ud, OSB_EINVAL, 0);
-    return;
-  }
-  if (pub->len > hub->opt.max_data_bytes) {
-    if (cb) cb(ud, OSB_ETOOBIG, 0);
-    return;
-  }
-  hub->bus->publish(hub->bus, pub, cb, ud);
-}
-
-void osb_rt_publish_text(const char *channel, const char *data, size_t len, osb_rt_publish_cb cb,
-                         void *ud) {
-  if (!data || !valid_json_text(data, len)) {
-    if (cb) cb(ud, OSB_EINVAL, 0);
-    return;
-  }
-  osb_rt_pub_t pub = {channel, data, len, 0, false};
-  publish_pub(&pub, cb, ud);
-}
-
-static void publish_json(const char *channel, uint64_t seq, bool stored, const json_t *data,
-                         osb_rt_publish_cb cb, void *ud) {
-  char *text = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-  if (!text) {
-    if (cb) cb(ud, OSB_EINVAL, 0);
-    return;
-  }
-  osb_rt_pub_t pub = {channel, text, strlen(text), seq, stored};
-  publish_pub(&pub, cb, ud);
-  free(text);
-}
-
-void osb_rt_publish(const char *channel, const json_t *data, osb_rt_publish_cb cb, void *ud) {
-  publish_json(channel, 0, false, data, cb, ud);
-}
-
-void osb_rt_publish_stored(const char *channel, uint64_t seq, const json_t *data,
-                           osb_rt_publish_cb cb, void *ud) {
-  const char *sfx;
-  osb__rt_ns_t *ns = osb__rt_ns_lookup(channel, strlen(channel), &sfx);
-  if (!ns || !ns->durable || seq == 0) {
-    if (cb) cb(ud, OSB_EINVAL, 0);
-    return;
-  }
-  publish_json(channel, seq, true, data, cb, ud);
+  ch->pins++;
+  deliver_ready(ch, pub->data, pub->len, pub->seq, pub->ts_ms, cb, ud);
+  ch->pins--;
+  release_waiting(ch, osb_now_ms(), false);
 }
 
 /* ---- subscriptions ---- */

@@ -68,6 +68,14 @@ typedef enum {
   OSB__RT_SERVER,      /* service or admin principals, server code */
 } osb__rt_policy_t;
 
+/* Where a durable namespace's seqs come from (store_db.c): the counter
+ * next to the owner row, or channel_seqs for channels without one. */
+typedef enum {
+  OSB__RT_SEQ_CHANNEL = 0,   /* channel_seqs.last_seq */
+  OSB__RT_SEQ_USER,          /* users.notify_seq, suffix = user id */
+  OSB__RT_SEQ_CONVERSATION,  /* conversations.last_seq, suffix = conversation id */
+} osb__rt_seq_src_t;
+
 typedef struct osb__rt_ns {
   const char *name;          /* before the ':' */
   const char *only_suffix;   /* "status" for agents:status; NULL = any valid suffix */
@@ -80,6 +88,7 @@ typedef struct osb__rt_ns {
   void *check_ud;
   osb_rt_publish_hook_fn on_publish;
   void *publish_ud;
+  uint8_t seq_src;           /* osb__rt_seq_src_t, durable namespaces */
 } osb__rt_ns_t;
 
 /* The namespace of a full channel name, or NULL (unknown namespace, bad
@@ -95,8 +104,8 @@ osb__rt_decision_t osb__rt_decide(const osb__rt_ns_t *ns, bool write, const char
                                   const osb_rt_who_t *who);
 
 /* ---- history ring ----
- * Entries in increasing seq order (gaps are possible only through
- * publish_stored). Capacity grows on demand up to `max`. */
+ * Entries in increasing seq order (a gap only where a committed durable
+ * message was not delivered here). Capacity grows on demand up to `max`. */
 typedef struct osb__rt_hist {
   uint64_t seq;
   uint64_t at_ms;       /* loop clock, for age */
@@ -238,8 +247,11 @@ void osb__rt_hub_init(const osb__rt_options_t *opt, const osb__rt_transport_t *t
                       osb__rt_verify_fn verify, osb_rt_store_t *store, osb_rt_bus_t *bus,
                       struct uv_loop_s *loop);
 void osb__rt_hub_free(void);
-/* Drop expired history and channels left with neither subscribers nor history. */
+/* Drop expired history and channels left with neither subscribers nor
+ * history; deliver durable messages that waited too long for a gap. */
 void osb__rt_sweep(uint64_t now_ms);
+/* Deliver durable messages that waited HOLD_MS for a missing seq (hub.c). */
+void osb__rt_flush_held(uint64_t now_ms);
 
 osb__rt_channel_t *osb__rt_channel_find(const char *name, size_t len);
 /* Create (channel.c; the name must not exist yet); NULL if the name is not
@@ -254,9 +266,22 @@ osb__rt_channel_t *osb__rt_channel_open(const char *name, size_t len, int *err);
 /* Free the channel if nothing keeps it (no subs, history, pins). */
 void osb__rt_channel_gc(osb__rt_channel_t *ch);
 
-/* The bus delivers here: assign/accept seq, record history, append to the
- * store (durable, not yet stored), fan out. cb exactly once. */
+/* The bus delivers here: accept the stored seq (durable) or assign the
+ * next one, record history, fan out; transient: fan out to live
+ * subscribers only. cb exactly once. */
 void osb__rt_deliver(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud);
+
+/* ---- the database side of durable publications (store_db.c) ----
+ * Queue on tx the statements that take the channel's next seq (seq == 0)
+ * or use the given one, and insert the channel_messages row; cb(ud, err,
+ * seq) once they completed (OSB_ENOTFOUND: no owner row). ns is the
+ * channel's namespace, sfx its suffix. data/channel are copied. */
+void osb__rt_tx_store(osb_db_tx_t *tx, const osb__rt_ns_t *ns, const char *channel, const char *sfx,
+                      uint64_t seq, const char *data, size_t len, uint64_t ts_ms, osb_rt_seq_cb cb,
+                      void *ud);
+/* Only take the next seq (osb_rt_tx_next_seq). */
+void osb__rt_tx_next_seq(osb_db_tx_t *tx, const osb__rt_ns_t *ns, const char *sfx, osb_rt_seq_cb cb,
+                         void *ud);
 
 /* ---- clients (protocol.c) ---- */
 osb__rt_client_t *osb__rt_client_open(void *conn, uint64_t id);

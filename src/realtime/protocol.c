@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "core/json.h"
 #include "obs/log.h"
 #include "realtime/internal.h"
 
@@ -17,14 +18,9 @@ enum { IN_AUTH, IN_SUBSCRIBE, IN_UNSUBSCRIBE, IN_PUBLISH, IN_PRESENCE, IN_PING, 
 
 /* ---- sending ---- */
 
-static int dump_cb(const char *buf, size_t size, void *data) {
-  osb_msg_append((osb_msg_t **)data, buf, size);
-  return 0;
-}
-
 osb_msg_t *osb__rt_frame_json(const json_t *j) {
   osb_msg_t *m = osb_msg_new(10 /* OSB_WS_HEADROOM */, 128);
-  json_dump_callback(j, dump_cb, &m, JSON_COMPACT);
+  osb_json_dump_append(j, &m);   /* the one serializer: REST's number format */
   osb__rt->tr->finish(m);
   return m;
 }
@@ -291,6 +287,8 @@ static void publish_done(void *ud, int err, uint64_t seq) {
     osb__rt_send_error(cl, op->id, "bad_request", "invalid data for %s", op->channel);
   } else if (err == OSB_EDENIED) {
     osb__rt_send_error(cl, op->id, "forbidden", "publishing on %s is not allowed", op->channel);
+  } else if (err == OSB_ENOTFOUND) {
+    osb__rt_send_error(cl, op->id, "not_found", "%s has no owner row (user or conversation)", op->channel);
   } else if (err == OSB_ETOOBIG) {
     osb__rt_send_error(cl, op->id, "too_large", "data is larger than %zu bytes", osb__rt->opt.max_data_bytes);
   } else {

@@ -30,6 +30,7 @@
 
 struct uv_loop_s;
 typedef struct json_t json_t;
+typedef struct osb_db_tx osb_db_tx_t;   /* db/db.h */
 
 /* ---- who is asking ----
  * A resolved principal, borrowed: the strings stay owned by the caller and
@@ -60,35 +61,88 @@ void osb_rt_stop(void);
  * second line of defence. */
 bool osb_rt_can_accept(void);
 
-/* ---- publishing from the server ----
+/* ---- publishing from the server: one pipeline ----
+ * (docs/protocol.md "Publication pipeline", docs/database.md)
+ * - Durable channels (notify:, chat:): the seq is taken from the database
+ *   inside the transaction that stores the message (channel_messages):
+ *   notify:<user_id> from users.notify_seq, chat:<conversation_id> from
+ *   conversations.last_seq, any other durable channel from channel_seqs.
+ *   The message is delivered only after that transaction committed, through
+ *   the bus, carrying that seq; a rollback delivers nothing. The hub never
+ *   numbers a durable channel itself.
+ * - Other channels (market:*, agents:status, dashboard:metrics): the hub
+ *   assigns the next seq in memory when it delivers.
+ * - Transient messages (osb_rt_publish_transient): no seq, never stored.
+ *
  * cb(ud, err, seq) runs exactly once, possibly before the call returns:
- * err == 0 and the assigned seq, or a negative error:
- *   OSB_EINVAL   channel name not in the namespace table, or data not JSON
- *   OSB_ETOOBIG  data larger than WS_MAX_MESSAGE_BYTES
- *   OSB_EUNAVAIL a durable channel whose last seq could not be read
- *   OSB_ECONFLICT (publish_stored) seq not above the channel's seq
+ * err == 0 and the seq, or a negative error:
+ *   OSB_EINVAL    channel name not in the namespace table, data not JSON,
+ *                 or (publish_at) a non-durable channel / seq 0
+ *   OSB_ETOOBIG   data larger than WS_MAX_MESSAGE_BYTES
+ *   OSB_ENOTFOUND notify:<user_id> / chat:<conversation_id> whose user or
+ *                 conversation row does not exist (nothing stored)
+ *   OSB_ECONFLICT (publish_at) that seq is already stored on the channel
+ *   OSB_EUNAVAIL, OSB_EDB  the database failed: nothing stored, nothing
+ *                 delivered
  * cb may be NULL. */
 typedef void (*osb_rt_publish_cb)(void *ud, int err, uint64_t seq);
 
-/* Publish `data` (borrowed, serialized here) on `channel`; the hub assigns
- * the next seq and delivers at once. On a durable channel the message is
- * also appended to the store, and cb runs once the store has it (err
- * OSB_EUNAVAIL if it could not: the message went out live but will not be
- * recoverable), so a request answered with the seq survives a restart. */
+/* Publish `data` (borrowed, serialized before the call returns) on
+ * `channel`. Durable channel: in a transaction of its own (take the seq,
+ * store the row, commit), then delivered; cb runs after the commit and the
+ * local delivery, with the stored seq. Other channels: delivered at once
+ * with the next in-memory seq. */
 void osb_rt_publish(const char *channel, const json_t *data, osb_rt_publish_cb cb, void *ud);
-/* The same with data already serialized as compact JSON text (len bytes). */
+/* The same with data already serialized as JSON text (len bytes). */
 void osb_rt_publish_text(const char *channel, const char *data, size_t len,
                          osb_rt_publish_cb cb, void *ud);
 
-/* Deliver a message that the caller already stored in channel_messages
- * under (channel, seq) on a durable channel (notifications: stored first,
- * then delivered). The hub does not append it again. seq must be above the
- * channel's current seq, and sequences on a durable channel must be
- * contiguous (max + 1) for resume to recover them. A channel nobody
- * subscribes to and that has no history is not created: err 0, nothing to
- * deliver (the row stays available for resume). */
-void osb_rt_publish_stored(const char *channel, uint64_t seq, const json_t *data,
-                           osb_rt_publish_cb cb, void *ud);
+/* ---- publishing inside the caller's transaction ----
+ * `tx` is an open transaction of the caller (osb_db_tx_begin); the caller
+ * still commits or rolls it back. The publication is delivered when tx
+ * commits (osb_db_tx_on_end), after every earlier publication of the same
+ * tx, and never if it rolls back or the commit fails. So a write and its
+ * event commit together: a market write publishes procedure.updated on
+ * market:all and market:<slug> in the write's tx; a CRM assign changes the
+ * owner and publishes the notification in one tx.
+ *
+ * osb_rt_tx_publish: any channel. Durable: the statements that take the
+ * next seq and store the row are queued on tx before this returns, so the
+ * caller may issue more queries or commit right away; cb(ud, err, seq)
+ * runs once they completed (before the commit) with the seq the message
+ * will carry. A database error aborts tx (db.h); OSB_ENOTFOUND leaves tx
+ * usable but the publication is dropped; either way roll back unless you
+ * mean to commit without the event. Non-durable: cb(ud, 0, 0) at once; the
+ * in-memory seq is assigned at delivery, after the commit. */
+void osb_rt_tx_publish(osb_db_tx_t *tx, const char *channel, const json_t *data,
+                       osb_rt_publish_cb cb, void *ud);
+
+/* For code whose own row carries the channel seq (a notification's seq, a
+ * chat message's seq): take the next seq of a durable channel's counter in
+ * tx (users.notify_seq, conversations.last_seq or channel_seqs, the same
+ * counter osb_rt_tx_publish uses); cb(ud, err, seq), OSB_ENOTFOUND without
+ * the owner row. Insert your row with that seq, build the event (it may
+ * contain the seq), then osb_rt_tx_publish_at(tx, channel, seq, ...). Taking
+ * the counter yourself (UPDATE users SET notify_seq = notify_seq + 1 WHERE
+ * id = $1 RETURNING notify_seq) is equivalent. Every seq taken must be
+ * published in the same tx, or resume reports recovered:false for it. */
+void osb_rt_tx_next_seq(osb_db_tx_t *tx, const char *channel, osb_rt_publish_cb cb, void *ud);
+/* Store (channel, seq, data) in channel_messages in tx and deliver it with
+ * that seq after the commit. Durable channels only. A seq already stored
+ * fails with OSB_ECONFLICT (and aborts tx): no row is ever dropped
+ * silently. cb(ud, err, seq) once the row is in tx. */
+void osb_rt_tx_publish_at(osb_db_tx_t *tx, const char *channel, uint64_t seq, const json_t *data,
+                          osb_rt_publish_cb cb, void *ud);
+
+/* ---- transient messages (SPEC §5) ----
+ * Deliver `data` (borrowed) through the bus to the subscribers live on
+ * `channel` at this moment, as {"type":"message","channel","data","ts"}
+ * with no seq: never stored, never replayed, the channel's seq does not
+ * move, and subscriptions still replaying do not get it. Any channel
+ * (agent.delta on chat:, notification.read on notify:). Returns 0,
+ * OSB_EINVAL (unknown channel, data not serializable) or OSB_ETOOBIG. A
+ * channel nobody subscribes to is not created. */
+int osb_rt_publish_transient(const char *channel, const json_t *data);
 
 /* ---- hooks the apps layer provides ----
  * Access check for namespaces whose read/write policy is "owner" (chat:
@@ -142,17 +196,18 @@ typedef void (*osb_rt_seq_cb)(void *ud, int err, uint64_t seq);
 typedef struct osb_rt_store osb_rt_store_t;
 struct osb_rt_store {
   const char *name;   /* "memory", "database": shown in health */
-  /* Keep (channel, row); cb(ud, err) exactly once when it is stored (or
-   * not: the store logs the failure; the hole shows up later as
-   * recovered:false, never as wrong data), possibly synchronously. A row
-   * whose (channel, seq) exists already is left alone (err 0). */
+  /* Take the channel's next seq and keep (channel, row) with it as one
+   * atomic step (row->seq is ignored); cb(ud, err, seq) exactly once when
+   * it is durable (the database store: committed), possibly synchronously.
+   * On error nothing is kept. The hub delivers only after cb reported 0. */
   void (*append)(osb_rt_store_t *st, const char *channel, const osb_rt_row_t *row,
-                 osb_rt_done_cb cb, void *ud);
+                 osb_rt_seq_cb cb, void *ud);
   /* Rows with seq > since in ascending order, at most `limit`; cb exactly
    * once, possibly synchronously. */
   void (*range)(osb_rt_store_t *st, const char *channel, uint64_t since, size_t limit,
                 osb_rt_rows_cb cb, void *ud);
-  /* The highest stored seq of the channel (0 if none); cb exactly once. */
+  /* The channel's last committed seq (its counter; 0 if none); cb exactly
+   * once. */
   void (*last_seq)(osb_rt_store_t *st, const char *channel, osb_rt_seq_cb cb, void *ud);
   /* Free the store. Callbacks still pending must not fire afterwards. */
   void (*dispose)(osb_rt_store_t *st);
@@ -170,15 +225,21 @@ osb_rt_store_t *osb_rt_store_db_new(struct uv_loop_s *loop);
 void osb_rt_set_store(osb_rt_store_t *st);
 
 /* ---- the bus seam ----
- * One publication on its way to every instance's hub. seq == 0 lets the
- * receiving hub assign the next seq; stored == true means the row is
- * already in the store (publish_stored). */
+ * One publication on its way to every instance's hub:
+ * - durable: stored == true with the seq the database gave it (committed
+ *   already); every hub delivers it with that seq;
+ * - non-durable: seq == 0, the receiving hub assigns its next seq;
+ * - transient: transient == true, seq 0: live subscribers only.
+ * ts_ms is the publish time (0: now); a stored message carries the
+ * created_at of its row, so live and replayed frames agree. */
 typedef struct osb_rt_pub {
   const char *channel;
   const char *data;
   size_t len;
   uint64_t seq;
   bool stored;
+  bool transient;
+  uint64_t ts_ms;
 } osb_rt_pub_t;
 
 typedef struct osb_rt_bus osb_rt_bus_t;

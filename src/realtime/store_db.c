@@ -1,6 +1,8 @@
 /* store_db.c: durable channel history in the database (channel_messages,
  * PRIMARY KEY (channel, seq)), through db.h, so PostgreSQL and SQLite both
- * work. Rows older than the retention are purged every few minutes.
+ * work, and the seqs of durable channels, taken from the database in the
+ * transaction that stores the row. Rows older than the retention are
+ * purged every few minutes.
  *
  * db.h callbacks always run later on the loop thread. A query still in
  * flight when the store is disposed finds its context cancelled and frees
@@ -18,12 +20,100 @@
 #define RETENTION_MS (7ull * 24 * 3600 * 1000)
 #define PURGE_EVERY_MS (10 * 60 * 1000)
 
-static const osb_db_stmt_t Q_APPEND = {
-  .name = "rt_msg_append",
+/* ---- seqs from the database ----
+ * A durable channel's seq is taken inside the transaction that stores the
+ * message, from the counter of its namespace (internal.h,
+ * osb__rt_seq_src_t). On PostgreSQL the UPDATE / upsert holds the counter
+ * row's lock until COMMIT, so concurrent publishers of one channel are
+ * serialized and get consecutive seqs in commit order; on SQLite the one
+ * writer runs transactions one at a time. A rolled-back transaction gives
+ * its seq back. The row is then inserted by reading the counter again in
+ * the same transaction (INSERT ... SELECT), so both statements can be
+ * queued at once and the caller may commit without waiting for them. */
+static const osb_db_stmt_t Q_NEXT_CHANNEL = {
+  .name = "rt_seq_next_channel",
+  .pg = "INSERT INTO channel_seqs (channel, last_seq) VALUES ($1, 1) "
+        "ON CONFLICT (channel) DO UPDATE SET last_seq = channel_seqs.last_seq + 1 RETURNING last_seq",
+  .nparams = 1,
+  .writes = "channel_seqs",
+};
+static const osb_db_stmt_t Q_NEXT_USER = {
+  .name = "rt_seq_next_user",
+  .pg = "UPDATE users SET notify_seq = notify_seq + 1 WHERE id = $1 RETURNING notify_seq AS last_seq",
+  .nparams = 1,
+  .writes = "users",
+};
+static const osb_db_stmt_t Q_NEXT_CONV = {
+  .name = "rt_seq_next_conversation",
+  .pg = "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+  .nparams = 1,
+  .writes = "conversations",
+};
+
+/* $1 channel, $2 data, $3 origin, $4 created_at, $5 owner id. */
+static const osb_db_stmt_t Q_INS_CHANNEL = {
+  .name = "rt_msg_insert_channel",
   .pg = "INSERT INTO channel_messages (channel, seq, data, origin, created_at) "
-        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        "SELECT $1::text, last_seq, $2::jsonb, $3::text, $4::bigint FROM channel_seqs "
+        "WHERE channel = $1::text AND $5::text IS NULL RETURNING seq",
+  .sqlite = "INSERT INTO channel_messages (channel, seq, data, origin, created_at) "
+            "SELECT ?1, last_seq, ?2, ?3, CAST(?4 AS INTEGER) FROM channel_seqs "
+            "WHERE channel = ?1 AND ?5 IS NULL RETURNING seq",
   .nparams = 5,
   .writes = "channel_messages",
+};
+static const osb_db_stmt_t Q_INS_USER = {
+  .name = "rt_msg_insert_user",
+  .pg = "INSERT INTO channel_messages (channel, seq, data, origin, created_at) "
+        "SELECT $1::text, notify_seq, $2::jsonb, $3::text, $4::bigint FROM users "
+        "WHERE id = $5::text RETURNING seq",
+  .sqlite = "INSERT INTO channel_messages (channel, seq, data, origin, created_at) "
+            "SELECT ?1, notify_seq, ?2, ?3, CAST(?4 AS INTEGER) FROM users "
+            "WHERE id = ?5 RETURNING seq",
+  .nparams = 5,
+  .writes = "channel_messages",
+};
+static const osb_db_stmt_t Q_INS_CONV = {
+  .name = "rt_msg_insert_conversation",
+  .pg = "INSERT INTO channel_messages (channel, seq, data, origin, created_at) "
+        "SELECT $1::text, last_seq, $2::jsonb, $3::text, $4::bigint FROM conversations "
+        "WHERE id = $5::text RETURNING seq",
+  .sqlite = "INSERT INTO channel_messages (channel, seq, data, origin, created_at) "
+            "SELECT ?1, last_seq, ?2, ?3, CAST(?4 AS INTEGER) FROM conversations "
+            "WHERE id = ?5 RETURNING seq",
+  .nparams = 5,
+  .writes = "channel_messages",
+};
+/* A seq the caller took: a plain INSERT, so a duplicate is a unique
+ * violation (OSB_ECONFLICT), never silently dropped. */
+static const osb_db_stmt_t Q_INS_AT = {
+  .name = "rt_msg_insert_at",
+  .pg = "INSERT INTO channel_messages (channel, seq, data, origin, created_at) "
+        "VALUES ($1, $2::bigint, $3::jsonb, $4, $5::bigint) RETURNING seq",
+  .sqlite = "INSERT INTO channel_messages (channel, seq, data, origin, created_at) "
+            "VALUES (?1, CAST(?2 AS INTEGER), ?3, ?4, CAST(?5 AS INTEGER)) RETURNING seq",
+  .nparams = 5,
+  .writes = "channel_messages",
+};
+
+/* The last committed seq: the counter itself. */
+static const osb_db_stmt_t Q_LAST_CHANNEL = {
+  .name = "rt_seq_last_channel",
+  .pg = "SELECT last_seq FROM channel_seqs WHERE channel = $1",
+  .nparams = 1,
+  .reads = "channel_seqs",
+};
+static const osb_db_stmt_t Q_LAST_USER = {
+  .name = "rt_seq_last_user",
+  .pg = "SELECT notify_seq AS last_seq FROM users WHERE id = $1",
+  .nparams = 1,
+  .reads = "users",
+};
+static const osb_db_stmt_t Q_LAST_CONV = {
+  .name = "rt_seq_last_conversation",
+  .pg = "SELECT last_seq FROM conversations WHERE id = $1",
+  .nparams = 1,
+  .reads = "conversations",
 };
 
 static const osb_db_stmt_t Q_RANGE = {
@@ -33,13 +123,6 @@ static const osb_db_stmt_t Q_RANGE = {
   .sqlite = "SELECT seq, data, created_at FROM channel_messages "
             "WHERE channel = ?1 AND seq > CAST(?2 AS INTEGER) ORDER BY seq LIMIT CAST(?3 AS INTEGER)",
   .nparams = 3,
-  .reads = "channel_messages",
-};
-
-static const osb_db_stmt_t Q_LAST = {
-  .name = "rt_msg_last",
-  .pg = "SELECT COALESCE(max(seq), 0) AS seq FROM channel_messages WHERE channel = $1",
-  .nparams = 1,
   .reads = "channel_messages",
 };
 
@@ -59,7 +142,6 @@ typedef struct pending {
   bool live;
   osb_rt_rows_cb rows_cb;
   osb_rt_seq_cb seq_cb;
-  osb_rt_done_cb done_cb;
   void *ud;
 } pending_t;
 
@@ -86,30 +168,156 @@ static void pending_free(pending_t *p) {
   free(p);
 }
 
-static void appended(void *ud, int err, const osb_db_result_t *res) {
-  pending_t *p = ud;
-  if (err) osb_log(OSB_LOG_WARN, "realtime", "storing a channel message failed: %s", osb_strerror(err));
-  if (p->live && p->done_cb) p->done_cb(p->ud, err);
+/* ---- storing inside a transaction ---- */
+
+static const osb_db_stmt_t *const NEXT[] = {&Q_NEXT_CHANNEL, &Q_NEXT_USER, &Q_NEXT_CONV};
+static const osb_db_stmt_t *const INS[] = {&Q_INS_CHANNEL, &Q_INS_USER, &Q_INS_CONV};
+static const osb_db_stmt_t *const LAST[] = {&Q_LAST_CHANNEL, &Q_LAST_USER, &Q_LAST_CONV};
+
+typedef struct txstore {
+  osb_rt_seq_cb cb;
+  void *ud;
+} txstore_t;
+
+static void next_taken(void *ud, int err, const osb_db_result_t *res) {
+  txstore_t *t = ud;
+  if (err == 0 && osb_db_nrows(res) == 0) err = OSB_ENOTFOUND;   /* no owner row */
+  uint64_t seq = err ? 0 : (uint64_t)osb_db_int(res, 0, 0);
+  if (t->cb) t->cb(t->ud, err, seq);
+  free(t);
+}
+
+static void row_stored(void *ud, int err, const osb_db_result_t *res) {
+  txstore_t *t = ud;
+  if (err == 0 && osb_db_nrows(res) == 0) err = OSB_ENOTFOUND;   /* no owner row */
+  if (err && err != OSB_ENOTFOUND)
+    osb_log(OSB_LOG_WARN, "realtime", "storing a channel message failed: %s", osb_strerror(err));
+  uint64_t seq = err ? 0 : (uint64_t)osb_db_int(res, 0, 0);
+  if (t->cb) t->cb(t->ud, err, seq);
+  free(t);
+}
+
+static osb_db_param_t origin_param(void) {
+  const char *node = osb_cfg ? osb_cfg->cluster_node_id : NULL;
+  return (osb_db_param_t){node ? OSB_DB_P_TEXT : OSB_DB_P_NULL, node, node ? strlen(node) : 0};
+}
+
+void osb__rt_tx_next_seq(osb_db_tx_t *tx, const osb__rt_ns_t *ns, const char *sfx, osb_rt_seq_cb cb,
+                         void *ud) {
+  osb_assert(ns->durable && ns->seq_src < OSB_ARRAY_LEN(NEXT));
+  txstore_t *t = osb_calloc(1, sizeof(*t));
+  t->cb = cb;
+  t->ud = ud;
+  /* channel_seqs is keyed by the full name: ns + ":" + suffix */
+  char name[200];
+  const char *key = sfx;
+  if (ns->seq_src == OSB__RT_SEQ_CHANNEL) {
+    snprintf(name, sizeof(name), "%s:%s", ns->name, sfx);
+    key = name;
+  }
+  const char *p[1] = {key};
+  osb_db_tx_query(tx, NEXT[ns->seq_src], p, 1, next_taken, t);
+}
+
+void osb__rt_tx_store(osb_db_tx_t *tx, const osb__rt_ns_t *ns, const char *channel, const char *sfx,
+                      uint64_t seq, const char *data, size_t len, uint64_t ts_ms, osb_rt_seq_cb cb,
+                      void *ud) {
+  osb_assert(ns->durable && ns->seq_src < OSB_ARRAY_LEN(INS));
+  txstore_t *t = osb_calloc(1, sizeof(*t));
+  t->cb = cb;
+  t->ud = ud;
+  char ts[24], sq[24];
+  snprintf(ts, sizeof(ts), "%" PRIu64, ts_ms);
+  if (seq) {
+    snprintf(sq, sizeof(sq), "%" PRIu64, seq);
+    osb_db_param_t p[5] = {
+      {OSB_DB_P_TEXT, channel, strlen(channel)},
+      {OSB_DB_P_TEXT, sq, strlen(sq)},
+      {OSB_DB_P_TEXT, data, len},
+      origin_param(),
+      {OSB_DB_P_TEXT, ts, strlen(ts)},
+    };
+    osb_db_tx_queryv(tx, &Q_INS_AT, p, 5, row_stored, t);
+    return;
+  }
+  const char *key = ns->seq_src == OSB__RT_SEQ_CHANNEL ? channel : sfx;
+  const char *np[1] = {key};
+  osb_db_tx_query(tx, NEXT[ns->seq_src], np, 1, NULL, NULL);
+  osb_db_param_t p[5] = {
+    {OSB_DB_P_TEXT, channel, strlen(channel)},
+    {OSB_DB_P_TEXT, data, len},
+    origin_param(),
+    {OSB_DB_P_TEXT, ts, strlen(ts)},
+    ns->seq_src == OSB__RT_SEQ_CHANNEL ? (osb_db_param_t){OSB_DB_P_NULL, NULL, 0}
+                                       : (osb_db_param_t){OSB_DB_P_TEXT, sfx, strlen(sfx)},
+  };
+  osb_db_tx_queryv(tx, INS[ns->seq_src], p, 5, row_stored, t);
+}
+
+/* ---- append: a transaction of its own ---- */
+
+typedef struct appendop {
+  pending_t *p;
+  char *channel;
+  char *data;
+  size_t len;
+  uint64_t ts_ms;
+  osb_db_tx_t *tx;
+  int err;
+  uint64_t seq;
+} appendop_t;
+
+static void append_finish(appendop_t *a, int err, uint64_t seq) {
+  pending_t *p = a->p;
+  if (p->live && p->seq_cb) p->seq_cb(p->ud, err, err ? 0 : seq);
   pending_free(p);
+  free(a->channel);
+  free(a->data);
+  free(a);
+}
+
+static void append_committed(void *ud, int err, const osb_db_result_t *res) {
+  appendop_t *a = ud;
+  if (err == 0 && a->err) err = a->err;
+  append_finish(a, err, a->seq);
+}
+
+static void append_stored(void *ud, int err, uint64_t seq) {
+  appendop_t *a = ud;
+  a->err = err;
+  a->seq = seq;
+}
+
+static void append_begun(void *ud, int err, osb_db_tx_t *tx) {
+  appendop_t *a = ud;
+  if (err) {
+    append_finish(a, err, 0);
+    return;
+  }
+  const char *sfx;
+  osb__rt_ns_t *ns = osb__rt_ns_lookup(a->channel, strlen(a->channel), &sfx);
+  osb__rt_tx_store(tx, ns, a->channel, sfx, 0, a->data, a->len, a->ts_ms, append_stored, a);
+  /* Queued behind the store statements; an OSB_ENOTFOUND there changes
+   * nothing, so committing is harmless and reports it (append_committed). */
+  osb_db_tx_commit(tx, append_committed, a);
 }
 
 static void db_append(osb_rt_store_t *st, const char *channel, const osb_rt_row_t *row,
-                      osb_rt_done_cb cb, void *ud) {
+                      osb_rt_seq_cb cb, void *ud) {
+  const osb__rt_ns_t *ns = osb__rt_ns_lookup(channel, strlen(channel), NULL);
+  if (!ns || !ns->durable) {
+    cb(ud, OSB_EINVAL, 0);
+    return;
+  }
   pending_t *pd = pending_new((dbstore_t *)st, ud);
-  pd->done_cb = cb;
-  char seq[24], ts[24];
-  snprintf(seq, sizeof(seq), "%" PRIu64, row->seq);
-  snprintf(ts, sizeof(ts), "%" PRIu64, row->ts_ms);
-  osb_db_param_t p[5] = {
-    {OSB_DB_P_TEXT, channel, strlen(channel)},
-    {OSB_DB_P_TEXT, seq, strlen(seq)},
-    {OSB_DB_P_TEXT, row->data, row->len},
-    {osb_cfg && osb_cfg->cluster_node_id ? OSB_DB_P_TEXT : OSB_DB_P_NULL,
-     osb_cfg ? osb_cfg->cluster_node_id : NULL,
-     osb_cfg && osb_cfg->cluster_node_id ? strlen(osb_cfg->cluster_node_id) : 0},
-    {OSB_DB_P_TEXT, ts, strlen(ts)},
-  };
-  osb_db_queryv(&Q_APPEND, p, 5, appended, pd);
+  pd->seq_cb = cb;
+  appendop_t *a = osb_calloc(1, sizeof(*a));
+  a->p = pd;
+  a->channel = osb_strdup(channel);
+  a->data = osb_strndup(row->data, row->len);
+  a->len = row->len;
+  a->ts_ms = row->ts_ms;
+  osb_db_tx_begin(append_begun, a);
 }
 
 static void ranged(void *ud, int err, const osb_db_result_t *res) {
@@ -158,10 +366,16 @@ static void lasted(void *ud, int err, const osb_db_result_t *res) {
 }
 
 static void db_last_seq(osb_rt_store_t *st, const char *channel, osb_rt_seq_cb cb, void *ud) {
+  const char *sfx;
+  const osb__rt_ns_t *ns = osb__rt_ns_lookup(channel, strlen(channel), &sfx);
+  if (!ns || !ns->durable) {
+    cb(ud, OSB_EINVAL, 0);
+    return;
+  }
   pending_t *p = pending_new((dbstore_t *)st, ud);
   p->seq_cb = cb;
-  const char *params[1] = {channel};
-  osb_db_query(&Q_LAST, params, 1, lasted, p);
+  const char *params[1] = {ns->seq_src == OSB__RT_SEQ_CHANNEL ? channel : sfx};
+  osb_db_query(LAST[ns->seq_src], params, 1, lasted, p);
 }
 
 static void purged(void *ud, int err, const osb_db_result_t *res) {

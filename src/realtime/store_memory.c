@@ -17,6 +17,7 @@ typedef struct mchan {
   char *name;
   mrow_t *rows;          /* ring: rows[(head + i) % cap], ascending seq */
   size_t head, len, cap;
+  uint64_t last;         /* the channel's seq counter */
 } mchan_t;
 
 typedef struct mstore {
@@ -40,25 +41,24 @@ static mchan_t *find(mstore_t *s, const char *channel, bool create) {
 
 static mrow_t *row_at(mchan_t *c, size_t i) { return &c->rows[(c->head + i) % c->cap]; }
 
+/* The next seq is one above the channel's counter (which survives rows
+ * dropped by the per-channel cap). */
 static void mem_append(osb_rt_store_t *st, const char *channel, const osb_rt_row_t *row,
-                       osb_rt_done_cb cb, void *ud) {
+                       osb_rt_seq_cb cb, void *ud) {
   mstore_t *s = (mstore_t *)st;
   mchan_t *c = find(s, channel, true);
-  if (c->len && row_at(c, c->len - 1)->seq >= row->seq) {   /* keep ascending, like a primary key */
-    if (cb) cb(ud, 0);
-    return;
-  }
+  uint64_t seq = ++c->last;
   if (c->len == c->cap) {
     free(row_at(c, 0)->data);
     c->head = (c->head + 1) % c->cap;
     c->len--;
   }
   mrow_t *r = row_at(c, c->len++);
-  r->seq = row->seq;
+  r->seq = seq;
   r->ts_ms = row->ts_ms;
   r->len = row->len;
   r->data = osb_strndup(row->data, row->len);
-  if (cb) cb(ud, 0);
+  if (cb) cb(ud, 0, seq);
 }
 
 static void mem_range(osb_rt_store_t *st, const char *channel, uint64_t since, size_t limit,
@@ -81,7 +81,7 @@ static void mem_range(osb_rt_store_t *st, const char *channel, uint64_t since, s
 
 static void mem_last_seq(osb_rt_store_t *st, const char *channel, osb_rt_seq_cb cb, void *ud) {
   mchan_t *c = find((mstore_t *)st, channel, false);
-  cb(ud, 0, c && c->len ? row_at(c, c->len - 1)->seq : 0);
+  cb(ud, 0, c ? c->last : 0);
 }
 
 static void mem_dispose(osb_rt_store_t *st) {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { startServer, runBinary } from './lib/server.mjs';
 
 test('first start creates, migrates and seeds the file; a restart keeps it and does not seed again', async () => {
@@ -65,10 +66,11 @@ test('osbackend migrate creates the schema once', async () => {
     const first = await runBinary(['migrate'], { env });
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stdout, /applied migration 1: initial schema/);
-    assert.match(first.stdout, /1 migration\(s\) applied/);
+    assert.match(first.stdout, /applied migration 2: durable channel seq counters/);
+    assert.match(first.stdout, /2 migration\(s\) applied/);
     const second = await runBinary(['migrate'], { env });
     assert.equal(second.code, 0, second.stderr);
-    assert.match(second.stdout, /0 migration\(s\) applied, schema at version 1/);
+    assert.match(second.stdout, /0 migration\(s\) applied, schema at version 2/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -92,5 +94,32 @@ test('slow queries are logged by statement name, never with parameter values', a
     for (const l of dbLines) assert.ok(!l.includes(secret), `a parameter value reached the log: ${l}`);
   } finally {
     await srv.stop();
+  }
+});
+
+// Migration 2: a database whose durable channels were numbered in memory
+// (counters left at 0, rows in channel_messages) gets its counters lifted to
+// the highest stored seq, so the next message cannot collide with an old row.
+const haveSqliteCli = spawnSync('sqlite3', ['-version']).status === 0;
+test('migration 2 lifts the durable seq counters above the stored messages', { skip: !haveSqliteCli && 'sqlite3 CLI not installed' }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'osb-migrate2-'));
+  const db = join(dir, 'm.db');
+  const sql = (q) => {
+    const r = spawnSync('sqlite3', [db, q], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout.trim();
+  };
+  try {
+    assert.equal((await runBinary(['migrate'], { env: { SQLITE_PATH: db } })).code, 0);
+    // back to the state before v2, with rows the old hub numbered
+    sql("DELETE FROM schema_migrations WHERE version = 2; INSERT INTO users (id, email) VALUES ('u1', 'u1@example.test');" +
+        "INSERT INTO channel_messages (channel, seq, data) VALUES ('notify:u1', 1, '1'), ('notify:u1', 7, '7'), ('other:x', 3, '3');");
+    const r = await runBinary(['migrate'], { env: { SQLITE_PATH: db } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /applied migration 2/);
+    assert.equal(sql("SELECT notify_seq FROM users WHERE id = 'u1'"), '7');
+    assert.equal(sql("SELECT last_seq FROM channel_seqs WHERE channel = 'other:x'"), '3');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -149,8 +149,11 @@ typedef struct dstore {
   int fail_last;            /* last_seq error to report */
   bool hold_last;           /* keep the last_seq callback for the test */
   bool hold_append;         /* keep the append callback (not stored) */
-  osb_rt_done_cb acb;
+  osb_rt_seq_cb acb;
   void *aud;
+  char *adata;              /* the held append's row */
+  size_t alen;
+  char achannel[64];
   osb_rt_seq_cb lcb;
   void *lud;
   osb_rt_rows_cb rcb;
@@ -163,16 +166,31 @@ typedef struct dstore {
 
 static dstore_t *dstore;
 
-static void d_append(osb_rt_store_t *st, const char *ch, const osb_rt_row_t *row, osb_rt_done_cb cb,
+static void d_append(osb_rt_store_t *st, const char *ch, const osb_rt_row_t *row, osb_rt_seq_cb cb,
                      void *ud) {
   dstore_t *d = (dstore_t *)st;
   d->appends++;
-  if (d->hold_append) {
+  if (d->hold_append) {   /* "the transaction has not committed yet" */
     d->acb = cb;
     d->aud = ud;
+    free(d->adata);
+    d->adata = strndup(row->data, row->len);
+    d->alen = row->len;
+    snprintf(d->achannel, sizeof(d->achannel), "%s", ch);
     return;
   }
   d->mem->append(d->mem, ch, row, cb, ud);
+}
+/* Let the held append commit (store it and report its seq) or fail. */
+static void d_commit_append(int err) {
+  osb_rt_seq_cb cb = dstore->acb;
+  dstore->acb = NULL;
+  if (err) {
+    cb(dstore->aud, err, 0);
+    return;
+  }
+  osb_rt_row_t row = {0, dstore->adata, dstore->alen, 1};
+  dstore->mem->append(dstore->mem, dstore->achannel, &row, cb, dstore->aud);
 }
 static void d_range(osb_rt_store_t *st, const char *ch, uint64_t since, size_t limit, osb_rt_rows_cb cb,
                     void *ud) {
@@ -203,6 +221,7 @@ static void d_last(osb_rt_store_t *st, const char *ch, osb_rt_seq_cb cb, void *u
 static void d_dispose(osb_rt_store_t *st) {
   dstore_t *d = (dstore_t *)st;
   d->mem->dispose(d->mem);
+  free(d->adata);
   free(d);
   dstore = NULL;
 }
@@ -657,28 +676,68 @@ static void test_close_during_replay_is_safe(void **state) {
   conn_free(c);
 }
 
-static void test_publish_stored_uses_the_given_seq(void **state) {
+/* The seq of a durable message is the store's (the database counter), not
+ * the hub's: rows committed by another writer after the channel was loaded
+ * move the counter, and the next publication continues after them. The old
+ * hub numbered the channel itself (1 here) and the store kept the other
+ * writer's row under that seq, dropping this one silently. */
+static void test_durable_seq_comes_from_the_store(void **state) {
+  osb__rt_ns_by_name("notify")->history_max = 0;
+  hub(100);
+  fconn_t *c = conn_open("tok-user-u1");
+  expect_drop(c, "welcome");
+  say(c, "{\"type\":\"subscribe\",\"channel\":\"notify:u1\"}");
+  expect_drop(c, "subscribed");   /* loaded at seq 0 */
+  osb_rt_row_t other = {0, "\"elsewhere\"", 11, 1};
+  dstore->mem->append(dstore->mem, "notify:u1", &other, NULL, NULL);   /* seqs 1, 2 */
+  dstore->mem->append(dstore->mem, "notify:u1", &other, NULL, NULL);
+  pub_err = 1;
+  osb_rt_publish_text("notify:u1", "\"mine\"", 6, pub_cb, NULL);
+  assert_int_equal(pending(c), 0);   /* 3 waits a moment for 1 and 2, which never come here */
+  osb__rt_sweep(osb_now_ms() + 1000);
+  assert_int_equal(pub_err, 0);
+  assert_int_equal(pub_seq, 3);
+  json_t *m = expect(c, "message");
+  assert_int_equal(jint(m, "seq"), 3);
+  assert_string_equal(json_string_value(json_object_get(m, "data")), "mine");
+  json_decref(m);
+  json_t *r;
+  fconn_t *d = subscribed_since("tok-user-u1", "notify:u1", 0, &r);
+  assert_true(jbool(r, "recovered"));
+  json_decref(r);
+  for (int i = 1; i <= 3; i++) {   /* every committed row, each under its own seq */
+    json_t *x = expect(d, "message");
+    assert_int_equal(jint(x, "seq"), i);
+    assert_string_equal(json_string_value(json_object_get(x, "data")), i < 3 ? "elsewhere" : "mine");
+    json_decref(x);
+  }
+  conn_free(d);
+  conn_free(c);
+}
+
+/* Two transactions' commit answers may arrive in either order (two pool
+ * connections): the hub delivers durable messages in seq order anyway. */
+static void test_durable_messages_arriving_out_of_order_are_delivered_in_order(void **state) {
   hub(100);
   fconn_t *c = conn_open("tok-user-u1");
   expect_drop(c, "welcome");
   say(c, "{\"type\":\"subscribe\",\"channel\":\"notify:u1\"}");
   expect_drop(c, "subscribed");
-  json_t *d = json_pack("{s:s}", "title", "hi");
-  pub_err = 1;
-  osb_rt_publish_stored("notify:u1", 1, d, pub_cb, NULL);
-  assert_int_equal(pub_err, 0);
-  assert_int_equal(dstore->appends, 0);   /* the caller stored it */
-  json_t *m = expect(c, "message");
-  assert_int_equal(jint(m, "seq"), 1);
-  assert_string_equal(jstr(json_object_get(m, "data"), "title"), "hi");
-  json_decref(m);
-  osb_rt_publish_stored("notify:u1", 1, d, pub_cb, NULL);
-  assert_int_equal(pub_err, OSB_ECONFLICT);
-  json_decref(d);
+  osb_rt_pub_t p3 = {"notify:u1", "3", 1, 3, true, false, 0}, p2 = {"notify:u1", "2", 1, 2, true, false, 0},
+               p1 = {"notify:u1", "1", 1, 1, true, false, 0};
+  osb__rt_deliver(&p3, NULL, NULL);
+  osb__rt_deliver(&p2, NULL, NULL);
+  assert_int_equal(pending(c), 0);
+  osb__rt_deliver(&p1, NULL, NULL);
+  expect_seqs(c, 1, 3);
+  osb__rt_deliver(&p2, NULL, NULL);   /* a duplicate is not delivered twice */
+  assert_int_equal(pending(c), 0);
   conn_free(c);
 }
 
-static void test_durable_publish_answers_once_stored(void **state) {
+/* Delivery waits for the commit; a failed commit delivers nothing. The old
+ * hub delivered live first and stored afterwards. */
+static void test_durable_publish_is_delivered_only_after_commit(void **state) {
   hub(100);
   fconn_t *c = conn_open("tok-user-u1");
   expect_drop(c, "welcome");
@@ -687,11 +746,115 @@ static void test_durable_publish_answers_once_stored(void **state) {
   dstore->hold_append = true;
   pub_err = 1;
   osb_rt_publish_text("notify:u1", "1", 1, pub_cb, NULL);
-  expect_seqs(c, 1, 1);             /* delivered live at once */
-  assert_int_equal(pub_err, 1);     /* the publisher waits for the store */
-  dstore->acb(dstore->aud, OSB_EDB);
-  assert_int_equal(pub_err, OSB_EUNAVAIL);
+  assert_int_equal(pending(c), 0);   /* not committed: nothing live */
+  assert_int_equal(pub_err, 1);
+  d_commit_append(0);
+  assert_int_equal(pub_err, 0);
   assert_int_equal(pub_seq, 1);
+  expect_seqs(c, 1, 1);
+  pub_err = 1;
+  osb_rt_publish_text("notify:u1", "2", 1, pub_cb, NULL);
+  d_commit_append(OSB_EDB);           /* rolled back */
+  assert_int_equal(pub_err, OSB_EDB);
+  assert_int_equal(pending(c), 0);
+  dstore->hold_append = false;
+  assert_int_equal(publish("notify:u1", "2"), 2);   /* the failed one took no seq */
+  expect_seqs(c, 2, 2);
+  conn_free(c);
+}
+
+/* Known limit 2 of the old hub: a message committed while the channel
+ * loads its seq and a client publish in the same window competed for one
+ * seq. Both now carry the database's seq and wait for the load. */
+static void test_publishes_during_a_load_keep_their_seqs(void **state) {
+  hub(100);
+  dstore->hold_last = true;
+  fconn_t *c = conn_open("tok-user-u1"), *svc = conn_open("tok-service-svc");
+  expect_drop(c, "welcome");
+  expect_drop(svc, "welcome");
+  say(c, "{\"type\":\"subscribe\",\"channel\":\"notify:u1\",\"since\":0}");   /* loading */
+  pub_err = 1;
+  osb_rt_publish_text("notify:u1", "\"server\"", 8, pub_cb, NULL);   /* committed as 1, waits */
+  say(svc, "{\"type\":\"publish\",\"channel\":\"notify:u1\",\"data\":\"client\",\"id\":1}");
+  assert_int_equal(pending(c), 0);
+  dstore->hold_last = false;
+  osb_rt_seq_cb cb = dstore->lcb;
+  cb(dstore->lud, 0, 2);   /* the load reads the counter: both are counted */
+  assert_int_equal(pub_err, 0);
+  assert_int_equal(pub_seq, 1);
+  json_t *a = expect(svc, "ack");
+  assert_int_equal(jint(a, "seq"), 2);
+  json_decref(a);
+  json_t *r = expect(c, "subscribed");
+  assert_true(jbool(r, "recovered"));
+  json_decref(r);
+  json_t *m1 = expect(c, "message"), *m2 = expect(c, "message");
+  assert_int_equal(jint(m1, "seq"), 1);
+  assert_string_equal(json_string_value(json_object_get(m1, "data")), "server");
+  assert_int_equal(jint(m2, "seq"), 2);
+  assert_string_equal(json_string_value(json_object_get(m2, "data")), "client");
+  json_decref(m1);
+  json_decref(m2);
+  assert_int_equal(pending(c), 0);
+  conn_free(c);
+  conn_free(svc);
+}
+
+/* SPEC §5: a transient message has no seq, reaches only live subscribers,
+ * is not kept in history or the store and does not move the channel seq. */
+static void test_transient_messages_have_no_seq_and_are_not_kept(void **state) {
+  hub(100);
+  fconn_t *c = conn_open("tok-user-u1");
+  expect_drop(c, "welcome");
+  say(c, "{\"type\":\"subscribe\",\"channel\":\"notify:u1\"}");
+  expect_drop(c, "subscribed");
+  say(c, "{\"type\":\"subscribe\",\"channel\":\"market:all\"}");
+  expect_drop(c, "subscribed");
+  json_t *d = json_pack("{s:s, s:f}", "type", "agent.delta", "x", 0.1);
+  assert_int_equal(osb_rt_publish_transient("market:all", d), 0);
+  assert_int_equal(osb_rt_publish_transient("notify:u1", d), 0);
+  assert_int_equal(osb_rt_publish_transient("nope:x", d), OSB_EINVAL);
+  assert_int_equal(osb_rt_publish_transient("market:nobody-listens", d), 0);
+  assert_null(osb__rt_channel_find("market:nobody-listens", 21));
+  json_decref(d);
+  for (int i = 0; i < 2; i++) {
+    osb_msg_t *f = c->f[c->next];
+    json_t *m = expect(c, "message");
+    assert_null(json_object_get(m, "seq"));
+    assert_true(jint(m, "ts") > 1600000000000LL);
+    assert_string_equal(jstr(json_object_get(m, "data"), "type"), "agent.delta");
+    assert_non_null(memmem(f->data, f->len, "\"x\":0.1}", 8));   /* the REST number format */
+    json_decref(m);
+  }
+  assert_int_equal(dstore->appends, 0);
+  assert_int_equal(publish("market:all", "1"), 1);   /* the seq did not move */
+  assert_int_equal(publish("notify:u1", "1"), 1);
+  expect_seqs(c, 1, 1);
+  expect_seqs(c, 1, 1);
+  json_t *r;
+  fconn_t *e = subscribed_since(NULL, "market:all", 0, &r);
+  json_decref(r);
+  expect_seqs(e, 1, 1);   /* replay: the seq'd message only */
+  assert_int_equal(pending(e), 0);
+  conn_free(e);
+  conn_free(c);
+}
+
+/* Published data is serialized with the REST number format. */
+static void test_published_numbers_use_the_rest_format(void **state) {
+  hub(100);
+  fconn_t *c = conn_open(NULL);
+  expect_drop(c, "welcome");
+  say(c, "{\"type\":\"subscribe\",\"channel\":\"market:all\"}");
+  expect_drop(c, "subscribed");
+  json_t *d = json_pack("{s:f}", "v", 0.1);
+  pub_err = 1;
+  osb_rt_publish("market:all", d, pub_cb, NULL);
+  json_decref(d);
+  assert_int_equal(pub_err, 0);
+  osb_msg_t *f = c->f[c->next];
+  assert_non_null(memmem(f->data, f->len, "\"data\":{\"v\":0.1}", 16));
+  expect_drop(c, "message");
   conn_free(c);
 }
 
@@ -702,9 +865,10 @@ static void test_store_failure_answers_unavailable(void **state) {
   expect_drop(c, "welcome");
   say(c, "{\"type\":\"subscribe\",\"channel\":\"notify:u1\",\"id\":3}");
   expect_error(c, "unavailable");
-  pub_err = 0;
+  pub_err = 1;
   osb_rt_publish_text("notify:u1", "1", 1, pub_cb, NULL);
-  assert_int_equal(pub_err, OSB_EUNAVAIL);
+  assert_int_equal(pub_err, 0);   /* committed (stored): it is replayable, only not live here */
+  assert_int_equal(pub_seq, 1);
   say(c, "{\"type\":\"ping\"}");
   expect_drop(c, "pong");
   conn_free(c);
@@ -727,7 +891,7 @@ static void test_async_load_failure_answers_the_waiting_subscribers(void **state
   dstore->fail_last = OSB_EUNAVAIL;
   osb_rt_seq_cb cb = dstore->lcb;
   cb(dstore->lud, OSB_EUNAVAIL, 0);
-  assert_int_equal(pub_err, OSB_EUNAVAIL);
+  assert_int_equal(pub_err, 0);   /* committed before the load: stored, not delivered live */
   expect_error(a, "unavailable");
   expect_error(a, "unavailable");   /* id 3 ran after the answer to 1: the store still fails */
   expect_error(b, "unavailable");
@@ -1242,8 +1406,12 @@ int main(void) {
     T(test_durable_seq_continues_from_the_store),
     T(test_replay_includes_messages_published_while_the_store_answers),
     T(test_close_during_replay_is_safe),
-    T(test_publish_stored_uses_the_given_seq),
-    T(test_durable_publish_answers_once_stored),
+    T(test_durable_seq_comes_from_the_store),
+    T(test_durable_publish_is_delivered_only_after_commit),
+    T(test_durable_messages_arriving_out_of_order_are_delivered_in_order),
+    T(test_publishes_during_a_load_keep_their_seqs),
+    T(test_transient_messages_have_no_seq_and_are_not_kept),
+    T(test_published_numbers_use_the_rest_format),
     T(test_store_failure_answers_unavailable),
     T(test_async_load_failure_answers_the_waiting_subscribers),
     T(test_forbidden_channel_keeps_the_connection),

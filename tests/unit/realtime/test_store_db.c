@@ -30,6 +30,21 @@ static char chan_prefix[32];
 
 static void guard_cb(uv_timer_t *t) {}
 
+/* ---- a transport without connections, a bus that records ---- */
+static int f_send(void *conn, osb_msg_t *m) { return OSB_ECLOSED; }
+static void f_close(void *conn, uint16_t code, const char *reason) {}
+static void f_finish(osb_msg_t *m) {}
+static const osb__rt_transport_t ftr = {f_send, f_close, f_finish};
+
+static json_t *bus_log;   /* [[channel, seq, data text, stored], ...] in bus order */
+static void rbus_publish(osb_rt_bus_t *b, const osb_rt_pub_t *p, osb_rt_publish_cb cb, void *ud) {
+  if (!bus_log) bus_log = json_array();
+  json_array_append_new(bus_log, json_pack("[s, I, s%, b]", p->channel, (json_int_t)p->seq, p->data,
+                                           p->len, p->stored));
+  osb__rt_deliver(p, cb, ud);
+}
+static void rbus_dispose(osb_rt_bus_t *b) { free(b); }
+
 static void run_until(const int *counter, int target) {
   uint64_t end = uv_hrtime() + 20ULL * 1000000000ULL;
   uv_timer_start(&guard, guard_cb, 20, 20);
@@ -64,6 +79,17 @@ static int group_setup(bool pg) {
   uv_timer_init(&loop, &guard);
   if (osb_db_init(&cfg) != 0) return -1;
   st = osb_rt_store_db_new(&loop);
+  /* A hub around the store (it takes the store over), with a bus that
+   * records what reaches it: the publication pipeline end to end. */
+  osb__rt_ns_reset();
+  osb__rt_ns_by_name("notify")->seq_src = OSB__RT_SEQ_CHANNEL;   /* channel_seqs; users tested apart */
+  osb__rt_options_t o;
+  osb__rt_default_options(&o);
+  osb_rt_bus_t *b = calloc(1, sizeof(*b));
+  b->name = "recording";
+  b->publish = rbus_publish;
+  b->dispose = rbus_dispose;
+  osb__rt_hub_init(&o, &ftr, NULL, st, b, NULL);
   unsigned char r[4];
   osb_random_bytes(r, sizeof(r));
   snprintf(chan_prefix, sizeof(chan_prefix), "t%02x%02x%02x%02x", r[0], r[1], r[2], r[3]);
@@ -79,8 +105,10 @@ static int pg_setup(void **state) {
 
 static int group_teardown(void **state) {
   if (!st) return 0;
-  st->dispose(st);
+  osb__rt_hub_free();   /* disposes the store */
   st = NULL;
+  json_decref(bus_log);
+  bus_log = NULL;
   osb_db_close();
   uv_close((uv_handle_t *)&guard, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -107,10 +135,6 @@ static int last_err;
 static uint64_t got_seq;
 static json_t *rows;   /* [[seq, data(parsed), ts], ...] */
 
-static void on_done(void *ud, int err) {
-  last_err = err;
-  done++;
-}
 static void on_seq(void *ud, int err, uint64_t seq) {
   last_err = err;
   got_seq = seq;
@@ -134,12 +158,14 @@ static const char *chan(const char *name) {
   return buf;
 }
 
-static void append(const char *channel, uint64_t seq, const char *data) {
-  osb_rt_row_t row = {seq, data, strlen(data), 1700000000000ULL + seq};
+/* Append through the store (its own transaction): returns the seq. */
+static uint64_t append(const char *channel, const char *data) {
+  osb_rt_row_t row = {0, data, strlen(data), 1700000000000ULL};
   done = 0;
-  st->append(st, channel, &row, on_done, NULL);
+  st->append(st, channel, &row, on_seq, NULL);
   run_until(&done, 1);
   assert_int_equal(last_err, 0);
+  return got_seq;
 }
 
 static void range(const char *channel, uint64_t since, size_t limit) {
@@ -151,12 +177,12 @@ static void range(const char *channel, uint64_t since, size_t limit) {
 
 /* ---- tests ---- */
 
-static void test_append_then_range_returns_rows_in_order(void **state) {
+static void test_append_assigns_consecutive_seqs_and_range_returns_them(void **state) {
   need_store();
   const char *c = chan("order");
-  append(c, 1, "{\"a\":1}");
-  append(c, 2, "[1,\"two\",{\"x\":null}]");
-  append(c, 3, "\"three\"");
+  assert_int_equal(append(c, "{\"a\":1}"), 1);
+  assert_int_equal(append(c, "[1,\"two\",{\"x\":null}]"), 2);
+  assert_int_equal(append(c, "\"three\""), 3);
   range(c, 0, 100);
   assert_int_equal(json_array_size(rows), 3);
   for (size_t i = 0; i < 3; i++)
@@ -164,13 +190,13 @@ static void test_append_then_range_returns_rows_in_order(void **state) {
   json_t *want = json_loads("[1,\"two\",{\"x\":null}]", 0, NULL);
   assert_true(json_equal(json_array_get(json_array_get(rows, 1), 1), want));
   json_decref(want);
-  assert_int_equal(json_integer_value(json_array_get(json_array_get(rows, 2), 2)), 1700000000003LL);
+  assert_int_equal(json_integer_value(json_array_get(json_array_get(rows, 2), 2)), 1700000000000LL);
 }
 
 static void test_range_honours_since_and_limit(void **state) {
   need_store();
   const char *c = chan("window");
-  for (uint64_t s = 1; s <= 10; s++) append(c, s, "0");
+  for (uint64_t s = 1; s <= 10; s++) assert_int_equal(append(c, "0"), s);
   range(c, 4, 3);
   assert_int_equal(json_array_size(rows), 3);
   assert_int_equal(json_integer_value(json_array_get(json_array_get(rows, 0), 0)), 5);
@@ -179,51 +205,230 @@ static void test_range_honours_since_and_limit(void **state) {
   assert_int_equal(json_array_size(rows), 0);
 }
 
-static void test_last_seq_is_the_highest_stored(void **state) {
-  need_store();
-  const char *c = chan("last");
+static uint64_t last_seq(const char *c) {
   done = 0;
   st->last_seq(st, c, on_seq, NULL);
   run_until(&done, 1);
   assert_int_equal(last_err, 0);
-  assert_int_equal(got_seq, 0);
-  append(c, 1, "1");
-  append(c, 2, "2");
-  append(c, 7, "7");
-  done = 0;
-  st->last_seq(st, c, on_seq, NULL);
-  run_until(&done, 1);
-  assert_int_equal(got_seq, 7);
+  return got_seq;
 }
 
-static void test_a_duplicate_seq_keeps_the_first_row(void **state) {
+static void test_last_seq_is_the_channel_counter(void **state) {
   need_store();
-  const char *c = chan("dup");
-  append(c, 1, "\"first\"");
-  append(c, 1, "\"second\"");   /* err 0: already there */
-  range(c, 0, 10);
-  assert_int_equal(json_array_size(rows), 1);
-  assert_string_equal(json_string_value(json_array_get(json_array_get(rows, 0), 1)), "first");
+  const char *c = chan("last");
+  assert_int_equal(last_seq(c), 0);
+  append(c, "1");
+  append(c, "2");
+  assert_int_equal(last_seq(c), 2);
+}
+
+/* Many publishers at once (on PostgreSQL over several pooled connections)
+ * get distinct consecutive seqs, and every row is kept. The old store
+ * inserted with ON CONFLICT DO NOTHING under a seq chosen in memory. */
+static int cdone;
+static uint64_t cseqs[20];
+static void on_cseq(void *ud, int err, uint64_t seq) {
+  assert_int_equal(err, 0);
+  cseqs[cdone++] = seq;
+}
+
+static void test_concurrent_appends_get_distinct_consecutive_seqs(void **state) {
+  need_store();
+  const char *c = chan("concurrent");
+  cdone = 0;
+  osb_rt_row_t row = {0, "\"x\"", 3, 1700000000000ULL};
+  for (int i = 0; i < 20; i++) st->append(st, c, &row, on_cseq, NULL);
+  run_until(&cdone, 20);
+  bool seen[21] = {0};
+  for (int i = 0; i < 20; i++) {
+    assert_true(cseqs[i] >= 1 && cseqs[i] <= 20);
+    assert_false(seen[cseqs[i]]);
+    seen[cseqs[i]] = true;
+  }
+  range(c, 0, 100);
+  assert_int_equal(json_array_size(rows), 20);
 }
 
 static void test_channels_do_not_mix(void **state) {
   need_store();
-  append(chan("mix-a"), 1, "\"a\"");
-  append(chan("mix-b"), 1, "\"b\"");
+  assert_int_equal(append(chan("mix-a"), "\"a\""), 1);
+  assert_int_equal(append(chan("mix-b"), "\"b\""), 1);
   range(chan("mix-a"), 0, 10);
   assert_int_equal(json_array_size(rows), 1);
   assert_string_equal(json_string_value(json_array_get(json_array_get(rows, 0), 1)), "a");
+}
+
+/* ---- publishing inside a caller's transaction ---- */
+
+static osb_db_tx_t *the_tx;
+static void on_tx(void *ud, int err, osb_db_tx_t *tx) {
+  assert_int_equal(err, 0);
+  the_tx = tx;
+  done++;
+}
+static void begin(void) {
+  done = 0;
+  the_tx = NULL;
+  osb_db_tx_begin(on_tx, NULL);
+  run_until(&done, 1);
+}
+static void on_end(void *ud, int err, const osb_db_result_t *res) {
+  last_err = err;
+  done++;
+}
+static int pdone, perr;
+static uint64_t pseq;
+static void on_pub(void *ud, int err, uint64_t seq) {
+  perr = err;
+  pseq = seq;
+  pdone++;
+}
+static void end_tx(bool commit) {
+  done = 0;
+  if (commit) osb_db_tx_commit(the_tx, on_end, NULL);
+  else osb_db_tx_rollback(the_tx, on_end, NULL);
+  run_until(&done, 1);
+}
+static size_t bus_n(void) { return bus_log ? json_array_size(bus_log) : 0; }
+
+static void test_tx_publish_rollback_publishes_nothing(void **state) {
+  need_store();
+  const char *c = chan("rollback");
+  size_t before = bus_n();
+  begin();
+  json_t *d = json_pack("{s:s}", "k", "v");
+  pdone = 0;
+  osb_rt_tx_publish(the_tx, c, d, on_pub, NULL);
+  osb_rt_tx_publish(the_tx, "market:all", d, on_pub, NULL);
+  run_until(&pdone, 2);
+  assert_int_equal(perr, 0);
+  end_tx(false);
+  assert_int_equal(bus_n(), before);   /* nothing reached the bus */
+  range(c, 0, 10);
+  assert_int_equal(json_array_size(rows), 0);
+  assert_int_equal(last_seq(c), 0);     /* the seq was given back */
+  json_decref(d);
+}
+
+static void test_tx_publish_delivers_after_commit_in_order(void **state) {
+  need_store();
+  const char *c = chan("commit");
+  size_t before = bus_n();
+  begin();
+  json_t *d = json_pack("{s:f}", "v", 0.1);
+  pdone = 0;
+  osb_rt_tx_publish(the_tx, c, d, on_pub, NULL);
+  osb_rt_tx_publish(the_tx, "market:all", d, on_pub, NULL);
+  osb_rt_tx_publish(the_tx, c, d, on_pub, NULL);
+  /* committed right away: the store statements were queued before */
+  done = 0;
+  osb_db_tx_commit(the_tx, on_end, NULL);
+  assert_int_equal(bus_n(), before);   /* not before the commit */
+  run_until(&done, 1);
+  assert_int_equal(last_err, 0);
+  assert_int_equal(pdone, 3);
+  assert_int_equal(bus_n(), before + 3);   /* delivered by the time the commit answers */
+  json_t *p0 = json_array_get(bus_log, before), *p1 = json_array_get(bus_log, before + 1),
+         *p2 = json_array_get(bus_log, before + 2);
+  assert_string_equal(json_string_value(json_array_get(p0, 0)), c);
+  assert_int_equal(json_integer_value(json_array_get(p0, 1)), 1);
+  assert_true(json_is_true(json_array_get(p0, 3)));
+  assert_string_equal(json_string_value(json_array_get(p1, 0)), "market:all");
+  assert_int_equal(json_integer_value(json_array_get(p1, 1)), 0);   /* the hub numbers it */
+  assert_int_equal(json_integer_value(json_array_get(p2, 1)), 2);
+  assert_string_equal(json_string_value(json_array_get(p0, 2)), "{\"v\":0.1}");
+  range(c, 0, 10);
+  assert_int_equal(json_array_size(rows), 2);
+  json_decref(d);
+}
+
+static void test_tx_publish_at_refuses_a_stored_seq(void **state) {
+  need_store();
+  const char *c = chan("at");
+  begin();
+  json_t *d = json_string("n");
+  pdone = 0;
+  osb_rt_tx_next_seq(the_tx, c, on_pub, NULL);
+  run_until(&pdone, 1);
+  assert_int_equal(perr, 0);
+  assert_int_equal(pseq, 1);
+  osb_rt_tx_publish_at(the_tx, c, 1, d, on_pub, NULL);
+  run_until(&pdone, 2);
+  assert_int_equal(perr, 0);
+  end_tx(true);
+  assert_int_equal(last_err, 0);
+  begin();
+  osb_rt_tx_publish_at(the_tx, c, 1, d, on_pub, NULL);   /* again: a duplicate, never dropped silently */
+  run_until(&pdone, 3);
+  assert_int_equal(perr, OSB_ECONFLICT);
+  end_tx(true);
+  assert_int_equal(last_err, OSB_ECONFLICT);   /* the tx was aborted */
+  json_decref(d);
+}
+
+static const osb_db_stmt_t Q_USER_NEW = {
+  .name = "test_rt_user_new",
+  .pg = "INSERT INTO users (id, email) VALUES ($1, $2)",
+  .nparams = 2,
+  .writes = "users",
+};
+static const osb_db_stmt_t Q_USER_SEQ = {
+  .name = "test_rt_user_seq",
+  .pg = "SELECT notify_seq FROM users WHERE id = $1",
+  .nparams = 1,
+  .reads = "users",
+};
+static int64_t user_seq;
+static void on_q(void *ud, int err, const osb_db_result_t *res) {
+  last_err = err;
+  if (!err && osb_db_nrows(res)) user_seq = osb_db_int(res, 0, 0);
+  done++;
+}
+
+/* notify:<user>: the seq is users.notify_seq, so a notification's seq is
+ * its channel seq; a user that does not exist gets OSB_ENOTFOUND. */
+static void test_notify_seqs_come_from_the_user_row(void **state) {
+  need_store();
+  char uid[37], email[80], chn[64], nochn[64];
+  osb_db_uuid(uid);
+  snprintf(email, sizeof(email), "%s@example.test", uid);
+  const char *p[2] = {uid, email};
+  done = 0;
+  osb_db_query(&Q_USER_NEW, p, 2, on_q, NULL);
+  run_until(&done, 1);
+  assert_int_equal(last_err, 0);
+  osb__rt_ns_by_name("notify")->seq_src = OSB__RT_SEQ_USER;
+  snprintf(chn, sizeof(chn), "notify:%s", uid);
+  snprintf(nochn, sizeof(nochn), "notify:%s-none", chan_prefix);
+  assert_int_equal(append(chn, "1"), 1);
+  assert_int_equal(append(chn, "2"), 2);
+  assert_int_equal(last_seq(chn), 2);
+  done = 0;
+  const char *q[1] = {uid};
+  osb_db_query(&Q_USER_SEQ, q, 1, on_q, NULL);
+  run_until(&done, 1);
+  assert_int_equal(user_seq, 2);
+  osb_rt_row_t row = {0, "1", 1, 1};
+  done = 0;
+  st->append(st, nochn, &row, on_seq, NULL);
+  run_until(&done, 1);
+  assert_int_equal(last_err, OSB_ENOTFOUND);
+  osb__rt_ns_by_name("notify")->seq_src = OSB__RT_SEQ_CHANNEL;
 }
 
 #define SQ(f) cmocka_unit_test(f)
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-    SQ(test_append_then_range_returns_rows_in_order),
+    SQ(test_append_assigns_consecutive_seqs_and_range_returns_them),
     SQ(test_range_honours_since_and_limit),
-    SQ(test_last_seq_is_the_highest_stored),
-    SQ(test_a_duplicate_seq_keeps_the_first_row),
+    SQ(test_last_seq_is_the_channel_counter),
+    SQ(test_concurrent_appends_get_distinct_consecutive_seqs),
     SQ(test_channels_do_not_mix),
+    SQ(test_tx_publish_rollback_publishes_nothing),
+    SQ(test_tx_publish_delivers_after_commit_in_order),
+    SQ(test_tx_publish_at_refuses_a_stored_seq),
+    SQ(test_notify_seqs_come_from_the_user_row),
   };
   int rc = cmocka_run_group_tests_name("sqlite", tests, sqlite_setup, group_teardown);
   rc += cmocka_run_group_tests_name("postgresql", tests, pg_setup, group_teardown);
