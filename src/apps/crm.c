@@ -358,7 +358,6 @@ static void assign_committed(void *ud, int err, const osb_db_result_t *res) {
     assign_free(c);
     osb_app_db_error(req, err);
   } else {
-    if (c->notification) osb_notify_deliver(c->notification);
     json_t *contact = json_incref(c->contact);
     assign_free(c);
     osb_res_json(req, 200, contact);

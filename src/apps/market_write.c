@@ -3,9 +3,10 @@
  *   PUT  /api/market/procedures/:id   one procedure, any subset of the fields
  *   POST /api/market/procedures/bulk  up to 5,000 rows, all or nothing
  *
- * Both run in one database transaction and publish only once it committed:
- * a write that fails validation, conflicts, meets a missing row or rolls
- * back publishes nothing (SPEC §4). The query cache drops every cached read
+ * Both run in one database transaction, and their events are publications
+ * inside that transaction (osb_rt_tx_publish): the hub delivers them only
+ * once it committed, so a write that fails validation, conflicts, meets a
+ * missing row or rolls back publishes nothing (SPEC §4). The query cache drops every cached read
  * of market_procedures when the COMMIT completes, before the answer leaves,
  * so a read after a write that answered sees the write (db.h). */
 #include <jansson.h>
@@ -164,18 +165,20 @@ static void update_params(osb_req_t *req, const char *id, const row_vals_t *rv, 
   p[10] = osb_app_itoa(req, (int64_t)osb_wallclock_ms());
 }
 
-/* ---- publishing after commit ---- */
+/* ---- publishing: inside the write's transaction, delivered after commit ---- */
 
-static void publish_on(const char *channel, json_t *event) {
-  osb_rt_publish(channel, event, NULL, NULL);
+static void publish_on(osb_db_tx_t *tx, const char *channel, json_t *event) {
+  osb_rt_tx_publish(tx, channel, event, NULL, NULL);
 }
 
 /* ---- PUT /api/market/procedures/:id ---- */
 
 typedef struct put_ctx {
   osb_req_t *req;
+  osb_db_tx_t *tx;
   char id[12];
   row_vals_t rv;
+  int qerr;             /* the UPDATE's error */
   char *old_category;   /* from the locked row; NULL when there is none */
   json_t *proc;         /* the updated row */
 } put_ctx_t;
@@ -204,15 +207,38 @@ static void put_locked(void *ud, int err, const osb_db_result_t *res) {
   if (!err && osb_db_nrows(res) == 1) c->old_category = osb_strdup(osb_db_text(res, 0, 0));
 }
 
+static void put_committed(void *ud, int err, const osb_db_result_t *res);
+
+/* The row is updated (or missing): queue its events in the transaction,
+ * then commit. A missing row commits nothing and publishes nothing. */
 static void put_updated(void *ud, int err, const osb_db_result_t *res) {
   put_ctx_t *c = ud;
-  if (!err && osb_db_nrows(res) == 1) c->proc = osb_db_row_json(res, 0);
+  osb_db_tx_t *tx = c->tx;
+  c->tx = NULL;
+  c->qerr = err;
+  if (!err && osb_db_nrows(res) == 1 && c->old_category) {
+    c->proc = osb_db_row_json(res, 0);
+    json_t *event = json_pack("{s:s, s:O}", "type", "procedure.updated", "procedure", c->proc);
+    const char *newcat = json_string_value(json_object_get(c->proc, "category"));
+    char *ch_new = channel_of(newcat ? newcat : "");
+    char *ch_old = channel_of(c->old_category);
+    publish_on(tx, "market:all", event);
+    publish_on(tx, ch_new, event);
+    if (strcmp(ch_old, ch_new) != 0) publish_on(tx, ch_old, event);
+    free(ch_new);
+    free(ch_old);
+    json_decref(event);
+    osb_db_tx_commit(tx, put_committed, c);
+  } else {
+    osb_db_tx_rollback(tx, put_committed, c);
+  }
 }
 
 static void put_committed(void *ud, int err, const osb_db_result_t *res) {
   OSB_UNUSED(res);
   put_ctx_t *c = ud;
   osb_req_t *req = c->req;
+  if (c->qerr) err = c->qerr;
   /* Finishing the request frees c (request memory): release first. */
   if (err) {
     put_free(c);
@@ -221,16 +247,6 @@ static void put_committed(void *ud, int err, const osb_db_result_t *res) {
     put_free(c);
     osb_res_error(req, 404, "not_found", "no such procedure");
   } else {
-    json_t *event = json_pack("{s:s, s:O}", "type", "procedure.updated", "procedure", c->proc);
-    publish_on("market:all", event);
-    const char *newcat = json_string_value(json_object_get(c->proc, "category"));
-    char *ch_new = channel_of(newcat ? newcat : "");
-    char *ch_old = channel_of(c->old_category);
-    publish_on(ch_new, event);
-    if (strcmp(ch_old, ch_new) != 0) publish_on(ch_old, event);
-    free(ch_new);
-    free(ch_old);
-    json_decref(event);
     json_t *proc = json_incref(c->proc);
     put_free(c);
     osb_res_json(req, 200, proc);
@@ -243,12 +259,12 @@ static void put_begun(void *ud, int err, osb_db_tx_t *tx) {
     osb_app_db_error(c->req, err);
     return;
   }
+  c->tx = tx;
   const char *lock[] = { c->id };
   osb_db_tx_query(tx, &Q_LOCK, lock, 1, put_locked, c);
   const char *p[11];
   update_params(c->req, c->id, &c->rv, p);
   osb_db_tx_query(tx, &Q_UPDATE, p, 11, put_updated, c);
-  osb_db_tx_commit(tx, put_committed, c);
 }
 
 static void h_put(osb_req_t *req) {
@@ -314,8 +330,8 @@ static void bulk_free(bulk_ctx_t *b) {
   b->rows = NULL;
 }
 
-/* ids by channel, chunked at IDS_PER_MESSAGE. */
-static void bulk_publish(bulk_ctx_t *b) {
+/* ids by channel, chunked at IDS_PER_MESSAGE, queued in the transaction. */
+static void bulk_publish(bulk_ctx_t *b, osb_db_tx_t *tx) {
   json_t *by_channel = json_object();
   json_t *all = json_array();
   for (size_t i = 0; i < b->n; i++) {
@@ -352,7 +368,7 @@ static void bulk_publish(bulk_ctx_t *b) {
       json_t *chunk = json_array();
       for (size_t k = off; k < n && k < off + IDS_PER_MESSAGE; k++) json_array_append(chunk, json_array_get(ids, k));
       json_t *event = json_pack("{s:s, s:o}", "type", "procedures.updated", "ids", chunk);
-      publish_on(ch, event);
+      publish_on(tx, ch, event);
       json_decref(event);
     }
   }
@@ -367,7 +383,6 @@ static void bulk_committed(void *ud, int err, const osb_db_result_t *res) {
     bulk_free(b);
     osb_app_db_error(req, err);
   } else {
-    bulk_publish(b);
     size_t updated = 0, created = 0;
     json_t *ids = json_array();
     for (size_t i = 0; i < b->n; i++) {
@@ -410,8 +425,12 @@ static void bulk_row_done(bulk_ctx_t *b, int err) {
     if (b->rows[i].update && !b->rows[i].found) missing = true;
   osb_db_tx_t *tx = b->tx;
   b->tx = NULL;
-  if (b->err || missing) osb_db_tx_rollback(tx, bulk_rolled_back, b);
-  else osb_db_tx_commit(tx, bulk_committed, b);
+  if (b->err || missing) {
+    osb_db_tx_rollback(tx, bulk_rolled_back, b);
+  } else {
+    bulk_publish(b, tx);
+    osb_db_tx_commit(tx, bulk_committed, b);
+  }
 }
 
 static void bulk_locked(void *ud, int err, const osb_db_result_t *res) {

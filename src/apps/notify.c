@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "apps/apputil.h"
-#include "core/config.h"
+#include "core/json.h"
 #include "auth/auth.h"
 #include "http/http.h"
 #include "obs/log.h"
@@ -33,15 +33,6 @@ static const osb_db_stmt_t Q_INSERT = {
             "SELECT ?1, id, notify_seq, ?3, ?4, ?5, ?6, CAST(?7 AS INTEGER) FROM users WHERE id = ?2 RETURNING " N_COLS,
   .nparams = 7,
   .writes = "notifications",
-};
-
-/* The event as the channel stores it (resume reads channel_messages). */
-static const osb_db_stmt_t Q_MIRROR = {
-  .name = "notify_channel_row",
-  .pg = "INSERT INTO channel_messages (channel, seq, data, origin, created_at) VALUES ($1, $2::bigint, $3::jsonb, $4, $5::bigint)",
-  .sqlite = "INSERT INTO channel_messages (channel, seq, data, origin, created_at) VALUES (?1, CAST(?2 AS INTEGER), ?3, ?4, CAST(?5 AS INTEGER))",
-  .nparams = 5,
-  .writes = "channel_messages",
 };
 
 /* Lists: newest first without after_seq (keyset on seq), ascending with it. */
@@ -119,13 +110,6 @@ static void seq_taken(void *ud, int err, const osb_db_result_t *res) {
   if (!err) op->user_found = osb_db_affected(res) == 1;
 }
 
-static void mirrored(void *ud, int err, const osb_db_result_t *res) {
-  OSB_UNUSED(ud);
-  OSB_UNUSED(res);
-  /* An error here aborts the transaction: the caller's commit reports it. */
-  OSB_UNUSED(err);
-}
-
 static json_t *event_of(const json_t *n) {
   return json_pack("{s:s, s:O}", "type", "notification", "notification", (json_t *)n);
 }
@@ -138,20 +122,16 @@ static void inserted(void *ud, int err, const osb_db_result_t *res) {
     free(op);
     return;
   }
+  /* The event carries the notification's seq, which is the channel seq:
+   * it is stored on notify:<user> in this transaction and delivered after
+   * the commit (an error here aborts the transaction; the commit says so). */
   json_t *n = row_json(res, 0);
   const char *uid = json_string_value(json_object_get(n, "user_id"));
   char *channel = osb_asprintf("notify:%s", uid ? uid : "");
   json_t *ev = event_of(n);
-  char *data = json_dumps(ev, JSON_COMPACT | JSON_REAL_PRECISION(15));
+  osb_rt_tx_publish_at(op->tx, channel, (uint64_t)json_integer_value(json_object_get(n, "seq")), ev, NULL, NULL);
   json_decref(ev);
-  char seq[24], ts[24];
-  snprintf(seq, sizeof(seq), "%lld", (long long)json_integer_value(json_object_get(n, "seq")));
-  snprintf(ts, sizeof(ts), "%lld", (long long)json_integer_value(json_object_get(n, "created_at")));
-  const char *node = osb_cfg ? osb_cfg->cluster_node_id : NULL;
-  const char *p[5] = { channel, seq, data, node, ts };
-  osb_db_tx_query(op->tx, &Q_MIRROR, p, 5, mirrored, NULL);
   free(channel);
-  free(data);
   op->cb(op->ud, 0, n);
   json_decref(n);
   free(op);
@@ -166,23 +146,12 @@ void osb_notify_store(osb_db_tx_t *tx, const char *user_id, const char *kind, co
   char id[37], now[24];
   osb_db_uuid(id);
   snprintf(now, sizeof(now), "%llu", (unsigned long long)osb_wallclock_ms());
-  char *djson = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15)) : NULL;
+  char *djson = data ? osb_json_dumps(data, NULL) : NULL;
   const char *sp[1] = { user_id };
   osb_db_tx_query(tx, &Q_SEQ, sp, 1, seq_taken, op);
   const char *ip[7] = { id, user_id, kind, title ? title : "", body ? body : "", djson, now };
   osb_db_tx_query(tx, &Q_INSERT, ip, 7, inserted, op);
   free(djson);
-}
-
-void osb_notify_deliver(const json_t *n) {
-  const char *uid = json_string_value(json_object_get(n, "user_id"));
-  json_int_t seq = json_integer_value(json_object_get(n, "seq"));
-  if (!uid || seq <= 0) return;
-  char *channel = osb_asprintf("notify:%s", uid);
-  json_t *ev = event_of(n);
-  osb_rt_publish_stored(channel, (uint64_t)seq, ev, NULL, NULL);
-  json_decref(ev);
-  free(channel);
 }
 
 /* ---- POST /api/notifications ---- */
@@ -204,7 +173,6 @@ static void created_committed(void *ud, int err, const osb_db_result_t *res) {
     json_decref(n);
     osb_app_db_error(c->req, err);
   } else {
-    osb_notify_deliver(n);
     osb_res_json(c->req, 201, n);
   }
 }
@@ -387,7 +355,7 @@ static void read_counted(void *ud, int err, const osb_db_result_t *res) {
     char *channel = osb_asprintf("notify:%s", c->user_id);
     json_t *ev = json_pack("{s:s, s:O, s:I}", "type", "notification.read", "ids", c->ids, "unread_count",
                            (json_int_t)unread);
-    (void)ev; /* PIPELINE: osb_rt_publish_transient(channel, ev) once the pipeline lands */
+    osb_rt_publish_transient(channel, ev);
     json_decref(ev);
     free(channel);
   }
@@ -449,7 +417,7 @@ static void h_read_all(osb_req_t *req) {
 }
 
 void osb_notify_routes(void) {
-  const osb_db_stmt_t *stmts[] = { &Q_SEQ, &Q_INSERT, &Q_MIRROR, &Q_LIST_DESC, &Q_LIST_ASC,
+  const osb_db_stmt_t *stmts[] = { &Q_SEQ, &Q_INSERT, &Q_LIST_DESC, &Q_LIST_ASC,
                                    &Q_UNREAD, &Q_READ_ONE, &Q_EXISTS, &Q_READ_ALL };
   osb_db_register(stmts, OSB_ARRAY_LEN(stmts));
   osb_route(OSB_POST, "/api/notifications", h_create);

@@ -18,19 +18,17 @@
 
 typedef struct json_t json_t;
 
-/* Queue in `tx` what stores one notification for `user_id`. cb runs once
+/* Queue in `tx` what stores one notification for `user_id` and its event on
+ * notify:<user_id> (osb_rt_tx_publish_at with the notification's seq, so it
+ * is delivered once tx commits and never if it rolls back). cb runs once
  * the row is stored (still inside the transaction, before it commits) with
  * the notification object (owned by the callee: incref to keep it), or an
  * error: OSB_ENOTFOUND when the user does not exist, or the query's error.
- * The caller commits (or rolls back) after cb, then calls
- * osb_notify_deliver() with the object once the commit succeeded.
- * Strings are copied; data may be NULL. */
+ * The caller commits (or rolls back) after cb. Strings are copied; data
+ * may be NULL. */
 typedef void (*osb_notify_stored_cb)(void *ud, int err, json_t *notification);
 void osb_notify_store(osb_db_tx_t *tx, const char *user_id, const char *kind, const char *title,
                       const char *body, const json_t *data, osb_notify_stored_cb cb, void *ud);
-
-/* After the commit: publish the notification on notify:<user_id>. */
-void osb_notify_deliver(const json_t *notification);
 
 void osb_notify_routes(void);
 
