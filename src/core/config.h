@@ -25,7 +25,9 @@ typedef struct osb_config {
   char *host;
   int ws_port;            /* legacy; 0 = unset. Never bound: a warning if != port */
   int metrics_ws_port;    /* legacy; 0 = unset. Never bound: a warning if != port */
-  bool trust_proxy;       /* take the client IP from X-Forwarded-For */
+  int trust_proxy;        /* trusted proxy hops in front of us; 0 = none: the peer is the
+                           * client. N: X-Forwarded-For/-Proto are read N entries from the
+                           * right (http/request.c osb__req_forwarded) */
   int max_body_bytes;
   int http_header_timeout_ms;
   int http_idle_timeout_ms;

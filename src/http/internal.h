@@ -160,6 +160,19 @@ void osb__router_reset(void);
 void *osb__arena_alloc(osb_req_t *req, size_t n);
 void osb__arena_reset(osb_req_t *req);
 int osb__url_decode(char *s, size_t n, bool plus_is_space); /* in place; returns new length or -1 */
+/* The entry of a proxy list header (X-Forwarded-For, X-Forwarded-Proto)
+ * written by the outermost of `hops` trusted proxies: the hops-th non-empty
+ * entry from the right, every header line of that name taken together in
+ * order. Each trusted proxy appends what it saw, so the entries left of it
+ * are whatever the client sent and are never read. With fewer entries than
+ * hops, the left-most one (the request came through fewer proxies than
+ * configured; all it carries were added by them). False when the header is
+ * absent or the entry does not fit in `out`. */
+bool osb__req_forwarded(const osb_req_t *req, const char *name, int hops, char *out, size_t outlen);
+/* osb__req_forwarded of X-Forwarded-For, only when that entry is a plain
+ * IPv4 or IPv6 address (no port, no brackets): else false, and the caller
+ * keeps the peer address. */
+bool osb__req_forwarded_ip(const osb_req_t *req, int hops, char *out, size_t outlen);
 
 /* response.c */
 void osb__res_simple_error(osb__conn_t *c, int status, const char *code, const char *message, bool close);

@@ -293,19 +293,7 @@ static int on_headers_complete(http_parser *p) {
 
   const char *rid = osb_req_header(r, "x-request-id");
   if (rid && valid_request_id(rid)) snprintf(r->id, sizeof(r->id), "%s", rid);
-  if (osb_cfg->trust_proxy) {
-    const char *xff = osb_req_header(r, "x-forwarded-for");
-    if (xff) {
-      /* the left-most address is the client's */
-      size_t k = strcspn(xff, ",");
-      while (k > 0 && xff[k - 1] == ' ') k--;
-      while (*xff == ' ' && k > 0) { xff++; k--; }
-      if (k > 0 && k < sizeof(r->ip)) {
-        memcpy(r->ip, xff, k);
-        r->ip[k] = 0;
-      }
-    }
-  }
+  if (osb_cfg->trust_proxy > 0) osb__req_forwarded_ip(r, osb_cfg->trust_proxy, r->ip, sizeof(r->ip));
   if (p->content_length != ULLONG_MAX && p->content_length > (uint64_t)osb_cfg->max_body_bytes)
     return req_fail(r, 413);
   if (r->method == 0) return req_fail(r, 405);

@@ -238,9 +238,10 @@ describe('TRUST_PROXY=1', () => {
   before(async () => { srv = await startServer({ env: { TRUST_PROXY: '1' } }); });
   after(async () => { assert.equal((await srv.stop()).code, 0); });
 
-  test('HSTS over https and the client IP from X-Forwarded-For', async () => {
+  test('HSTS over https and the client IP from the right-most X-Forwarded-For entry', async () => {
     const id = 'tp-' + randomKey(4);
-    const r = await srv.fetch('/health', { headers: { 'X-Forwarded-Proto': 'https', 'X-Forwarded-For': '203.0.113.9, 10.0.0.1', 'X-Request-ID': id } });
+    // The left-most entry is whatever the client sent; the proxy appended the right-most.
+    const r = await srv.fetch('/health', { headers: { 'X-Forwarded-Proto': 'https', 'X-Forwarded-For': '10.6.6.6, 203.0.113.9', 'X-Request-ID': id } });
     assert.match(r.headers.get('strict-transport-security'), /max-age=\d+/);
     await srv.waitForLog(id);
     const rec = JSON.parse(srv.logs().split('\n').find((l) => l.includes(id)));
