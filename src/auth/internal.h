@@ -223,6 +223,11 @@ void osb__store_refresh_insert(const char *user_id, const char *family, const ch
  * used and insert new_hash in the same family. cb gets the token's user. */
 void osb__store_refresh_rotate(const char *old_hash, const char *new_hash, int64_t now_ms,
                                int64_t new_expires_ms, osb__user_cb cb, void *ud);
+/* The user a refresh token (by hash) was issued to, whatever its state:
+ * cb gets 0 and the id (valid during the call only), OSB_ENOTFOUND, or a
+ * database error. */
+typedef void (*osb__owner_cb)(void *ud, int err, const char *user_id);
+void osb__store_refresh_owner(const char *token_hash, osb__owner_cb cb, void *ud);
 /* Revoke the family that token_hash belongs to (unknown: ok). */
 void osb__store_refresh_revoke(const char *token_hash, int64_t now_ms, osb__done_cb cb, void *ud);
 /* Delete refresh tokens that expired before cutoff_ms. */

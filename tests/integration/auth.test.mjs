@@ -226,6 +226,33 @@ for (const [backend, pg] of backends) {
       assert.equal(cookiesOf(ok.res).osb_refresh.value, ok.data.refresh_token);
     });
 
+    test('refresh and logout from the cookie refuse a made-up CSRF value equal in cookie and header', async () => {
+      const u = await register('forged');
+      const other = await register('forged2');
+      // osb_csrf=abc + X-CSRF-Token: abc is what a sibling subdomain can plant.
+      for (const path of ['/api/auth/refresh', '/api/auth/logout']) {
+        const forged = await json(srv, 'POST', path, {
+          cookies: { osb_refresh: u.cookies.osb_refresh, osb_csrf: 'abc' }, headers: { 'x-csrf-token': 'abc' } });
+        assert.equal(forged.status, 403, `${path}: ${JSON.stringify(forged.data)}`);
+        assert.equal(forged.data.error.code, 'csrf_failed');
+        // A real token, but bound to another user.
+        const planted = await json(srv, 'POST', path, {
+          cookies: { osb_refresh: u.cookies.osb_refresh, osb_csrf: other.cookies.osb_csrf },
+          headers: { 'x-csrf-token': other.cookies.osb_csrf } });
+        assert.equal(planted.status, 403, `${path} with another user's token`);
+      }
+      // The refresh token was not spent by the refused attempts: the real pair works.
+      const ok = await json(srv, 'POST', '/api/auth/refresh', {
+        cookies: { osb_refresh: u.cookies.osb_refresh, osb_csrf: u.cookies.osb_csrf },
+        headers: { 'x-csrf-token': u.cookies.osb_csrf } });
+      assert.equal(ok.status, 200, JSON.stringify(ok.data));
+      secrets.add(ok.data.access_token, ok.data.refresh_token);
+      const jar = jarFrom(ok.res);
+      const out = await json(srv, 'POST', '/api/auth/logout', {
+        cookies: { osb_refresh: jar.osb_refresh, osb_csrf: jar.osb_csrf }, headers: { 'x-csrf-token': jar.osb_csrf } });
+      assert.equal(out.status, 200, JSON.stringify(out.data));
+    });
+
     test('refresh reuse revokes the whole family', async () => {
       const u = await register('reuse');
       const r1 = await json(srv, 'POST', '/api/auth/refresh', { body: { refresh_token: u.refresh_token } });
@@ -599,6 +626,31 @@ for (const [backend, pg] of backends) {
         const r = await json(srv, 'POST', '/api/auth/login', { body: { email: uniqueEmail('ip6'), password: 'wrong-password-x' } });
         assert.equal(r.status, 429);
         assert.ok(r.res.headers.get('retry-after'));
+      } finally {
+        const r = await srv.stop();
+        assert.equal(r.code, 0, `clean exit\n${srv.logs().slice(-3000)}`);
+      }
+    });
+
+    test('TRUST_PROXY=1: spoofed left-most X-Forwarded-For entries do not escape the login throttle', async () => {
+      const srv = await startServer({ pg, env: baseEnv({ TRUST_PROXY: '1' }) });
+      try {
+        // The appending proxy wrote 198.51.100.7 (the right-most entry); the
+        // client wrote a new left-most entry on every attempt.
+        const statuses = [];
+        for (let i = 0; i < 12; i++) {
+          const r = await json(srv, 'POST', '/api/auth/login', {
+            headers: { 'x-forwarded-for': `10.${i}.${i}.1, 198.51.100.7` },
+            body: { email: uniqueEmail(`spoof${i}`), password: 'wrong-password-x' } });
+          statuses.push(r.status);
+        }
+        assert.deepEqual(statuses.slice(0, 5), [401, 401, 401, 401, 401]);
+        assert.deepEqual(statuses.slice(5), Array(7).fill(429), JSON.stringify(statuses));
+        // Another client behind the same proxy is not blocked.
+        const other = await json(srv, 'POST', '/api/auth/login', {
+          headers: { 'x-forwarded-for': '10.0.0.1, 198.51.100.8' },
+          body: { email: uniqueEmail('other'), password: 'wrong-password-x' } });
+        assert.equal(other.status, 401);
       } finally {
         const r = await srv.stop();
         assert.equal(r.code, 0, `clean exit\n${srv.logs().slice(-3000)}`);
