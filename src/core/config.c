@@ -152,6 +152,8 @@ const osb_config_var_t osb_config_vars[] = {
   /* limits */
   INT("RATE_LIMIT_RPS", rate_limit_rps, "50", 1, 10000000, "requests per second per client IP / user"),
   INT("RATE_LIMIT_BURST", rate_limit_burst, "100", 1, 10000000, "burst above the rate"),
+  INT("MAX_CONNECTIONS_PER_IP", max_connections_per_ip, "2000", 0, 10000000,
+      "connections (HTTP and WebSocket) from one client address; 0 = no limit"),
   /* logging, identity */
   ENUM("LOG_LEVEL", log_level, "info", log_levels, "least severe level logged"),
   ENUM("LOG_FORMAT", log_format, "json", log_formats, "JSON lines or text for people"),

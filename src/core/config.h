@@ -63,6 +63,8 @@ typedef struct osb_config {
   int ws_idle_timeout_ms;
   /* limits */
   int rate_limit_rps, rate_limit_burst;
+  int max_connections_per_ip;   /* HTTP and WebSocket together, per client address
+                                 * (an IPv6 /64); 0 = no limit */
   /* logging, identity */
   int log_level;          /* osb_log_level_t */
   osb_logfmt_t log_format;

@@ -18,6 +18,8 @@
 
 typedef enum { OSB__CONN_HTTP, OSB__CONN_WS } osb__conn_mode_t;
 
+typedef struct osb__addr osb__addr_t;   /* edge.c: one client address's connection count */
+
 /* One output queue entry: a reference to a shared message and how much of it
  * was already written. */
 typedef struct osb__outq_ent { osb_msg_t *msg; size_t off; } osb__outq_ent_t;
@@ -42,6 +44,7 @@ typedef struct osb__conn {
   uint64_t deadline;            /* loop ms; 0 = none. What it means depends on the phase */
   uint8_t phase;                /* osb__phase_t */
   char ip[46];
+  osb__addr_t *acct;            /* the address this connection is counted under (edge.c); NULL: none */
 
   /* HTTP */
   http_parser parser;
@@ -184,6 +187,26 @@ bool osb__cors_preflight(osb_req_t *req);
 void osb__res_head(osb_req_t *req, int status, const char *content_type);
 /* Finish a request whose head went out with osb__res_head. */
 void osb__res_finish_upgraded(osb_req_t *req);
+
+/* edge.c: connection admission (MAX_CONNECTIONS_PER_IP, the fd budget,
+ * EMFILE). Refusals are counted in http_server_connections_refused_total
+ * {reason="per_ip"|"fd_limit"} and logged at most once a second each. */
+void osb__edge_init(void);
+void osb__edge_dispose(void);
+/* At accept, after the connection is in the list: false = refuse it (the
+ * caller closes it at once, nothing read or written). Counts the peer
+ * address unless TRUST_PROXY is set. */
+bool osb__edge_admit(osb__conn_t *c);
+/* Count c under ip from now on (moving it from the address it was counted
+ * under, if another). 0, or OSB_EDENIED when ip is now over its limit (c is
+ * counted all the same until it closes: it still holds a descriptor). */
+int osb__edge_account(osb__conn_t *c, const char *ip);
+/* In the close callback: uncount c. */
+void osb__edge_release(osb__conn_t *c);
+/* on_connection with status < 0. */
+void osb__edge_accept_failed(uv_stream_t *listener, int status);
+size_t osb__edge_count(const char *ip);   /* tests */
+size_t osb__edge_fd_budget(void);
 
 /* ws.c */
 void osb__ws_init(void);
