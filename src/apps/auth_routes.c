@@ -111,7 +111,7 @@ static void post_register(osb_req_t *req) {
     osb_res_error(req, 400, "invalid_request", "display_name is longer than %d bytes", DISPLAY_NAME_MAX);
     return;
   }
-  osb_auth_register(email, password, name, answer_session, req);
+  osb_auth_register(osb_req_ip(req), email, password, name, answer_session, req);
 }
 
 /* ---- POST /api/auth/login {email, password} ---- */

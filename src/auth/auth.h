@@ -104,8 +104,11 @@ typedef void (*osb_auth_result_cb)(void *ud, osb_auth_result_t *r);
 /* Validation without I/O: NULL if acceptable, else a message for a 400.
  * E-mails are trimmed and lowercased; passwords need >= 10 characters. */
 const char *osb_auth_check_credentials(const char *email, const char *password);
-/* Create a user with role user (409 if the e-mail exists) and sign them in. */
-void osb_auth_register(const char *email, const char *password, const char *display_name,
+/* Create a user with role user (409 if the e-mail exists) and sign them in.
+ * Throttled per client address `ip` and globally (REGISTER_IP_BURST,
+ * REGISTER_IP_PER_HOUR, REGISTER_GLOBAL_PER_MIN): 429 too_many_registrations
+ * with retry_after_s, before any database or Argon2 work. */
+void osb_auth_register(const char *ip, const char *email, const char *password, const char *display_name,
                        osb_auth_result_cb cb, void *ud);
 /* Check a password; failures count per IP and per e-mail (5 a minute, then 429). */
 void osb_auth_login(const char *ip, const char *email, const char *password,

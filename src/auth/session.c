@@ -199,13 +199,16 @@ static void on_register_lookup(void *ud, int err, osb__user_t *u) {
     return;
   }
   /* The unique index still decides a race between two registrations. */
-  if (osb__pw_hash(o->password, o->pwlen, on_register_hashed, o) < 0)
+  if (osb__pw_hash(o->ip, o->password, o->pwlen, on_register_hashed, o) < 0) {
+    o->r.retry_after_s = 2;
     op_fail(o, 503, "busy", "too many sign-ins in progress; retry shortly");
+  }
 }
 
-void osb_auth_register(const char *email, const char *password, const char *display_name,
+void osb_auth_register(const char *ip, const char *email, const char *password, const char *display_name,
                        osb_auth_result_cb cb, void *ud) {
   op_t *o = op_new(cb, ud);
+  o->ip = osb_strdup(ip ? ip : "?");
   o->email = osb__email_normalize(email);
   o->password = osb_strdup(password ? password : "");
   o->pwlen = strlen(o->password);
@@ -213,6 +216,14 @@ void osb_auth_register(const char *email, const char *password, const char *disp
   const char *bad = osb_auth_check_credentials(email, password);
   if (bad) {
     op_fail(o, 400, "invalid_request", bad);
+    return;
+  }
+  /* Throttled before any database or Argon2 work. */
+  unsigned wait = osb__auth_register_blocked(o->ip);
+  if (wait) {
+    o->r.retry_after_s = wait;
+    osb_log_fields(OSB_LOG_WARN, "auth", "registration throttled", json_pack("{s:s}", "ip", o->ip));
+    op_fail(o, 429, "too_many_registrations", "too many registrations from here; retry later");
     return;
   }
   /* Look first so a duplicate costs no Argon2 work. */
@@ -249,7 +260,7 @@ static void on_login_user(void *ud, int err, osb__user_t *u) {
   o->user = u;
   /* Unknown user or password-less account: same cost, same answer. */
   const char *hash = u ? u->password_hash : NULL;
-  if (osb__pw_verify(hash, o->password, o->pwlen, on_login_verified, o) < 0) {
+  if (osb__pw_verify(o->ip, hash, o->password, o->pwlen, on_login_verified, o) < 0) {
     o->r.retry_after_s = 2;
     op_fail(o, 503, "busy", "too many sign-ins in progress; retry shortly");
   }

@@ -152,6 +152,14 @@ const osb_config_var_t osb_config_vars[] = {
   /* limits */
   INT("RATE_LIMIT_RPS", rate_limit_rps, "50", 1, 10000000, "requests per second per client IP / user"),
   INT("RATE_LIMIT_BURST", rate_limit_burst, "100", 1, 10000000, "burst above the rate"),
+  INT("REGISTER_IP_BURST", register_ip_burst, "5", 1, 10000000,
+      "registrations one client address may make at once"),
+  INT("REGISTER_IP_PER_HOUR", register_ip_per_hour, "20", 0, 10000000,
+      "registrations per hour per client address, refilling the burst (0 = no per-address limit)"),
+  INT("REGISTER_GLOBAL_PER_MIN", register_global_per_min, "300", 0, 10000000,
+      "registrations per minute from all addresses together, ten seconds' worth at once (0 = no limit)"),
+  INT("AUTH_HASH_MAX_PER_IP", auth_hash_max_per_ip, "8", 0, 256,
+      "password hashes (sign-ins, registrations) one client address may have waiting or running; more get 503 (0 = no cap)"),
   INT("MAX_CONNECTIONS_PER_IP", max_connections_per_ip, "2000", 0, 10000000,
       "connections (HTTP and WebSocket) from one client address; 0 = no limit"),
   /* logging, identity */

@@ -63,6 +63,9 @@ typedef struct osb_config {
   int ws_idle_timeout_ms;
   /* limits */
   int rate_limit_rps, rate_limit_burst;
+  int register_ip_burst, register_ip_per_hour;   /* per_hour 0 = no per-address throttle */
+  int register_global_per_min;  /* 0 = no global throttle */
+  int auth_hash_max_per_ip;     /* Argon2 jobs waiting or running per client address; 0 = no cap */
   int max_connections_per_ip;   /* HTTP and WebSocket together, per client address
                                  * (an IPv6 /64); 0 = no limit */
   /* logging, identity */
