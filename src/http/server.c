@@ -792,7 +792,9 @@ static void on_sweep(uv_timer_t *t) {
             c->phase = OSB__PHASE_BUSY;
             osb_res_error(c->req, 408, "request_timeout", "request head not received in time");
           } else {
-            osb__res_simple_error(c, 408, "request_timeout", "request head not received in time", true);
+            /* Nothing received since accept: nobody to answer (a 408 could
+             * be read as the answer to a request sent just now). */
+            osb__conn_close(c, "head timeout, nothing received");
           }
         }
         break;

@@ -171,10 +171,20 @@ describe('HTTP/1.1', () => {
 
   test('idle keep-alive connection is closed', async () => {
     const t0 = Date.now();
+    const r = await rawRequest(srv.port, 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n', { timeout: 6000 });
+    assert.equal(r.closed, true);
+    assert.equal((r.data.match(/HTTP\/1\.1 /g) || []).length, 1);
+    assert.match(r.data, /^HTTP\/1\.1 200 /);
+    assert.ok(Date.now() - t0 >= 1400, 'not before the idle timeout');
+  });
+
+  test('a connection that sends nothing is closed silently at the head timeout', async () => {
+    const t0 = Date.now();
     const r = await rawRequest(srv.port, null, { timeout: 6000 });
     assert.equal(r.closed, true);
     assert.equal(r.data, '');
-    assert.ok(Date.now() - t0 >= 1400, 'not before the idle timeout');
+    const took = Date.now() - t0;
+    assert.ok(took >= 900 && took < 1400 + 1000, `closed after ${took} ms (head timeout 1000, idle 1500)`);
   });
 
   test('CORS preflight from an allowed origin', async () => {
