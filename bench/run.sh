@@ -127,7 +127,7 @@ start_osb() {
   (cd "$RES" && exec env -i PATH="$PATH" HOME="${HOME:-/tmp}" \
     PORT="$port" HOST=127.0.0.1 DATABASE_URL="$OSB_DB_URL" JWT_SECRET="$JWT_SECRET" \
     SERVICE_API_KEY="$SERVICE_API_KEY" OSB_ENV_FILE="$RES/none.env" SQLITE_PATH="$RES/osb.db" \
-    LOG_LEVEL=warn LOG_FORMAT=json RATE_LIMIT_RPS=1000000 RATE_LIMIT_BURST=1000000 \
+    LOG_LEVEL=warn LOG_FORMAT=json RATE_LIMIT_RPS=1000000 RATE_LIMIT_BURST=1000000 MAX_CONNECTIONS_PER_IP=0 \
     "$@" "$OSB_BIN" >"$RES/$name.log" 2>&1) &
   PIDS[$name]=$!
   if ! wait_listen "$name" "$port"; then

@@ -4,8 +4,9 @@
  * that keep a bearer token) and as the SSO cookies (for apps on the shared
  * cookie domain). Refresh and logout take the refresh token from the body
  * or, failing that, from the osb_refresh cookie; in the cookie case they
- * need X-CSRF-Token equal to the osb_csrf cookie like any other
- * cookie-authenticated unsafe request. */
+ * need X-CSRF-Token equal to the osb_csrf cookie and bound to the token's
+ * user, like any other cookie-authenticated unsafe request (checked by the
+ * auth module, osb_auth_refresh/osb_auth_logout). */
 #include "apps/auth_routes.h"
 
 #include <jansson.h>
@@ -110,7 +111,7 @@ static void post_register(osb_req_t *req) {
     osb_res_error(req, 400, "invalid_request", "display_name is longer than %d bytes", DISPLAY_NAME_MAX);
     return;
   }
-  osb_auth_register(email, password, name, answer_session, req);
+  osb_auth_register(osb_req_ip(req), email, password, name, answer_session, req);
 }
 
 /* ---- POST /api/auth/login {email, password} ---- */
@@ -129,10 +130,12 @@ static void post_login(osb_req_t *req) {
 }
 
 /* The refresh token of a refresh/logout request: the body's refresh_token,
- * else the cookie (then the CSRF header must match). Returns false when the
- * request has been answered (400/403). *token may be NULL (none given). */
-static bool refresh_token_of(osb_req_t *req, const char **token) {
+ * else the cookie, and then the CSRF pair the auth module must check
+ * (*csrf set). Returns false when the request has been answered (400).
+ * *token may be NULL (none given). */
+static bool refresh_token_of(osb_req_t *req, const char **token, osb_auth_csrf_t *csrf, bool *via_cookie) {
   *token = NULL;
+  *via_cookie = false;
   if (has_body(req)) {
     json_t *body = json_body(req);
     if (!body) return false;
@@ -146,12 +149,9 @@ static bool refresh_token_of(osb_req_t *req, const char **token) {
   }
   const char *c = osb_req_cookie(req, "osb_refresh");
   if (!c || !c[0]) return true;
-  const char *csrf = osb_req_cookie(req, "osb_csrf");
-  const char *hdr = osb_req_header(req, "x-csrf-token");
-  if (!csrf || !hdr || !osb_consttime_eq(csrf, strlen(csrf), hdr, strlen(hdr))) {
-    osb_res_error(req, 403, "csrf_failed", "missing or invalid X-CSRF-Token");
-    return false;
-  }
+  csrf->cookie = osb_req_cookie(req, "osb_csrf");
+  csrf->header = osb_req_header(req, "x-csrf-token");
+  *via_cookie = true;
   *token = c;
   return true;
 }
@@ -160,13 +160,15 @@ static bool refresh_token_of(osb_req_t *req, const char **token) {
 
 static void post_refresh(osb_req_t *req) {
   const char *token;
-  if (!refresh_token_of(req, &token)) return;
+  osb_auth_csrf_t csrf;
+  bool via_cookie;
+  if (!refresh_token_of(req, &token, &csrf, &via_cookie)) return;
   if (!token) {
     osb_res_header(req, "WWW-Authenticate", "Bearer realm=\"osbackend\"");
     osb_res_error(req, 401, "invalid_refresh_token", "no refresh token (body refresh_token or the osb_refresh cookie)");
     return;
   }
-  osb_auth_refresh(token, answer_session, req);
+  osb_auth_refresh(token, via_cookie ? &csrf : NULL, answer_session, req);
 }
 
 /* ---- POST /api/auth/logout ---- */
@@ -183,8 +185,10 @@ static void answer_logout(void *ud, osb_auth_result_t *r) {
 
 static void post_logout(osb_req_t *req) {
   const char *token;
-  if (!refresh_token_of(req, &token)) return;
-  osb_auth_logout(token, answer_logout, req);
+  osb_auth_csrf_t csrf;
+  bool via_cookie;
+  if (!refresh_token_of(req, &token, &csrf, &via_cookie)) return;
+  osb_auth_logout(token, via_cookie ? &csrf : NULL, answer_logout, req);
 }
 
 /* ---- GET /api/auth/me ---- */

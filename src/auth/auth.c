@@ -21,6 +21,7 @@
 #include "core/config.h"
 #include "obs/health.h"
 #include "obs/log.h"
+#include "obs/metrics.h"
 
 #define RL_MAX_CLIENTS 65536
 #define THROTTLE_MAX_KEYS 65536
@@ -49,6 +50,8 @@ static struct {
   size_t service_keylen;
   osb__rl_t *rl;          /* NULL: rate limiting off */
   osb__throttle_t *fail_ip, *fail_email;
+  osb__rl_t *reg_ip, *reg_all;  /* registration buckets; NULL = that limit off */
+  osb_series_t *s_reg_ip, *s_reg_all;
   osb__kt_t *ext_cache;   /* external sub → local user */
   uv_timer_t purge;       /* static storage: closed by main's uv_walk */
   bool purge_started;
@@ -117,6 +120,8 @@ static void on_purge_timer(uv_timer_t *t) {
   osb__store_refresh_purge((int64_t)osb_wallclock_ms() - PURGE_GRACE_MS, on_purged, NULL);
 }
 
+static double hash_refused(void *ud) { return (double)(osb__pw_refused(true) + osb__pw_refused(false)); }
+
 int osb_auth_init(void) {
   char err[512] = "";
   bool generated = false;
@@ -143,6 +148,23 @@ int osb_auth_init(void) {
     A.rl = osb__rl_new(osb_cfg->rate_limit_rps,
                        osb_cfg->rate_limit_burst > 0 ? osb_cfg->rate_limit_burst : osb_cfg->rate_limit_rps,
                        RL_MAX_CLIENTS);
+  /* Registration: each costs an Argon2 hash and a row, so it is throttled
+   * per address and globally before any of that work. */
+  if (osb_cfg->register_ip_per_hour > 0)
+    A.reg_ip = osb__rl_new(osb_cfg->register_ip_per_hour / 3600.0, osb_cfg->register_ip_burst, RL_MAX_CLIENTS);
+  if (osb_cfg->register_global_per_min > 0) {
+    double burst = osb_cfg->register_global_per_min / 6.0;   /* ten seconds' worth */
+    A.reg_all = osb__rl_new(osb_cfg->register_global_per_min / 60.0, burst >= 1 ? burst : 1, 1);
+  }
+  osb_metric_t *m = osb_metric_counter("auth_registrations_refused_total",
+                                       "Registrations refused by the registration throttle", "reason");
+  const char *per_ip[] = {"per_ip"}, *global[] = {"global"};
+  A.s_reg_ip = osb_metric_series(m, per_ip, 1);
+  A.s_reg_all = osb_metric_series(m, global, 1);
+  osb_metric_counter_fn("auth_password_hash_refused_total",
+                        "Password hashes refused: the client's share (AUTH_HASH_MAX_PER_IP) or the queue was full",
+                        hash_refused, NULL);
+  osb__pw_set_per_key((unsigned)osb_cfg->auth_hash_max_per_ip);
   A.fail_ip = osb__throttle_new(OSB__LOGIN_FAIL_LIMIT, OSB__LOGIN_FAIL_WINDOW_MS, THROTTLE_MAX_KEYS);
   A.fail_email = osb__throttle_new(OSB__LOGIN_FAIL_LIMIT, OSB__LOGIN_FAIL_WINDOW_MS, THROTTLE_MAX_KEYS);
   A.ext_cache = osb__kt_new(EXT_CACHE_MAX, sizeof(ext_entry_t), EXT_CACHE_TTL_MS);
@@ -166,6 +188,9 @@ void osb_auth_dispose(void) {
   if (A.service_key) sodium_memzero(A.service_key, A.service_keylen);
   free(A.service_key);
   osb__rl_free(A.rl);
+  osb__rl_free(A.reg_ip);
+  osb__rl_free(A.reg_all);
+  osb__pw_set_per_key(0);
   osb__throttle_free(A.fail_ip);
   osb__throttle_free(A.fail_email);
   osb__kt_free(A.ext_cache);
@@ -194,6 +219,27 @@ char *osb__auth_issue_access(const char *user_id, const char *email, int role, i
   char *t = osb__jwt_sign(A.key, A.keylen, c);
   json_decref(c);
   return t;
+}
+
+unsigned osb__auth_register_blocked(const char *ip) {
+  uint64_t now = osb_now_ms();
+  osb__rl_result_t r;
+  if (A.reg_ip) {
+    const char *k = ip ? ip : "?";
+    osb__rl_take(A.reg_ip, k, strlen(k), now, &r);
+    if (!r.allowed) {
+      osb_series_inc(A.s_reg_ip, 1);
+      return r.retry_after_s;
+    }
+  }
+  if (A.reg_all) {
+    osb__rl_take(A.reg_all, "*", 1, now, &r);
+    if (!r.allowed) {
+      osb_series_inc(A.s_reg_all, 1);
+      return r.retry_after_s;
+    }
+  }
+  return 0;
 }
 
 unsigned osb__auth_login_blocked(const char *ip, const char *email) {

@@ -104,17 +104,33 @@ typedef void (*osb_auth_result_cb)(void *ud, osb_auth_result_t *r);
 /* Validation without I/O: NULL if acceptable, else a message for a 400.
  * E-mails are trimmed and lowercased; passwords need >= 10 characters. */
 const char *osb_auth_check_credentials(const char *email, const char *password);
-/* Create a user with role user (409 if the e-mail exists) and sign them in. */
-void osb_auth_register(const char *email, const char *password, const char *display_name,
+/* Create a user with role user (409 if the e-mail exists) and sign them in.
+ * Throttled per client address `ip` and globally (REGISTER_IP_BURST,
+ * REGISTER_IP_PER_HOUR, REGISTER_GLOBAL_PER_MIN): 429 too_many_registrations
+ * with retry_after_s, before any database or Argon2 work. */
+void osb_auth_register(const char *ip, const char *email, const char *password, const char *display_name,
                        osb_auth_result_cb cb, void *ud);
 /* Check a password; failures count per IP and per e-mail (5 a minute, then 429). */
 void osb_auth_login(const char *ip, const char *email, const char *password,
                     osb_auth_result_cb cb, void *ud);
+/* The double-submit pair of a refresh token that came from the osb_refresh
+ * cookie: the osb_csrf cookie and the X-CSRF-Token header (either may be
+ * NULL). Checked as on every cookie-authenticated unsafe request: equal,
+ * and the token's MAC bound to the user the refresh token belongs to;
+ * otherwise 403 csrf_failed and the refresh token is left untouched. A
+ * token from the request body needs none (pass NULL): a cross-site page
+ * cannot read it. */
+typedef struct osb_auth_csrf {
+  const char *cookie;
+  const char *header;
+} osb_auth_csrf_t;
 /* Rotate a refresh token: the old one is spent and a new one of the same
  * family issued, in one transaction. A spent token revokes its family (401). */
-void osb_auth_refresh(const char *refresh_token, osb_auth_result_cb cb, void *ud);
+void osb_auth_refresh(const char *refresh_token, const osb_auth_csrf_t *csrf, osb_auth_result_cb cb,
+                      void *ud);
 /* Revoke the family of refresh_token (may be NULL: nothing to revoke). 200. */
-void osb_auth_logout(const char *refresh_token, osb_auth_result_cb cb, void *ud);
+void osb_auth_logout(const char *refresh_token, const osb_auth_csrf_t *csrf, osb_auth_result_cb cb,
+                     void *ud);
 
 /* Set-Cookie for osb_access (HttpOnly, Path=/), osb_refresh (HttpOnly,
  * Path=/api/auth) and osb_csrf (readable by scripts, Path=/), each with

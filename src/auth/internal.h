@@ -124,16 +124,25 @@ void osb__throttle_free(osb__throttle_t *t);
 #define OSB__PW_MAX_QUEUED 256
 typedef void (*osb__pw_hash_cb)(void *ud, int err, char *hash /* malloc'd, callee frees */);
 typedef void (*osb__pw_verify_cb)(void *ud, int err, bool match);
-int osb__pw_hash(const char *password, size_t len, osb__pw_hash_cb cb, void *ud) OSB_MUSTCHECK;
+/* `client` names who the job is for (the client address; NULL or "" = not
+ * counted per client): with a per-client cap set (osb__pw_set_per_key), a
+ * client already holding that many jobs (waiting or running) is refused
+ * with OSB_EUNAVAIL, so it cannot fill the queue ahead of the others. */
+int osb__pw_hash(const char *client, const char *password, size_t len, osb__pw_hash_cb cb, void *ud) OSB_MUSTCHECK;
 /* hash NULL (unknown user) or unusable: spends one Argon2id computation with
  * our parameters and reports no match, so an unknown e-mail takes as long
  * as a wrong password. */
-int osb__pw_verify(const char *hash, const char *password, size_t len, osb__pw_verify_cb cb, void *ud) OSB_MUSTCHECK;
+int osb__pw_verify(const char *client, const char *hash, const char *password, size_t len,
+                   osb__pw_verify_cb cb, void *ud) OSB_MUSTCHECK;
 /* Synchronous, for the create-user command (no loop). Returns malloc'd hash or NULL. */
 char *osb__pw_hash_now(const char *password, size_t len);
 unsigned osb__pw_max_active(void);
 /* Tests only: override the concurrency cap and queue bound (0 = default). */
 void osb__pw_set_limits(unsigned max_active, unsigned max_queued);
+/* Jobs one client may have waiting or running (AUTH_HASH_MAX_PER_IP; 0 = no cap). */
+void osb__pw_set_per_key(unsigned n);
+/* Jobs refused since start: per_client true = over the per-client cap, false = queue full. */
+uint64_t osb__pw_refused(bool per_client);
 unsigned osb__pw_active(void);
 unsigned osb__pw_queued(void);
 
@@ -176,6 +185,11 @@ int osb__secret_load(const char *configured, const char *sqlite_path, char **key
                      bool *generated, char *err, size_t errlen);
 
 /* ---- auth.c internals shared with session.c ---- */
+/* Registration throttle (REGISTER_IP_*, REGISTER_GLOBAL_PER_MIN): takes a
+ * token of ip's bucket, then of the global one. 0 if the registration may
+ * go on, else the seconds (>= 1) to wait. Refusals are counted in
+ * auth_registrations_refused_total{reason="per_ip"|"global"}. */
+unsigned osb__auth_register_blocked(const char *ip);
 const void *osb__auth_csrf_key(size_t *len);
 /* A signed access JWT for the user (malloc'd); *exp gets its expiry. */
 char *osb__auth_issue_access(const char *user_id, const char *email, int role, int64_t *exp);
@@ -223,6 +237,11 @@ void osb__store_refresh_insert(const char *user_id, const char *family, const ch
  * used and insert new_hash in the same family. cb gets the token's user. */
 void osb__store_refresh_rotate(const char *old_hash, const char *new_hash, int64_t now_ms,
                                int64_t new_expires_ms, osb__user_cb cb, void *ud);
+/* The user a refresh token (by hash) was issued to, whatever its state:
+ * cb gets 0 and the id (valid during the call only), OSB_ENOTFOUND, or a
+ * database error. */
+typedef void (*osb__owner_cb)(void *ud, int err, const char *user_id);
+void osb__store_refresh_owner(const char *token_hash, osb__owner_cb cb, void *ud);
 /* Revoke the family that token_hash belongs to (unknown: ok). */
 void osb__store_refresh_revoke(const char *token_hash, int64_t now_ms, osb__done_cb cb, void *ud);
 /* Delete refresh tokens that expired before cutoff_ms. */

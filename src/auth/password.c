@@ -14,11 +14,19 @@
  * other jobs wait here, in order, on the loop thread. A bounded queue turns a login flood into
  * quick 503s instead of unbounded memory and latency.
  *
+ * Fairness: a job names the client it is for (its address); at most
+ * `per_key` jobs of one client wait or run at once, further ones fail at
+ * once (503), so one client cannot fill the queue ahead of everybody else:
+ * another client's sign-in waits behind at most per_key jobs of each busy
+ * client, not behind the whole bounded queue. The count is a scan of the
+ * jobs present (at most max_queued + max_active), cheap beside one hash.
+ *
  * Ownership: a job owns a wiped-on-free copy of the password and, for
  * verification, of the stored hash. work_cb touches only the job. */
 #include "auth/internal.h"
 
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <uv.h>
 
@@ -27,7 +35,8 @@
 
 typedef struct pw_job {
   uv_work_t work;
-  osb_list_t node;            /* in the waiting FIFO */
+  osb_list_t node;            /* in the waiting FIFO, then in `running` */
+  char key[48];               /* the client (address); "" = not counted per client */
   bool verify;
   char *password;             /* wiped and freed after the work */
   size_t pwlen;
@@ -38,7 +47,10 @@ typedef struct pw_job {
 } pw_job_t;
 
 static osb_list_t waiting = { &waiting, &waiting };
+static osb_list_t running = { &running, &running };
 static unsigned n_active, n_waiting, max_active, max_queued = OSB__PW_MAX_QUEUED;
+static unsigned per_key;      /* 0 = no per-client cap */
+static uint64_t n_refused_full, n_refused_key;
 
 unsigned osb__pw_max_active(void) {
   if (!max_active) {
@@ -58,6 +70,9 @@ void osb__pw_set_limits(unsigned active, unsigned queued) {
   max_active = active;
   max_queued = queued ? queued : OSB__PW_MAX_QUEUED;
 }
+
+void osb__pw_set_per_key(unsigned n) { per_key = n; }
+uint64_t osb__pw_refused(bool per_client) { return per_client ? n_refused_key : n_refused_full; }
 
 unsigned osb__pw_active(void) { return n_active; }
 unsigned osb__pw_queued(void) { return n_waiting; }
@@ -89,6 +104,7 @@ static void start_next(void);
 static void after_cb(uv_work_t *w, int status) {
   pw_job_t *j = osb_container_of(w, pw_job_t, work);
   n_active--;
+  osb_list_remove(&j->node);
   if (j->verify) {
     j->cb.verify(j->ud, status, status == 0 && j->result == 0);
   } else if (status != 0 || j->result != 0) {
@@ -106,13 +122,30 @@ static void start_next(void) {
     osb_list_remove(&j->node);
     n_waiting--;
     n_active++;
+    osb_list_insert_tail(&running, &j->node);
     int rc = uv_queue_work(osb_loop(), &j->work, work_cb, after_cb);
     osb_assert(rc == 0);
   }
 }
 
+static unsigned jobs_of(const char *key) {
+  unsigned n = 0;
+  osb_list_t *pos;
+  for (pos = waiting.next; pos != &waiting; pos = pos->next)
+    if (strcmp(osb_container_of(pos, pw_job_t, node)->key, key) == 0) n++;
+  for (pos = running.next; pos != &running; pos = pos->next)
+    if (strcmp(osb_container_of(pos, pw_job_t, node)->key, key) == 0) n++;
+  return n;
+}
+
 static int submit(pw_job_t *j) {
   if (n_waiting >= max_queued) {
+    n_refused_full++;
+    job_free(j);
+    return OSB_EUNAVAIL;
+  }
+  if (per_key && j->key[0] && jobs_of(j->key) >= per_key) {
+    n_refused_key++;
     job_free(j);
     return OSB_EUNAVAIL;
   }
@@ -122,8 +155,9 @@ static int submit(pw_job_t *j) {
   return 0;
 }
 
-static pw_job_t *job_new(const char *password, size_t len, void *ud) {
+static pw_job_t *job_new(const char *client, const char *password, size_t len, void *ud) {
   pw_job_t *j = osb_calloc(1, sizeof(*j));
+  snprintf(j->key, sizeof(j->key), "%s", client ? client : "");
   j->password = osb_malloc(len + 1);
   memcpy(j->password, password, len);
   j->password[len] = 0;
@@ -133,14 +167,15 @@ static pw_job_t *job_new(const char *password, size_t len, void *ud) {
   return j;
 }
 
-int osb__pw_hash(const char *password, size_t len, osb__pw_hash_cb cb, void *ud) {
-  pw_job_t *j = job_new(password, len, ud);
+int osb__pw_hash(const char *client, const char *password, size_t len, osb__pw_hash_cb cb, void *ud) {
+  pw_job_t *j = job_new(client, password, len, ud);
   j->cb.hash = cb;
   return submit(j);
 }
 
-int osb__pw_verify(const char *hash, const char *password, size_t len, osb__pw_verify_cb cb, void *ud) {
-  pw_job_t *j = job_new(password, len, ud);
+int osb__pw_verify(const char *client, const char *hash, const char *password, size_t len,
+                   osb__pw_verify_cb cb, void *ud) {
+  pw_job_t *j = job_new(client, password, len, ud);
   j->verify = true;
   j->cb.verify = cb;
   size_t hl = hash ? strlen(hash) : 0;

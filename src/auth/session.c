@@ -33,6 +33,8 @@ typedef struct op {
   char new_refresh[64];   /* the token handed to the client */
   char new_hash[65];
   osb__user_t *user;
+  char *csrf_cookie, *csrf_header;  /* refresh/logout by cookie: checked before the token is touched */
+  void (*csrf_next)(struct op *o);  /* what follows a passed CSRF check */
   osb_list_t parked;      /* login waiting for an attempt in flight (see login_admit) */
   bool attempting;        /* login counted in the throttles' attempts in flight */
 } op_t;
@@ -59,6 +61,8 @@ static void op_done(op_t *o) {
   free(o->email);
   free(o->display_name);
   free(o->ip);
+  free(o->csrf_cookie);
+  free(o->csrf_header);
   osb__user_free(o->user);
   free(o);
 }
@@ -195,13 +199,16 @@ static void on_register_lookup(void *ud, int err, osb__user_t *u) {
     return;
   }
   /* The unique index still decides a race between two registrations. */
-  if (osb__pw_hash(o->password, o->pwlen, on_register_hashed, o) < 0)
+  if (osb__pw_hash(o->ip, o->password, o->pwlen, on_register_hashed, o) < 0) {
+    o->r.retry_after_s = 2;
     op_fail(o, 503, "busy", "too many sign-ins in progress; retry shortly");
+  }
 }
 
-void osb_auth_register(const char *email, const char *password, const char *display_name,
+void osb_auth_register(const char *ip, const char *email, const char *password, const char *display_name,
                        osb_auth_result_cb cb, void *ud) {
   op_t *o = op_new(cb, ud);
+  o->ip = osb_strdup(ip ? ip : "?");
   o->email = osb__email_normalize(email);
   o->password = osb_strdup(password ? password : "");
   o->pwlen = strlen(o->password);
@@ -209,6 +216,14 @@ void osb_auth_register(const char *email, const char *password, const char *disp
   const char *bad = osb_auth_check_credentials(email, password);
   if (bad) {
     op_fail(o, 400, "invalid_request", bad);
+    return;
+  }
+  /* Throttled before any database or Argon2 work. */
+  unsigned wait = osb__auth_register_blocked(o->ip);
+  if (wait) {
+    o->r.retry_after_s = wait;
+    osb_log_fields(OSB_LOG_WARN, "auth", "registration throttled", json_pack("{s:s}", "ip", o->ip));
+    op_fail(o, 429, "too_many_registrations", "too many registrations from here; retry later");
     return;
   }
   /* Look first so a duplicate costs no Argon2 work. */
@@ -245,7 +260,7 @@ static void on_login_user(void *ud, int err, osb__user_t *u) {
   o->user = u;
   /* Unknown user or password-less account: same cost, same answer. */
   const char *hash = u ? u->password_hash : NULL;
-  if (osb__pw_verify(hash, o->password, o->pwlen, on_login_verified, o) < 0) {
+  if (osb__pw_verify(o->ip, hash, o->password, o->pwlen, on_login_verified, o) < 0) {
     o->r.retry_after_s = 2;
     op_fail(o, 503, "busy", "too many sign-ins in progress; retry shortly");
   }
@@ -337,18 +352,64 @@ static void on_rotated(void *ud, int err, osb__user_t *u) {
   op_succeed(o, 200);
 }
 
-void osb_auth_refresh(const char *refresh_token, osb_auth_result_cb cb, void *ud) {
-  op_t *o = op_new(cb, ud);
-  size_t n = refresh_token ? strlen(refresh_token) : 0;
-  if (n == 0 || n > 128) {
-    osb__sha256_hex(o->old_hash, "", 0);   /* matches nothing stored */
-  } else {
-    osb__sha256_hex(o->old_hash, refresh_token, n);
-  }
+static void refresh_rotate(op_t *o) {
   refresh_new(o->new_refresh, o->new_hash);
   int64_t now = (int64_t)osb_wallclock_ms();
   osb__store_refresh_rotate(o->old_hash, o->new_hash, now, now + (int64_t)OSB__REFRESH_TTL_S * 1000,
                             on_rotated, o);
+}
+
+static void token_hash(char out[65], const char *refresh_token) {
+  size_t n = refresh_token ? strlen(refresh_token) : 0;
+  if (n == 0 || n > 128) osb__sha256_hex(out, "", 0);   /* matches nothing stored */
+  else osb__sha256_hex(out, refresh_token, n);
+}
+
+/* ---- CSRF of a cookie-carried refresh token ----
+ * The osb_csrf token is bound to a user, and the only user known here is
+ * the refresh token's owner: look it up (read-only), check, then go on. An
+ * unknown token cannot be bound to anyone, but nothing can be done with it
+ * either (refresh answers 401, logout revokes nothing), so it goes on after
+ * the equality check alone and fails or does nothing as before. */
+
+static void on_csrf_owner(void *ud, int err, const char *user_id) {
+  op_t *o = ud;
+  if (err < 0 && err != OSB_ENOTFOUND) {
+    op_fail_db(o, err);
+    return;
+  }
+  if (err == 0) {
+    size_t kl;
+    const void *k = osb__auth_csrf_key(&kl);
+    if (!osb__csrf_check(k, kl, user_id, o->csrf_cookie, o->csrf_header)) {
+      op_fail(o, 403, "csrf_failed", "missing or invalid X-CSRF-Token");
+      return;
+    }
+  }
+  o->csrf_next(o);
+}
+
+static void csrf_then(op_t *o, const osb_auth_csrf_t *csrf, void (*next)(op_t *)) {
+  if (!csrf) {
+    next(o);
+    return;
+  }
+  const char *c = csrf->cookie, *h = csrf->header;
+  if (!c || !h || !osb_consttime_eq(c, strlen(c), h, strlen(h))) {
+    op_fail(o, 403, "csrf_failed", "missing or invalid X-CSRF-Token");
+    return;
+  }
+  o->csrf_cookie = osb_strdup(c);
+  o->csrf_header = osb_strdup(h);
+  o->csrf_next = next;
+  osb__store_refresh_owner(o->old_hash, on_csrf_owner, o);
+}
+
+void osb_auth_refresh(const char *refresh_token, const osb_auth_csrf_t *csrf, osb_auth_result_cb cb,
+                      void *ud) {
+  op_t *o = op_new(cb, ud);
+  token_hash(o->old_hash, refresh_token);
+  csrf_then(o, csrf, refresh_rotate);
 }
 
 /* ---- logout ---- */
@@ -363,11 +424,15 @@ static void on_revoked(void *ud, int err) {
   op_done(o);
 }
 
-void osb_auth_logout(const char *refresh_token, osb_auth_result_cb cb, void *ud) {
-  op_t *o = op_new(cb, ud);
-  size_t n = refresh_token ? strlen(refresh_token) : 0;
-  osb__sha256_hex(o->old_hash, n && n <= 128 ? refresh_token : "", n <= 128 ? n : 0);
+static void logout_revoke(op_t *o) {
   osb__store_refresh_revoke(o->old_hash, (int64_t)osb_wallclock_ms(), on_revoked, o);
+}
+
+void osb_auth_logout(const char *refresh_token, const osb_auth_csrf_t *csrf, osb_auth_result_cb cb,
+                     void *ud) {
+  op_t *o = op_new(cb, ud);
+  token_hash(o->old_hash, refresh_token);
+  csrf_then(o, csrf, logout_revoke);
 }
 
 /* ---- cookies ---- */

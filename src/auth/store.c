@@ -101,6 +101,13 @@ static const osb_db_stmt_t Q_RT_REVOKE_BY_TOKEN = {
   .writes = "refresh_tokens",
 };
 
+static const osb_db_stmt_t Q_RT_OWNER = {
+  .name = "auth_refresh_owner",
+  .pg = "SELECT user_id FROM refresh_tokens WHERE token_hash = $1",
+  .nparams = 1,
+  .reads = "refresh_tokens",
+};
+
 static const osb_db_stmt_t Q_RT_PURGE = {
   .name = "auth_refresh_purge",
   .pg = "DELETE FROM refresh_tokens WHERE expires_at < $1",
@@ -398,6 +405,27 @@ void osb__store_refresh_rotate(const char *old_hash, const char *new_hash, int64
   snprintf(q->now, sizeof(q->now), "%lld", (long long)now_ms);
   snprintf(q->exp, sizeof(q->exp), "%lld", (long long)new_expires_ms);
   osb_db_tx_begin(on_rotate_begin, q);
+}
+
+typedef struct owner_q {
+  osb__owner_cb cb;
+  void *ud;
+} owner_q_t;
+
+static void on_owner(void *ud, int err, const osb_db_result_t *res) {
+  owner_q_t *q = ud;
+  if (err < 0) q->cb(q->ud, err, NULL);
+  else if (osb_db_nrows(res) == 0) q->cb(q->ud, OSB_ENOTFOUND, NULL);
+  else q->cb(q->ud, 0, osb_db_get(res, 0, "user_id"));
+  free(q);
+}
+
+void osb__store_refresh_owner(const char *token_hash, osb__owner_cb cb, void *ud) {
+  owner_q_t *q = osb_calloc(1, sizeof(*q));
+  q->cb = cb;
+  q->ud = ud;
+  const char *p[] = {token_hash};
+  osb_db_query(&Q_RT_OWNER, p, 1, on_owner, q);
 }
 
 void osb__store_refresh_revoke(const char *token_hash, int64_t now_ms, osb__done_cb cb, void *ud) {

@@ -25,7 +25,9 @@ typedef struct osb_config {
   char *host;
   int ws_port;            /* legacy; 0 = unset. Never bound: a warning if != port */
   int metrics_ws_port;    /* legacy; 0 = unset. Never bound: a warning if != port */
-  bool trust_proxy;       /* take the client IP from X-Forwarded-For */
+  int trust_proxy;        /* trusted proxy hops in front of us; 0 = none: the peer is the
+                           * client. N: X-Forwarded-For/-Proto are read N entries from the
+                           * right (http/request.c osb__req_forwarded) */
   int max_body_bytes;
   int http_header_timeout_ms;
   int http_idle_timeout_ms;
@@ -61,6 +63,11 @@ typedef struct osb_config {
   int ws_idle_timeout_ms;
   /* limits */
   int rate_limit_rps, rate_limit_burst;
+  int register_ip_burst, register_ip_per_hour;   /* per_hour 0 = no per-address throttle */
+  int register_global_per_min;  /* 0 = no global throttle */
+  int auth_hash_max_per_ip;     /* Argon2 jobs waiting or running per client address; 0 = no cap */
+  int max_connections_per_ip;   /* HTTP and WebSocket together, per client address
+                                 * (an IPv6 /64); 0 = no limit */
   /* logging, identity */
   int log_level;          /* osb_log_level_t */
   osb_logfmt_t log_format;

@@ -81,8 +81,8 @@ const char *osb_req_body(const osb_req_t *req, size_t *len);         /* NUL-term
  * owned by the request. */
 json_t *osb_req_json(osb_req_t *req);
 const char *osb_req_id(const osb_req_t *req);        /* X-Request-ID (accepted or generated) */
-const char *osb_req_ip(const osb_req_t *req);        /* peer, or X-Forwarded-For with TRUST_PROXY=1 */
-bool osb_req_is_https(const osb_req_t *req);         /* X-Forwarded-Proto: https with TRUST_PROXY=1 */
+const char *osb_req_ip(const osb_req_t *req);        /* peer, or the trusted X-Forwarded-For hop (TRUST_PROXY=N) */
+bool osb_req_is_https(const osb_req_t *req);         /* X-Forwarded-Proto: https at the trusted hop (TRUST_PROXY=N) */
 bool osb_req_detached(const osb_req_t *req);
 /* True unless the request carries an Origin that is neither listed in
  * CORS_ORIGINS nor the server's own (scheme://Host). Used where a browser

@@ -18,6 +18,8 @@
 
 typedef enum { OSB__CONN_HTTP, OSB__CONN_WS } osb__conn_mode_t;
 
+typedef struct osb__addr osb__addr_t;   /* edge.c: one client address's connection count */
+
 /* One output queue entry: a reference to a shared message and how much of it
  * was already written. */
 typedef struct osb__outq_ent { osb_msg_t *msg; size_t off; } osb__outq_ent_t;
@@ -42,6 +44,7 @@ typedef struct osb__conn {
   uint64_t deadline;            /* loop ms; 0 = none. What it means depends on the phase */
   uint8_t phase;                /* osb__phase_t */
   char ip[46];
+  osb__addr_t *acct;            /* the address this connection is counted under (edge.c); NULL: none */
 
   /* HTTP */
   http_parser parser;
@@ -160,6 +163,19 @@ void osb__router_reset(void);
 void *osb__arena_alloc(osb_req_t *req, size_t n);
 void osb__arena_reset(osb_req_t *req);
 int osb__url_decode(char *s, size_t n, bool plus_is_space); /* in place; returns new length or -1 */
+/* The entry of a proxy list header (X-Forwarded-For, X-Forwarded-Proto)
+ * written by the outermost of `hops` trusted proxies: the hops-th non-empty
+ * entry from the right, every header line of that name taken together in
+ * order. Each trusted proxy appends what it saw, so the entries left of it
+ * are whatever the client sent and are never read. With fewer entries than
+ * hops, the left-most one (the request came through fewer proxies than
+ * configured; all it carries were added by them). False when the header is
+ * absent or the entry does not fit in `out`. */
+bool osb__req_forwarded(const osb_req_t *req, const char *name, int hops, char *out, size_t outlen);
+/* osb__req_forwarded of X-Forwarded-For, only when that entry is a plain
+ * IPv4 or IPv6 address (no port, no brackets): else false, and the caller
+ * keeps the peer address. */
+bool osb__req_forwarded_ip(const osb_req_t *req, int hops, char *out, size_t outlen);
 
 /* response.c */
 void osb__res_simple_error(osb__conn_t *c, int status, const char *code, const char *message, bool close);
@@ -171,6 +187,26 @@ bool osb__cors_preflight(osb_req_t *req);
 void osb__res_head(osb_req_t *req, int status, const char *content_type);
 /* Finish a request whose head went out with osb__res_head. */
 void osb__res_finish_upgraded(osb_req_t *req);
+
+/* edge.c: connection admission (MAX_CONNECTIONS_PER_IP, the fd budget,
+ * EMFILE). Refusals are counted in http_server_connections_refused_total
+ * {reason="per_ip"|"fd_limit"} and logged at most once a second each. */
+void osb__edge_init(void);
+void osb__edge_dispose(void);
+/* At accept, after the connection is in the list: false = refuse it (the
+ * caller closes it at once, nothing read or written). Counts the peer
+ * address unless TRUST_PROXY is set. */
+bool osb__edge_admit(osb__conn_t *c);
+/* Count c under ip from now on (moving it from the address it was counted
+ * under, if another). 0, or OSB_EDENIED when ip is now over its limit (c is
+ * counted all the same until it closes: it still holds a descriptor). */
+int osb__edge_account(osb__conn_t *c, const char *ip);
+/* In the close callback: uncount c. */
+void osb__edge_release(osb__conn_t *c);
+/* on_connection with status < 0. */
+void osb__edge_accept_failed(uv_stream_t *listener, int status);
+size_t osb__edge_count(const char *ip);   /* tests */
+size_t osb__edge_fd_budget(void);
 
 /* ws.c */
 void osb__ws_init(void);

@@ -106,10 +106,57 @@ const char *osb_req_header(const osb_req_t *req, const char *name) {
   return NULL;
 }
 
+/* X-Forwarded-Proto is one value per proxy, like X-Forwarded-For (a proxy
+ * that appends writes "http, https"): the same entry is read for both, so
+ * the scheme and the client address come from the same trusted hop. */
 bool osb_req_is_https(const osb_req_t *req) {
-  if (!osb_cfg->trust_proxy) return false;
-  const char *p = osb_req_header(req, "x-forwarded-proto");
-  return p && strcasecmp(p, "https") == 0;
+  if (osb_cfg->trust_proxy <= 0) return false;
+  char v[8];
+  if (!osb__req_forwarded(req, "x-forwarded-proto", osb_cfg->trust_proxy, v, sizeof(v))) return false;
+  return strcasecmp(v, "https") == 0;
+}
+
+/* Entries are read from the right: the last header line first, each line
+ * from its end. Empty entries ("a,,b", a trailing comma) are skipped. */
+bool osb__req_forwarded(const osb_req_t *req, const char *name, int hops, char *out, size_t outlen) {
+  if (hops < 1 || outlen == 0) return false;
+  const char *pick = NULL;
+  size_t picklen = 0;
+  int seen = 0;
+  for (int i = req->nheaders - 1; i >= 0 && seen < hops; i--) {
+    if (!req->hn[i] || strcmp(req->hn[i], name) != 0) continue;
+    const char *v = req->hv[i];
+    const char *end = v + strlen(v);
+    while (end > v && seen < hops) {
+      const char *comma = end;
+      while (comma > v && comma[-1] != ',') comma--;
+      const char *a = comma, *b = end;
+      while (a < b && (*a == ' ' || *a == '\t')) a++;
+      while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
+      if (a < b) {
+        pick = a;
+        picklen = (size_t)(b - a);
+        seen++;
+      }
+      end = comma > v ? comma - 1 : v;
+    }
+  }
+  if (!pick || picklen >= outlen) return false;
+  memcpy(out, pick, picklen);
+  out[picklen] = 0;
+  return true;
+}
+
+bool osb__req_forwarded_ip(const osb_req_t *req, int hops, char *out, size_t outlen) {
+  char ip[64];
+  if (!osb__req_forwarded(req, "x-forwarded-for", hops, ip, sizeof(ip))) return false;
+  unsigned char bin[16];
+  bool v6 = strchr(ip, ':') != NULL;
+  if (uv_inet_pton(v6 ? AF_INET6 : AF_INET, ip, bin) != 0) return false;
+  size_t n = strlen(ip);
+  if (n >= outlen) return false;
+  memcpy(out, ip, n + 1);
+  return true;
 }
 
 const char *osb_req_query(const osb_req_t *req, const char *name) {

@@ -178,8 +178,11 @@ static int on_message_begin(http_parser *p) {
   osb__conn_t *c = pconn(p);
   osb_assert(c->req == NULL);
   c->req = req_new(c);
-  c->phase = OSB__PHASE_HEAD;
-  c->deadline = uv_now(osb__srv.loop) + (uint64_t)osb_cfg->http_header_timeout_ms;
+  /* A new connection is in the head phase from accept: its deadline stands. */
+  if (c->phase != OSB__PHASE_HEAD) {
+    c->phase = OSB__PHASE_HEAD;
+    c->deadline = uv_now(osb__srv.loop) + (uint64_t)osb_cfg->http_header_timeout_ms;
+  }
   return 0;
 }
 
@@ -293,18 +296,10 @@ static int on_headers_complete(http_parser *p) {
 
   const char *rid = osb_req_header(r, "x-request-id");
   if (rid && valid_request_id(rid)) snprintf(r->id, sizeof(r->id), "%s", rid);
-  if (osb_cfg->trust_proxy) {
-    const char *xff = osb_req_header(r, "x-forwarded-for");
-    if (xff) {
-      /* the left-most address is the client's */
-      size_t k = strcspn(xff, ",");
-      while (k > 0 && xff[k - 1] == ' ') k--;
-      while (*xff == ' ' && k > 0) { xff++; k--; }
-      if (k > 0 && k < sizeof(r->ip)) {
-        memcpy(r->ip, xff, k);
-        r->ip[k] = 0;
-      }
-    }
+  if (osb_cfg->trust_proxy > 0) {
+    osb__req_forwarded_ip(r, osb_cfg->trust_proxy, r->ip, sizeof(r->ip));
+    /* Behind the proxy the connection belongs to the client its head names. */
+    if (osb__edge_account(c, r->ip) != 0) return req_fail(r, 429);
   }
   if (p->content_length != ULLONG_MAX && p->content_length > (uint64_t)osb_cfg->max_body_bytes)
     return req_fail(r, 413);
@@ -393,10 +388,12 @@ static size_t conn_parse(osb__conn_t *c, const char *data, size_t len) {
       osb_req_t *r = c->req;
       int status = (r && r->errored) ? r->status : 400;
       const char *code = status == 431 ? "headers_too_large" : status == 413 ? "body_too_large"
-                       : status == 405 ? "method_not_allowed" : "bad_request";
+                       : status == 405 ? "method_not_allowed" : status == 429 ? "too_many_connections"
+                       : "bad_request";
       const char *msg = status == 431 ? "request header block too large (16 KiB, 100 headers at most)"
                       : status == 413 ? "request body too large"
-                      : status == 405 ? "unsupported method" : http_errno_description(e);
+                      : status == 405 ? "unsupported method"
+                      : status == 429 ? "too many connections from this address" : http_errno_description(e);
       if (r) {
         r->errored = true;
         r->keep_alive = false;
@@ -703,6 +700,7 @@ static void on_close(uv_handle_t *h) {
   osb__ws_dispose(c);
   osb_list_remove(&c->node);
   osb_list_remove(&c->flush_node);
+  osb__edge_release(c);
   osb__srv.nconns--;
   free(c);
 }
@@ -733,7 +731,7 @@ void osb__conn_close(osb__conn_t *c, const char *reason) {
 
 static void on_connection(uv_stream_t *server, int status) {
   if (status < 0) {
-    osb_log(OSB_LOG_WARN, "http", "accept failed: %s", uv_strerror(status));
+    osb__edge_accept_failed(server, status);
     return;
   }
   osb__conn_t *c = osb_calloc(1, sizeof(*c));
@@ -755,11 +753,17 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
-  c->phase = OSB__PHASE_IDLE;
-  c->deadline = uv_now(osb__srv.loop) + (uint64_t)osb_cfg->http_idle_timeout_ms;
+  /* The head timeout counts from accept: a connection that never sends a
+   * byte is gone after HTTP_HEADER_TIMEOUT_MS, not the idle timeout. */
+  c->phase = OSB__PHASE_HEAD;
+  c->deadline = uv_now(osb__srv.loop) + (uint64_t)osb_cfg->http_header_timeout_ms;
   osb_series_inc(s_conn_total, 1);
   if (osb__srv.shutting_down) {
     osb__conn_close(c, "shutting down");
+    return;
+  }
+  if (!osb__edge_admit(c)) {
+    osb__conn_close(c, "refused");
     return;
   }
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -788,7 +792,9 @@ static void on_sweep(uv_timer_t *t) {
             c->phase = OSB__PHASE_BUSY;
             osb_res_error(c->req, 408, "request_timeout", "request head not received in time");
           } else {
-            osb__res_simple_error(c, 408, "request_timeout", "request head not received in time", true);
+            /* Nothing received since accept: nobody to answer (a 408 could
+             * be read as the answer to a request sent just now). */
+            osb__conn_close(c, "head timeout, nothing received");
           }
         }
         break;
@@ -831,6 +837,7 @@ int osb_http_server_start(uv_loop_t *loop) {
   osb_metric_gauge_fn("http_server_active_requests", "Requests being handled", g_inflight, NULL);
   osb__cors_init(osb_cfg->cors_origins);
   osb__ws_init();
+  osb__edge_init();
 
   union { struct sockaddr_in v4; struct sockaddr_in6 v6; } addr;
   int rc;
@@ -882,7 +889,7 @@ void osb_http_server_shutdown(void) {
     if (c->closing) continue;
     if (c->mode == OSB__CONN_WS) {
       osb__ws_shutdown(c);
-    } else if (c->phase == OSB__PHASE_IDLE || (c->phase == OSB__PHASE_HEAD && c->req && c->req->hbuf.len == 0)) {
+    } else if (c->phase == OSB__PHASE_IDLE || (c->phase == OSB__PHASE_HEAD && (!c->req || c->req->hbuf.len == 0))) {
       if (c->qlen) c->close_after_flush = true;
       else osb__conn_close(c, "shutting down");
     }
@@ -924,6 +931,7 @@ void osb_http_server_dispose(void) {
   req_freelist_len = 0;
   osb__cors_dispose();
   osb__ws_dispose_module();
+  osb__edge_dispose();
   osb__router_reset();
   nhooks = 0;
 }

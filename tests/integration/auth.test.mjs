@@ -88,6 +88,8 @@ function baseEnv(extra = {}) {
     CORS_ORIGINS: `${APP_A},${APP_B}`,
     RATE_LIMIT_RPS: '1000',
     RATE_LIMIT_BURST: '1000',
+    // Every test here registers from 127.0.0.1; the registration throttle has its own tests.
+    REGISTER_IP_BURST: '1000',
     ...extra,
   };
 }
@@ -224,6 +226,33 @@ for (const [backend, pg] of backends) {
       assert.equal(ok.status, 200);
       secrets.add(ok.data.access_token, ok.data.refresh_token);
       assert.equal(cookiesOf(ok.res).osb_refresh.value, ok.data.refresh_token);
+    });
+
+    test('refresh and logout from the cookie refuse a made-up CSRF value equal in cookie and header', async () => {
+      const u = await register('forged');
+      const other = await register('forged2');
+      // osb_csrf=abc + X-CSRF-Token: abc is what a sibling subdomain can plant.
+      for (const path of ['/api/auth/refresh', '/api/auth/logout']) {
+        const forged = await json(srv, 'POST', path, {
+          cookies: { osb_refresh: u.cookies.osb_refresh, osb_csrf: 'abc' }, headers: { 'x-csrf-token': 'abc' } });
+        assert.equal(forged.status, 403, `${path}: ${JSON.stringify(forged.data)}`);
+        assert.equal(forged.data.error.code, 'csrf_failed');
+        // A real token, but bound to another user.
+        const planted = await json(srv, 'POST', path, {
+          cookies: { osb_refresh: u.cookies.osb_refresh, osb_csrf: other.cookies.osb_csrf },
+          headers: { 'x-csrf-token': other.cookies.osb_csrf } });
+        assert.equal(planted.status, 403, `${path} with another user's token`);
+      }
+      // The refresh token was not spent by the refused attempts: the real pair works.
+      const ok = await json(srv, 'POST', '/api/auth/refresh', {
+        cookies: { osb_refresh: u.cookies.osb_refresh, osb_csrf: u.cookies.osb_csrf },
+        headers: { 'x-csrf-token': u.cookies.osb_csrf } });
+      assert.equal(ok.status, 200, JSON.stringify(ok.data));
+      secrets.add(ok.data.access_token, ok.data.refresh_token);
+      const jar = jarFrom(ok.res);
+      const out = await json(srv, 'POST', '/api/auth/logout', {
+        cookies: { osb_refresh: jar.osb_refresh, osb_csrf: jar.osb_csrf }, headers: { 'x-csrf-token': jar.osb_csrf } });
+      assert.equal(out.status, 200, JSON.stringify(out.data));
     });
 
     test('refresh reuse revokes the whole family', async () => {
@@ -599,6 +628,111 @@ for (const [backend, pg] of backends) {
         const r = await json(srv, 'POST', '/api/auth/login', { body: { email: uniqueEmail('ip6'), password: 'wrong-password-x' } });
         assert.equal(r.status, 429);
         assert.ok(r.res.headers.get('retry-after'));
+      } finally {
+        const r = await srv.stop();
+        assert.equal(r.code, 0, `clean exit\n${srv.logs().slice(-3000)}`);
+      }
+    });
+
+    test('TRUST_PROXY=1: spoofed left-most X-Forwarded-For entries do not escape the login throttle', async () => {
+      const srv = await startServer({ pg, env: baseEnv({ TRUST_PROXY: '1' }) });
+      try {
+        // The appending proxy wrote 198.51.100.7 (the right-most entry); the
+        // client wrote a new left-most entry on every attempt.
+        const statuses = [];
+        for (let i = 0; i < 12; i++) {
+          const r = await json(srv, 'POST', '/api/auth/login', {
+            headers: { 'x-forwarded-for': `10.${i}.${i}.1, 198.51.100.7` },
+            body: { email: uniqueEmail(`spoof${i}`), password: 'wrong-password-x' } });
+          statuses.push(r.status);
+        }
+        assert.deepEqual(statuses.slice(0, 5), [401, 401, 401, 401, 401]);
+        assert.deepEqual(statuses.slice(5), Array(7).fill(429), JSON.stringify(statuses));
+        // Another client behind the same proxy is not blocked.
+        const other = await json(srv, 'POST', '/api/auth/login', {
+          headers: { 'x-forwarded-for': '10.0.0.1, 198.51.100.8' },
+          body: { email: uniqueEmail('other'), password: 'wrong-password-x' } });
+        assert.equal(other.status, 401);
+      } finally {
+        const r = await srv.stop();
+        assert.equal(r.code, 0, `clean exit\n${srv.logs().slice(-3000)}`);
+      }
+    });
+
+    const countBy = (rs) => rs.reduce((m, r) => ((m[r.status] = (m[r.status] || 0) + 1), m), {});
+
+    test('registration: a burst from one address gets 429 after REGISTER_IP_BURST (5); another address is served promptly', async () => {
+      // The documented defaults: REGISTER_IP_BURST 5, REGISTER_IP_PER_HOUR 20.
+      const srv = await startServer({ pg, env: baseEnv({ TRUST_PROXY: '1', REGISTER_IP_BURST: undefined }) });
+      try {
+        const b = { email: uniqueEmail('regb'), password: password() };
+        const xb = { 'x-forwarded-for': '198.51.100.2' };
+        assert.equal((await json(srv, 'POST', '/api/auth/register', { headers: xb, body: b })).status, 201);
+        const xa = { 'x-forwarded-for': '6.6.6.6, 198.51.100.1' };
+        const flood = await Promise.all(Array.from({ length: 40 }, (_, i) =>
+          json(srv, 'POST', '/api/auth/register', { headers: { 'x-forwarded-for': `10.0.${i}.1, 198.51.100.1` }, body: { email: uniqueEmail(`flood${i}`), password: password() } })));
+        const by = countBy(flood);
+        assert.equal(by[201], 5, JSON.stringify(by));
+        assert.equal(by[429], 35, JSON.stringify(by));
+        const refused = flood.find((r) => r.status === 429);
+        assert.equal(refused.data.error.code, 'too_many_registrations');
+        const ra = Number(refused.res.headers.get('retry-after'));
+        assert.ok(ra >= 1 && ra <= 3600, `Retry-After ${ra}`);
+        assert.equal((await json(srv, 'POST', '/api/auth/register', { headers: xa, body: { email: uniqueEmail('late'), password: password() } })).status, 429);
+        // Another client: registers and signs in at once.
+        const t0 = Date.now();
+        const login = await json(srv, 'POST', '/api/auth/login', { headers: xb, body: b });
+        assert.equal(login.status, 200);
+        assert.ok(Date.now() - t0 < 5000, `login took ${Date.now() - t0} ms`);
+        assert.equal((await json(srv, 'POST', '/api/auth/register', { headers: { 'x-forwarded-for': '198.51.100.3' }, body: { email: uniqueEmail('c'), password: password() } })).status, 201);
+        assert.match(await (await srv.fetch('/metrics')).text(), /auth_registrations_refused_total\{reason="per_ip"\} 36/);
+      } finally {
+        const r = await srv.stop();
+        assert.equal(r.code, 0, `clean exit\n${srv.logs().slice(-3000)}`);
+      }
+    });
+
+    test('registration: REGISTER_GLOBAL_PER_MIN caps all addresses together', async () => {
+      const srv = await startServer({ pg, env: baseEnv({ TRUST_PROXY: '1', REGISTER_GLOBAL_PER_MIN: '60' }) });
+      try {
+        // 60 a minute: a burst of 10 (ten seconds' worth), then one a second.
+        // All at once, from 14 addresses: each address is far from its own limit.
+        const rs = await Promise.all(Array.from({ length: 14 }, (_, i) =>
+          json(srv, 'POST', '/api/auth/register', { headers: { 'x-forwarded-for': `198.51.100.${i + 1}` }, body: { email: uniqueEmail(`g${i}`), password: password() } })));
+        const by = countBy(rs);
+        assert.ok(by[201] >= 10 && by[201] <= 11, JSON.stringify(by));
+        assert.ok(by[429] >= 3, JSON.stringify(by));
+        assert.equal(rs.find((r) => r.status === 429).data.error.code, 'too_many_registrations');
+        assert.match(await (await srv.fetch('/metrics')).text(), /auth_registrations_refused_total\{reason="global"\} [1-9]/);
+      } finally {
+        const r = await srv.stop();
+        assert.equal(r.code, 0, `clean exit\n${srv.logs().slice(-3000)}`);
+      }
+    });
+
+    test('password hashing is fair: one address cannot fill the queue, another signs in promptly', async (t) => {
+      // No registration throttle here, to reach the hashing queue itself.
+      const srv = await startServer({ pg, env: baseEnv({ TRUST_PROXY: '1', REGISTER_IP_BURST: '1000', REGISTER_IP_PER_HOUR: '100000' }) });
+      try {
+        const b = { email: uniqueEmail('fairb'), password: password() };
+        const xb = { 'x-forwarded-for': '198.51.100.2' };
+        assert.equal((await json(srv, 'POST', '/api/auth/register', { headers: xb, body: b })).status, 201);
+        const flood = Promise.all(Array.from({ length: 40 }, (_, i) =>
+          json(srv, 'POST', '/api/auth/register', { headers: { 'x-forwarded-for': '198.51.100.1' }, body: { email: uniqueEmail(`fair${i}`), password: password() } })));
+        await new Promise((r) => setTimeout(r, 50));
+        const t0 = Date.now();
+        const login = await json(srv, 'POST', '/api/auth/login', { headers: xb, body: b });
+        const took = Date.now() - t0;
+        const by = countBy(await flood);
+        t.diagnostic(`login of another address during the flood: ${took} ms; flood answers ${JSON.stringify(by)}`);
+        assert.equal(login.status, 200);
+        // AUTH_HASH_MAX_PER_IP (8): the rest are told to come back.
+        assert.ok((by[201] || 0) <= 8, JSON.stringify(by));
+        assert.ok((by[503] || 0) >= 32, JSON.stringify(by));
+        const busy = (await flood).find((r) => r.status === 503);
+        assert.equal(busy.data.error.code, 'busy');
+        assert.ok(Number(busy.res.headers.get('retry-after')) >= 1);
+        assert.ok(took < 10000, `login took ${took} ms`);
       } finally {
         const r = await srv.stop();
         assert.equal(r.code, 0, `clean exit\n${srv.logs().slice(-3000)}`);

@@ -171,10 +171,20 @@ describe('HTTP/1.1', () => {
 
   test('idle keep-alive connection is closed', async () => {
     const t0 = Date.now();
+    const r = await rawRequest(srv.port, 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n', { timeout: 6000 });
+    assert.equal(r.closed, true);
+    assert.equal((r.data.match(/HTTP\/1\.1 /g) || []).length, 1);
+    assert.match(r.data, /^HTTP\/1\.1 200 /);
+    assert.ok(Date.now() - t0 >= 1400, 'not before the idle timeout');
+  });
+
+  test('a connection that sends nothing is closed silently at the head timeout', async () => {
+    const t0 = Date.now();
     const r = await rawRequest(srv.port, null, { timeout: 6000 });
     assert.equal(r.closed, true);
     assert.equal(r.data, '');
-    assert.ok(Date.now() - t0 >= 1400, 'not before the idle timeout');
+    const took = Date.now() - t0;
+    assert.ok(took >= 900 && took < 1400 + 1000, `closed after ${took} ms (head timeout 1000, idle 1500)`);
   });
 
   test('CORS preflight from an allowed origin', async () => {
@@ -238,9 +248,10 @@ describe('TRUST_PROXY=1', () => {
   before(async () => { srv = await startServer({ env: { TRUST_PROXY: '1' } }); });
   after(async () => { assert.equal((await srv.stop()).code, 0); });
 
-  test('HSTS over https and the client IP from X-Forwarded-For', async () => {
+  test('HSTS over https and the client IP from the right-most X-Forwarded-For entry', async () => {
     const id = 'tp-' + randomKey(4);
-    const r = await srv.fetch('/health', { headers: { 'X-Forwarded-Proto': 'https', 'X-Forwarded-For': '203.0.113.9, 10.0.0.1', 'X-Request-ID': id } });
+    // The left-most entry is whatever the client sent; the proxy appended the right-most.
+    const r = await srv.fetch('/health', { headers: { 'X-Forwarded-Proto': 'https', 'X-Forwarded-For': '10.6.6.6, 203.0.113.9', 'X-Request-ID': id } });
     assert.match(r.headers.get('strict-transport-security'), /max-age=\d+/);
     await srv.waitForLog(id);
     const rec = JSON.parse(srv.logs().split('\n').find((l) => l.includes(id)));

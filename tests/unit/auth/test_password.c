@@ -43,7 +43,7 @@ static int teardown(void **s) {
 }
 
 static char *hash_sync(const char *pw) {
-  assert_int_equal(osb__pw_hash(pw, strlen(pw), on_hash, NULL), 0);
+  assert_int_equal(osb__pw_hash(NULL, pw, strlen(pw), on_hash, NULL), 0);
   uv_run(osb_loop(), UV_RUN_DEFAULT);
   assert_int_equal(hash_calls, 1);
   char *h = last_hash;
@@ -70,7 +70,7 @@ static void hash_is_salted(void **s) {
 
 static void verify_correct_password_matches(void **s) {
   char *h = hash_sync(PW);
-  assert_int_equal(osb__pw_verify(h, PW, strlen(PW), on_verify, NULL), 0);
+  assert_int_equal(osb__pw_verify(NULL, h, PW, strlen(PW), on_verify, NULL), 0);
   uv_run(osb_loop(), UV_RUN_DEFAULT);
   assert_int_equal(verify_calls, 1);
   assert_int_equal(matches, 1);
@@ -79,7 +79,7 @@ static void verify_correct_password_matches(void **s) {
 
 static void verify_wrong_password_fails(void **s) {
   char *h = hash_sync(PW);
-  assert_int_equal(osb__pw_verify(h, "correct horse battery!", 22, on_verify, NULL), 0);
+  assert_int_equal(osb__pw_verify(NULL, h, "correct horse battery!", 22, on_verify, NULL), 0);
   uv_run(osb_loop(), UV_RUN_DEFAULT);
   assert_int_equal(verify_calls, 1);
   assert_int_equal(matches, 0);
@@ -87,21 +87,21 @@ static void verify_wrong_password_fails(void **s) {
 }
 
 static void verify_unknown_user_never_matches(void **s) {
-  assert_int_equal(osb__pw_verify(NULL, PW, strlen(PW), on_verify, NULL), 0);
+  assert_int_equal(osb__pw_verify(NULL, NULL, PW, strlen(PW), on_verify, NULL), 0);
   uv_run(osb_loop(), UV_RUN_DEFAULT);
   assert_int_equal(verify_calls, 1);
   assert_int_equal(matches, 0);
 }
 
 static void verify_garbage_hash_never_matches(void **s) {
-  assert_int_equal(osb__pw_verify("$argon2id$garbage", PW, strlen(PW), on_verify, NULL), 0);
+  assert_int_equal(osb__pw_verify(NULL, "$argon2id$garbage", PW, strlen(PW), on_verify, NULL), 0);
   uv_run(osb_loop(), UV_RUN_DEFAULT);
   assert_int_equal(verify_calls, 1);
   assert_int_equal(matches, 0);
 }
 
 static void callback_never_runs_before_return(void **s) {
-  assert_int_equal(osb__pw_verify(NULL, PW, strlen(PW), on_verify, NULL), 0);
+  assert_int_equal(osb__pw_verify(NULL, NULL, PW, strlen(PW), on_verify, NULL), 0);
   assert_int_equal(verify_calls, 0);
   uv_run(osb_loop(), UV_RUN_DEFAULT);
   assert_int_equal(verify_calls, 1);
@@ -117,7 +117,7 @@ static void concurrency_is_capped(void **s) {
   osb__pw_set_limits(2, 0);
   peak_active = 0;
   for (int i = 0; i < 5; i++)
-    assert_int_equal(osb__pw_verify(NULL, PW, strlen(PW), on_verify_peak, NULL), 0);
+    assert_int_equal(osb__pw_verify(NULL, NULL, PW, strlen(PW), on_verify_peak, NULL), 0);
   assert_int_equal(osb__pw_active(), 2);
   assert_int_equal(osb__pw_queued(), 3);
   uv_run(osb_loop(), UV_RUN_DEFAULT);
@@ -129,12 +129,35 @@ static void concurrency_is_capped(void **s) {
 
 static void full_queue_refuses(void **s) {
   osb__pw_set_limits(1, 2);
-  assert_int_equal(osb__pw_verify(NULL, PW, strlen(PW), on_verify, NULL), 0);  /* running */
-  assert_int_equal(osb__pw_verify(NULL, PW, strlen(PW), on_verify, NULL), 0);  /* queued */
-  assert_int_equal(osb__pw_verify(NULL, PW, strlen(PW), on_verify, NULL), 0);  /* queued */
-  assert_int_equal(osb__pw_verify(NULL, PW, strlen(PW), on_verify, NULL), OSB_EUNAVAIL);
+  assert_int_equal(osb__pw_verify(NULL, NULL, PW, strlen(PW), on_verify, NULL), 0);  /* running */
+  assert_int_equal(osb__pw_verify(NULL, NULL, PW, strlen(PW), on_verify, NULL), 0);  /* queued */
+  assert_int_equal(osb__pw_verify(NULL, NULL, PW, strlen(PW), on_verify, NULL), 0);  /* queued */
+  assert_int_equal(osb__pw_verify(NULL, NULL, PW, strlen(PW), on_verify, NULL), OSB_EUNAVAIL);
   uv_run(osb_loop(), UV_RUN_DEFAULT);
   assert_int_equal(verify_calls, 3);
+}
+
+/* One client cannot fill the queue: past its share it is refused while
+ * another client still gets in (issue 8, defect 5). */
+static void per_client_share_refuses_only_that_client(void **s) {
+  osb__pw_set_limits(1, 16);
+  osb__pw_set_per_key(2);
+  uint64_t before = osb__pw_refused(true);
+  assert_int_equal(osb__pw_verify("198.51.100.1", NULL, PW, strlen(PW), on_verify, NULL), 0);  /* running */
+  assert_int_equal(osb__pw_verify("198.51.100.1", NULL, PW, strlen(PW), on_verify, NULL), 0);  /* queued */
+  assert_int_equal(osb__pw_verify("198.51.100.1", NULL, PW, strlen(PW), on_verify, NULL), OSB_EUNAVAIL);
+  assert_int_equal(osb__pw_refused(true), before + 1);
+  assert_int_equal(osb__pw_verify("198.51.100.2", NULL, PW, strlen(PW), on_verify, NULL), 0);
+  assert_int_equal(osb__pw_verify(NULL, NULL, PW, strlen(PW), on_verify, NULL), 0);   /* uncounted */
+  assert_int_equal(osb__pw_verify(NULL, NULL, PW, strlen(PW), on_verify, NULL), 0);
+  assert_int_equal(osb__pw_verify(NULL, NULL, PW, strlen(PW), on_verify, NULL), 0);
+  uv_run(osb_loop(), UV_RUN_DEFAULT);
+  assert_int_equal(verify_calls, 6);
+  /* the share frees up as jobs finish */
+  assert_int_equal(osb__pw_verify("198.51.100.1", NULL, PW, strlen(PW), on_verify, NULL), 0);
+  uv_run(osb_loop(), UV_RUN_DEFAULT);
+  assert_int_equal(verify_calls, 7);
+  osb__pw_set_per_key(0);
 }
 
 static int ticks;
@@ -150,7 +173,7 @@ static void loop_keeps_running_while_hashing(void **s) {
   ticks = 0;
   uv_timer_init(osb_loop(), &timer);
   uv_timer_start(&timer, on_tick, 1, 1);
-  assert_int_equal(osb__pw_verify(NULL, PW, strlen(PW), on_verify_stop_timer, &timer), 0);
+  assert_int_equal(osb__pw_verify(NULL, NULL, PW, strlen(PW), on_verify_stop_timer, &timer), 0);
   uv_run(osb_loop(), UV_RUN_DEFAULT);
   assert_int_equal(verify_calls, 1);
   assert_true(ticks >= 3);
@@ -174,6 +197,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(verify_garbage_hash_never_matches, setup, teardown),
     cmocka_unit_test_setup_teardown(callback_never_runs_before_return, setup, teardown),
     cmocka_unit_test_setup_teardown(concurrency_is_capped, setup, teardown),
+    cmocka_unit_test_setup_teardown(per_client_share_refuses_only_that_client, setup, teardown),
     cmocka_unit_test_setup_teardown(full_queue_refuses, setup, teardown),
     cmocka_unit_test_setup_teardown(loop_keeps_running_while_hashing, setup, teardown),
     cmocka_unit_test_setup_teardown(sync_hash_verifies, setup, teardown),

@@ -83,7 +83,7 @@ static void test_defaults_load(void **state) {
   assert_string_equal(cfg.host, "0.0.0.0");
   assert_int_equal(cfg.ws_port, 0);
   assert_int_equal(cfg.metrics_ws_port, 0);
-  assert_false(cfg.trust_proxy);
+  assert_int_equal(cfg.trust_proxy, 0);
   assert_int_equal(cfg.max_body_bytes, 1048576);
   assert_int_equal(cfg.http_header_timeout_ms, 10000);
   assert_int_equal(cfg.http_idle_timeout_ms, 60000);
@@ -234,19 +234,37 @@ static void test_bool_accepts_every_spelling(void **state) {
   static const char *const no[] = {"0", "false", "no", "off", "False", "NO", "Off"};
   for (size_t i = 0; i < OSB_ARRAY_LEN(yes); i++) {
     osb_config_t cfg;
-    setenv("TRUST_PROXY", yes[i], 1);
+    setenv("COOKIE_SECURE", yes[i], 1);
+    load_ok(&cfg);
+    assert_true(cfg.cookie_secure);
+    osb_config_dispose(&cfg);
     setenv("COOKIE_SECURE", no[i], 1);
     load_ok(&cfg);
-    assert_true(cfg.trust_proxy);
     assert_false(cfg.cookie_secure);
     osb_config_dispose(&cfg);
   }
 }
 
 static void test_bool_rejects_other_words(void **state) {
-  setenv("TRUST_PROXY", "maybe", 1);
+  setenv("COOKIE_SECURE", "maybe", 1);
   load_fails();
-  assert_string_equal(err, "config: TRUST_PROXY must be one of 1/0/true/false/yes/no/on/off (got \"maybe\")");
+  assert_string_equal(err, "config: COOKIE_SECURE must be one of 1/0/true/false/yes/no/on/off (got \"maybe\")");
+}
+
+/* TRUST_PROXY counts hops now; 1 and 0 keep their old meaning. */
+static void test_trust_proxy_is_a_hop_count(void **state) {
+  static const char *const ok[] = {"0", "1", "2", "16"};
+  static const int want[] = {0, 1, 2, 16};
+  for (size_t i = 0; i < OSB_ARRAY_LEN(ok); i++) {
+    osb_config_t cfg;
+    setenv("TRUST_PROXY", ok[i], 1);
+    load_ok(&cfg);
+    assert_int_equal(cfg.trust_proxy, want[i]);
+    osb_config_dispose(&cfg);
+  }
+  setenv("TRUST_PROXY", "17", 1);
+  load_fails();
+  assert_string_equal(err, "config: TRUST_PROXY must be an integer from 0 to 16 (got \"17\")");
 }
 
 /* ---- enums ---- */
@@ -676,6 +694,7 @@ int main(void) {
     T(test_port_rejects_65536),
     T(test_bool_accepts_every_spelling),
     T(test_bool_rejects_other_words),
+    T(test_trust_proxy_is_a_hop_count),
     T(test_enum_rejects_unknown_level),
     T(test_enum_rejects_unknown_format),
     T(test_url_rejects_other_scheme_without_echoing_password),

@@ -90,6 +90,59 @@ static void arena_grows_and_resets(void **state) {
   free_req(r);
 }
 
+/* X-Forwarded-For behind N trusted proxies: the Nth entry from the right,
+ * never a left-most entry the client wrote itself (issue 8, defect 8). */
+static void forwarded_for_counts_hops_from_the_right(void **state) {
+  const char *h1[] = {"x-forwarded-for", "6.6.6.6, 203.0.113.9", NULL};
+  osb_req_t *r = fake_req(NULL, h1);
+  char ip[46];
+  assert_true(osb__req_forwarded_ip(r, 1, ip, sizeof(ip)));
+  assert_string_equal(ip, "203.0.113.9");
+  assert_true(osb__req_forwarded_ip(r, 2, ip, sizeof(ip)));
+  assert_string_equal(ip, "6.6.6.6");
+  /* fewer entries than hops: the left-most present */
+  assert_true(osb__req_forwarded_ip(r, 5, ip, sizeof(ip)));
+  assert_string_equal(ip, "6.6.6.6");
+  assert_false(osb__req_forwarded_ip(r, 0, ip, sizeof(ip)));
+  free_req(r);
+
+  /* several header lines are one list, in order; empty entries skipped */
+  const char *h2[] = {"x-forwarded-for", "1.1.1.1, 2.2.2.2", "accept", "*/*",
+                      "x-forwarded-for", " 2001:db8::7 ,, ", NULL};
+  r = fake_req(NULL, h2);
+  assert_true(osb__req_forwarded_ip(r, 1, ip, sizeof(ip)));
+  assert_string_equal(ip, "2001:db8::7");
+  assert_true(osb__req_forwarded_ip(r, 2, ip, sizeof(ip)));
+  assert_string_equal(ip, "2.2.2.2");
+  free_req(r);
+}
+
+static void forwarded_for_needs_a_plain_address(void **state) {
+  char ip[46] = "127.0.0.1";
+  static const char *const bad[] = {"evil", "1.2.3.4:80", "[::1]", "1.2.3", "", " , ", NULL};
+  for (int i = 0; bad[i]; i++) {
+    const char *h[] = {"x-forwarded-for", bad[i], NULL};
+    osb_req_t *r = fake_req(NULL, h);
+    assert_false(osb__req_forwarded_ip(r, 1, ip, sizeof(ip)));
+    assert_string_equal(ip, "127.0.0.1");
+    free_req(r);
+  }
+  osb_req_t *r = fake_req(NULL, NULL);
+  assert_false(osb__req_forwarded_ip(r, 1, ip, sizeof(ip)));
+  free_req(r);
+}
+
+static void forwarded_proto_reads_the_same_hop(void **state) {
+  const char *h[] = {"x-forwarded-proto", "https, http", NULL};
+  osb_req_t *r = fake_req(NULL, h);
+  char v[8];
+  assert_true(osb__req_forwarded(r, "x-forwarded-proto", 1, v, sizeof(v)));
+  assert_string_equal(v, "http");
+  assert_true(osb__req_forwarded(r, "x-forwarded-proto", 2, v, sizeof(v)));
+  assert_string_equal(v, "https");
+  free_req(r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(url_decode_percent_and_plus),
@@ -98,6 +151,9 @@ int main(void) {
     cmocka_unit_test(headers_case_insensitive),
     cmocka_unit_test(cookies_parsed),
     cmocka_unit_test(arena_grows_and_resets),
+    cmocka_unit_test(forwarded_for_counts_hops_from_the_right),
+    cmocka_unit_test(forwarded_for_needs_a_plain_address),
+    cmocka_unit_test(forwarded_proto_reads_the_same_hop),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
