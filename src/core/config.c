@@ -114,6 +114,8 @@ const osb_config_var_t osb_config_vars[] = {
   INT("MAX_BODY_BYTES", max_body_bytes, "1048576", 64, 1 << 30, "largest request body (413 above)"),
   INT("HTTP_HEADER_TIMEOUT_MS", http_header_timeout_ms, "10000", 10, H, "time to receive a request head"),
   INT("HTTP_IDLE_TIMEOUT_MS", http_idle_timeout_ms, "60000", 10, H, "keep-alive connection idle limit"),
+  INT("HTTP_SEND_BUFFER_BYTES", http_send_buffer_bytes, "1048576", 1024, 1 << 30,
+      "unsent response bytes per connection before it stops reading requests"),
   INT("SHUTDOWN_TIMEOUT_MS", shutdown_timeout_ms, "10000", 0, H, "graceful shutdown deadline"),
   /* database */
   URL("DATABASE_URL", database_url, NULL, pg_schemes, "PostgreSQL connection string; unset = embedded SQLite"),

@@ -29,6 +29,7 @@ typedef struct osb_config {
   int max_body_bytes;
   int http_header_timeout_ms;
   int http_idle_timeout_ms;
+  int http_send_buffer_bytes;  /* unsent response bytes before a connection stops reading */
   int shutdown_timeout_ms;
   /* database */
   char *database_url;     /* NULL = embedded SQLite; else postgres:// or postgresql:// */
