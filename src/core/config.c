@@ -136,6 +136,7 @@ const osb_config_var_t osb_config_vars[] = {
   BOOL("COOKIE_SECURE", cookie_secure, "1", "mark cookies Secure (HTTPS only)"),
   STR("CORS_ORIGINS", cors_origins, NULL, 1, 8192, check_origins, 0, "comma list of allowed origins"),
   SECRET("SERVICE_API_KEY", service_api_key, 16, "server-to-server key for publish/notification APIs"),
+  SECRET("METRICS_TOKEN", metrics_token, 16, "bearer token for /metrics and /health/details; unset = open"),
   /* upstreams */
   SECRET("LLM_API_KEY", llm_api_key, 1, "LLM provider key; unset = knowledge-base fallback"),
   URL("LLM_BASE_URL", llm_base_url, "https://api.openai.com/v1", http_schemes, "OpenAI-compatible API base"),

@@ -50,6 +50,7 @@ typedef struct osb_config {
   char *cors_origins;     /* normalised comma list "https://a.example,https://b.example"
                            * (no spaces, no trailing slash); NULL = same-origin only */
   char *service_api_key;
+  char *metrics_token;    /* NULL = /metrics and /health/details are open */
   /* upstreams */
   char *llm_api_key, *llm_base_url, *llm_model;   /* base URL without trailing slash */
   char *elevenlabs_api_key, *elevenlabs_base_url, *elevenlabs_voice_id;
