@@ -252,7 +252,9 @@ static int on_header_field(http_parser *p, const char *at, size_t len) {
 static int on_header_value(http_parser *p, const char *at, size_t len) {
   osb_req_t *r = pconn(p)->req;
   if (r->head_done) return trailer_bytes(r, len);
-  osb_assert(r->nfields > 0);
+  /* http-parser always reports a name first; a peer must not be able to
+   * reach hdr_off[-1] should that ever change */
+  if (r->nfields == 0) return req_fail(r, 400, "header value without a name");
   if (!r->last_was_value) {
     r->hdr_off[r->nfields - 1][2] = r->hbuf.len;
     r->last_was_value = true;
