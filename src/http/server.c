@@ -308,7 +308,21 @@ static int parse_target(osb_req_t *r, char *url, enum http_method method) {
     return 0;
   }
   char *path = absolute_form_path(url);
-  if (!path) path = url;
+  if (path) {
+    /* RFC 9112 §3.2.2: the target's authority replaces the Host field
+     * (which must still be present for HTTP/1.1, and is, once) */
+    const char *auth = strchr(url, ':') + 3;
+    size_t alen = (size_t)(path - auth);
+    for (int i = 0; i < r->nheaders; i++) {
+      if (strcmp(r->hn[i], "host") != 0) continue;
+      char *h = osb__arena_alloc(r, alen + 1);
+      memcpy(h, auth, alen);
+      h[alen] = 0;
+      r->hv[i] = h;
+    }
+  } else {
+    path = url;
+  }
   char *q = strchr(path, '?');
   if (q) {
     *q = 0;

@@ -331,6 +331,25 @@ static void trailer_fields_never_become_headers(void **state) {
   osb_buf_free(&c.got);
 }
 
+static void host(osb_req_t *r) {
+  osb_res_json(r, 200, json_pack("{s:s?, s:s}", "host", osb_req_header(r, "host"), "path", osb_req_path(r)));
+}
+
+/* absolute-form (RFC 9112 §3.2.2): routed on its path, and its authority
+ * replaces the Host field. */
+static void absolute_form_routes_on_path_and_sets_host(void **state) {
+  client_t c = {0};
+  c.chunks[0] = "GET http://api.example.test:8080/host%2Dx?q=1 HTTP/1.1\r\nHost: other\r\n\r\n";
+  c.nchunks = 1;
+  c.expect_responses = 1;
+  client_start(&c);
+  assert_true(run_until(has_responses, &c, 3000));
+  assert_non_null(strstr(c.got.base, "{\"host\":\"api.example.test:8080\",\"path\":\"/host-x\"}"));
+  stop_when_done(&c);
+  assert_true(run_until(all_closed, &c, 3000));
+  osb_buf_free(&c.got);
+}
+
 /* The most a connection had queued and unsent when a request was handled. */
 static size_t max_queued;
 static void queued(osb_req_t *r) {
@@ -383,6 +402,7 @@ static int setup(void **state) {
   osb_route(OSB_GET, "/stream", stream);
   osb_route(OSB_GET, "/hdrs", hdrs);
   osb_route(OSB_GET, "/q", queued);
+  osb_route(OSB_GET, "/host-x", host);
   assert_int_equal(osb_http_server_start(&loop), 0);
   struct sockaddr_storage ss;
   int len = sizeof(ss);
@@ -475,6 +495,7 @@ int main(void) {
     cmocka_unit_test(head_of_streamed_response_has_no_body),
     cmocka_unit_test(trailer_fields_never_become_headers),
     cmocka_unit_test(pipelined_output_is_bounded),
+    cmocka_unit_test(absolute_form_routes_on_path_and_sets_host),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
