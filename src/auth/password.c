@@ -14,12 +14,15 @@
  * other jobs wait here, in order, on the loop thread. A bounded queue turns a login flood into
  * quick 503s instead of unbounded memory and latency.
  *
- * Fairness: a job names the client it is for (its address); at most
+ * Fairness: a job names the client it is for (its address). At most
  * `per_key` jobs of one client wait or run at once, further ones fail at
- * once (503), so one client cannot fill the queue ahead of everybody else:
- * another client's sign-in waits behind at most per_key jobs of each busy
- * client, not behind the whole bounded queue. The count is a scan of the
- * jobs present (at most max_queued + max_active), cheap beside one hash.
+ * once (503), so one client cannot fill the queue. And the queue is served
+ * round-robin by client, not first come first served: a job's `round` is
+ * how many jobs of its client were already present when it arrived, and a
+ * free slot goes to the waiting job with the lowest round (the oldest among
+ * equals). So another client's sign-in waits for the hashes already running,
+ * not behind a busy client's backlog. The scans cover the jobs present (at
+ * most max_queued + max_active), cheap beside one hash.
  *
  * Ownership: a job owns a wiped-on-free copy of the password and, for
  * verification, of the stored hash. work_cb touches only the job. */
@@ -37,6 +40,7 @@ typedef struct pw_job {
   uv_work_t work;
   osb_list_t node;            /* in the waiting FIFO, then in `running` */
   char key[48];               /* the client (address); "" = not counted per client */
+  unsigned round;             /* jobs of this client present on arrival (fair order) */
   bool verify;
   char *password;             /* wiped and freed after the work */
   size_t pwlen;
@@ -116,9 +120,19 @@ static void after_cb(uv_work_t *w, int status) {
   start_next();
 }
 
+/* The waiting job with the lowest round, the oldest among equals. */
+static pw_job_t *next_fair(void) {
+  pw_job_t *best = NULL;
+  for (osb_list_t *pos = waiting.next; pos != &waiting; pos = pos->next) {
+    pw_job_t *j = osb_container_of(pos, pw_job_t, node);
+    if (!best || j->round < best->round) best = j;
+  }
+  return best;
+}
+
 static void start_next(void) {
   while (n_active < osb__pw_max_active() && !osb_list_empty(&waiting)) {
-    pw_job_t *j = osb_container_of(waiting.next, pw_job_t, node);
+    pw_job_t *j = next_fair();
     osb_list_remove(&j->node);
     n_waiting--;
     n_active++;
@@ -144,11 +158,13 @@ static int submit(pw_job_t *j) {
     job_free(j);
     return OSB_EUNAVAIL;
   }
-  if (per_key && j->key[0] && jobs_of(j->key) >= per_key) {
+  unsigned present = j->key[0] ? jobs_of(j->key) : 0;
+  if (per_key && j->key[0] && present >= per_key) {
     n_refused_key++;
     job_free(j);
     return OSB_EUNAVAIL;
   }
+  j->round = present;
   osb_list_insert_tail(&waiting, &j->node);
   n_waiting++;
   start_next();

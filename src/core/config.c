@@ -115,6 +115,8 @@ const osb_config_var_t osb_config_vars[] = {
   INT("MAX_BODY_BYTES", max_body_bytes, "1048576", 64, 1 << 30, "largest request body (413 above)"),
   INT("HTTP_HEADER_TIMEOUT_MS", http_header_timeout_ms, "10000", 10, H, "time to receive a request head"),
   INT("HTTP_IDLE_TIMEOUT_MS", http_idle_timeout_ms, "60000", 10, H, "keep-alive connection idle limit"),
+  INT("HTTP_SEND_BUFFER_BYTES", http_send_buffer_bytes, "1048576", 1024, 1 << 30,
+      "unsent response bytes per connection before it stops reading requests"),
   INT("SHUTDOWN_TIMEOUT_MS", shutdown_timeout_ms, "10000", 0, H, "graceful shutdown deadline"),
   /* database */
   URL("DATABASE_URL", database_url, NULL, pg_schemes, "PostgreSQL connection string; unset = embedded SQLite"),
@@ -135,6 +137,7 @@ const osb_config_var_t osb_config_vars[] = {
   BOOL("COOKIE_SECURE", cookie_secure, "1", "mark cookies Secure (HTTPS only)"),
   STR("CORS_ORIGINS", cors_origins, NULL, 1, 8192, check_origins, 0, "comma list of allowed origins"),
   SECRET("SERVICE_API_KEY", service_api_key, 16, "server-to-server key for publish/notification APIs"),
+  SECRET("METRICS_TOKEN", metrics_token, 16, "bearer token for /metrics and /health/details; unset = open"),
   /* upstreams */
   SECRET("LLM_API_KEY", llm_api_key, 1, "LLM provider key; unset = knowledge-base fallback"),
   URL("LLM_BASE_URL", llm_base_url, "https://api.openai.com/v1", http_schemes, "OpenAI-compatible API base"),

@@ -31,6 +31,7 @@ typedef struct osb_config {
   int max_body_bytes;
   int http_header_timeout_ms;
   int http_idle_timeout_ms;
+  int http_send_buffer_bytes;  /* unsent response bytes before a connection stops reading */
   int shutdown_timeout_ms;
   /* database */
   char *database_url;     /* NULL = embedded SQLite; else postgres:// or postgresql:// */
@@ -51,6 +52,7 @@ typedef struct osb_config {
   char *cors_origins;     /* normalised comma list "https://a.example,https://b.example"
                            * (no spaces, no trailing slash); NULL = same-origin only */
   char *service_api_key;
+  char *metrics_token;    /* NULL = /metrics and /health/details are open */
   /* upstreams */
   char *llm_api_key, *llm_base_url, *llm_model;   /* base URL without trailing slash */
   char *elevenlabs_api_key, *elevenlabs_base_url, *elevenlabs_voice_id;

@@ -130,6 +130,23 @@ void osb_buf_printf(osb_buf_t *b, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or 0 if it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+  unsigned char c = s[0];
+  size_t len;
+  unsigned char lo = 0x80, hi = 0xbf;   /* bounds of the second byte */
+  if (c < 0x80) return 1;
+  if (c >= 0xc2 && c <= 0xdf) len = 2;
+  else if (c >= 0xe0 && c <= 0xef) { len = 3; if (c == 0xe0) lo = 0xa0; if (c == 0xed) hi = 0x9f; }
+  else if (c >= 0xf0 && c <= 0xf4) { len = 4; if (c == 0xf0) lo = 0x90; if (c == 0xf4) hi = 0x8f; }
+  else return 0;
+  if (n < len || s[1] < lo || s[1] > hi) return 0;
+  for (size_t i = 2; i < len; i++)
+    if ((s[i] & 0xc0) != 0x80) return 0;
+  return len;
+}
+
 void osb_buf_json_str(osb_buf_t *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   osb_buf_reserve(b, n + 2);
@@ -153,14 +170,34 @@ void osb_buf_json_str(osb_buf_t *b, const char *s, size_t n) {
     } else if (c < 0x20) {
       char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
       osb_buf_append(b, e, 6);
-    } else {
+    } else if (c < 0x80) {
       osb_buf_reserve(b, 1);
       b->base[b->len++] = (char)c;
+    } else {
+      /* JSON text is UTF-8: a byte that does not start a well-formed
+       * sequence becomes U+FFFD, so the result always parses. */
+      size_t len = utf8_seq((const unsigned char *)s + i, n - i);
+      if (len) {
+        osb_buf_append(b, s + i, len);
+        i += len - 1;
+      } else {
+        osb_buf_append(b, "\\ufffd", 6);
+      }
     }
   }
   osb_buf_reserve(b, 1);
   b->base[b->len++] = '"';
   b->base[b->len] = 0;
+}
+
+size_t osb_utf8_trim(const char *s, size_t n) {
+  /* back up over at most three continuation bytes to the lead byte */
+  size_t i = n;
+  while (i > 0 && n - i < 3 && ((unsigned char)s[i - 1] & 0xc0) == 0x80) i--;
+  if (i == 0 || ((unsigned char)s[i - 1] & 0xc0) != 0xc0) return n;   /* ASCII or no lead: nothing cut */
+  unsigned char lead = (unsigned char)s[i - 1];
+  size_t want = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+  return n - (i - 1) < want ? i - 1 : n;
 }
 
 void osb_buf_consume(osb_buf_t *b, size_t n) {

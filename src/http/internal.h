@@ -57,6 +57,8 @@ typedef struct osb__conn {
   uint32_t qhead, qlen, qcap;
   uint32_t inflight;            /* entries (from qhead) owned by the write in flight */
   size_t queued_bytes;          /* unsent bytes in the queue */
+  bool out_paused;              /* HTTP: queued_bytes passed HTTP_SEND_BUFFER_BYTES; no parsing
+                                 * or reading until it drains to half of it */
   size_t drain_mark;            /* pending output when a deadline was last extended */
   uv_write_t *wreq;             /* non-NULL while a write is in flight */
 
@@ -94,11 +96,19 @@ struct osb_req {
   osb_buf_t hbuf;
   size_t url_off, url_len;
   size_t hdr_off[OSB__MAX_HEADERS][4]; /* name off, name len, value off, value len */
-  int nheaders;
+  int nfields;                  /* header fields recorded in hdr_off while the head is parsed */
   bool last_was_value;
+  bool head_done;               /* on_headers_complete ran: later fields are trailers */
+  size_t trailer_bytes;         /* trailer fields read (and dropped) so far */
+  const char *err;              /* why parsing failed (static text), with `status` */
+  /* What the accessors see: the head's fields only, set once hn/hv are
+   * filled in on_headers_complete (0 before). Trailers never enter it. */
+  int nheaders;
   const char *hn[OSB__MAX_HEADERS];  /* lower-cased names, NUL-terminated (arena) */
   const char *hv[OSB__MAX_HEADERS];  /* values, NUL-terminated (arena) */
-  char *path;                   /* decoded */
+  char *path;                   /* decoded (for logs and osb_req_path) */
+  char *rawpath;                /* as received, no query: the router splits it before decoding */
+  bool asterisk;                /* request-target "*" (OPTIONS only) */
   char *query;                  /* raw, may be NULL */
   osb_buf_t body;
   const char *route;
@@ -156,6 +166,9 @@ typedef struct osb__match {
   char *pvalues[OSB__MAX_PARAMS];
 } osb__match_t;
 /* 0 found; OSB_ENOTFOUND no path; -OSB_EDENIED path exists, method not (allow set). */
+/* `path` is the raw (still percent-encoded) path: it is split at '/' first
+ * and each segment decoded on its own, so an encoded slash (%2F) is part of
+ * a segment, never a separator. Parameter values are decoded. */
 int osb__router_match(osb_method_t m, const char *path, osb_req_t *req, osb__match_t *out);
 void osb__router_reset(void);
 
@@ -176,6 +189,8 @@ bool osb__req_forwarded(const osb_req_t *req, const char *name, int hops, char *
  * IPv4 or IPv6 address (no port, no brackets): else false, and the caller
  * keeps the peer address. */
 bool osb__req_forwarded_ip(const osb_req_t *req, int hops, char *out, size_t outlen);
+/* What kind of JSON error `e` is, in words that never quote the input. */
+const char *osb__json_error_kind(const json_error_t *e);
 
 /* response.c */
 void osb__res_simple_error(osb__conn_t *c, int status, const char *code, const char *message, bool close);

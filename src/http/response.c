@@ -40,6 +40,7 @@ const char *osb_http_status_text(int status) {
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
     default: return "Unknown";
   }
 }
@@ -267,16 +268,34 @@ void osb_res_json(osb_req_t *req, int status, json_t *body) {
   finish_with(req, status, "application/json", d.m, len, NULL);
 }
 
+/* Error bodies are built by hand, not with json_pack, which fails (and
+ * left the body empty) on a message that is not valid UTF-8: a path with
+ * %ff, or one cut mid-character. osb_buf_json_str always yields valid JSON,
+ * and a message too long for the buffer is cut at a character boundary. */
 void osb_res_error(osb_req_t *req, int status, const char *code, const char *fmt, ...) {
   char msg[512];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
+  int n = vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
+  size_t mlen = n < 0 ? 0 : (size_t)n;
+  if (mlen >= sizeof(msg)) {
+    mlen = osb_utf8_trim(msg, sizeof(msg) - 4);
+    memcpy(msg + mlen, "...", 4);
+    mlen += 3;
+  }
   if (status == 401 && !strstr(req->rhead.base ? req->rhead.base : "", "WWW-Authenticate"))
     osb_res_header(req, "WWW-Authenticate", "Bearer");
-  json_t *j = json_pack("{s:{s:s, s:s, s:s}}", "error", "code", code, "message", msg, "request_id", req->id);
-  osb_res_json(req, status, j);
+  osb_buf_t body = OSB_BUF_INIT;
+  osb_buf_puts(&body, "{\"error\":{\"code\":");
+  osb_buf_json_str(&body, code, strlen(code));
+  osb_buf_puts(&body, ",\"message\":");
+  osb_buf_json_str(&body, msg, mlen);
+  osb_buf_puts(&body, ",\"request_id\":");
+  osb_buf_json_str(&body, req->id, strlen(req->id));
+  osb_buf_puts(&body, "}}");
+  osb_res_send(req, status, "application/json", body.base, body.len);
+  osb_buf_free(&body);
 }
 
 void osb_res_msg(osb_req_t *req, int status, const char *content_type, osb_msg_t *body) {

@@ -97,25 +97,31 @@ typedef struct {
   int nparams;
 } capture_t;
 
-static rnode_t *walk(rnode_t *n, const char *p, capture_t *cap) {
-  if (*p == 0) return n->methods ? n : NULL;
-  const char *slash = strchr(p, '/');
-  size_t len = slash ? (size_t)(slash - p) : strlen(p);
-  const char *rest = slash ? slash + 1 : p + len;
-  if (slash && rest[0] == 0) return NULL;  /* trailing slash: no match */
-  for (int i = 0; i < n->nkids; i++) {
-    rnode_t *k = n->kids[i];
-    if (k->seglen == len && memcmp(k->seg, p, len) == 0) {
-      rnode_t *hit = walk(k, rest, cap);
+/* A decoded path segment. */
+typedef struct { const char *p; size_t len; } seg_t;
+
+/* More segments than any pattern has: such a path matches nothing. */
+#define MAX_SEGS 32
+
+static rnode_t *walk(rnode_t *n, const seg_t *segs, int i, int nsegs, capture_t *cap) {
+  if (i == nsegs) return n->methods ? n : NULL;
+  const char *p = segs[i].p;
+  size_t len = segs[i].len;
+  for (int k = 0; k < n->nkids; k++) {
+    rnode_t *kid = n->kids[k];
+    if (kid->seglen == len && memcmp(kid->seg, p, len) == 0) {
+      rnode_t *hit = walk(kid, segs, i + 1, nsegs, cap);
       if (hit) return hit;
     }
   }
+  /* An empty segment ("//", a trailing slash) matches neither a literal nor
+   * a parameter. */
   if (n->param && len > 0 && cap->nparams < OSB__MAX_PARAMS) {
     int idx = cap->nparams++;
     cap->pnames[idx] = n->param->pname;
     cap->pstart[idx] = p;
     cap->plen[idx] = len;
-    rnode_t *hit = walk(n->param, rest, cap);
+    rnode_t *hit = walk(n->param, segs, i + 1, nsegs, cap);
     if (hit) return hit;
     cap->nparams--;
   }
@@ -125,10 +131,32 @@ static rnode_t *walk(rnode_t *n, const char *p, capture_t *cap) {
 int osb__router_match(osb_method_t m, const char *path, osb_req_t *req, osb__match_t *out) {
   memset(out, 0, sizeof(*out));
   if (!root || path[0] != '/') return OSB_ENOTFOUND;
+  /* Split the raw path at '/', then decode each segment on its own (into
+   * one copy), so "%2F" stays inside its segment. */
+  size_t plen = strlen(path);
+  char *buf = req ? osb__arena_alloc(req, plen + 1) : osb_malloc(plen + 1);
+  seg_t segs[MAX_SEGS];
+  int nsegs = 0, rc = OSB_ENOTFOUND;
+  size_t o = 0;
+  const char *p = path + 1;
+  if (*p) {
+    for (;;) {
+      const char *slash = strchr(p, '/');
+      size_t len = slash ? (size_t)(slash - p) : strlen(p);
+      if (nsegs == MAX_SEGS) goto done;
+      memcpy(buf + o, p, len);
+      int dl = osb__url_decode(buf + o, len, false);
+      if (dl < 0) goto done;
+      segs[nsegs++] = (seg_t){buf + o, (size_t)dl};
+      o += (size_t)dl + 1;
+      if (!slash) break;
+      p = slash + 1;
+    }
+  }
   capture_t cap;
   cap.nparams = 0;
-  rnode_t *n = walk(root, path + 1, &cap);
-  if (!n) return OSB_ENOTFOUND;
+  rnode_t *n = walk(root, segs, 0, nsegs, &cap);
+  if (!n) goto done;
   out->pattern = n->pattern;
   out->allow = n->methods;
   out->nparams = cap.nparams;
@@ -140,7 +168,13 @@ int osb__router_match(osb_method_t m, const char *path, osb_req_t *req, osb__mat
     out->pvalues[i] = v;
   }
   int idx = method_index(m);
-  if (idx < 0 || !n->fns[idx]) return OSB_EDENIED;
+  if (idx < 0 || !n->fns[idx]) {
+    rc = OSB_EDENIED;
+    goto done;
+  }
   out->fn = n->fns[idx];
-  return 0;
+  rc = 0;
+done:
+  if (!req) free(buf);
+  return rc;
 }

@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #include "core/config.h"
 #include "obs/log.h"
@@ -28,8 +29,8 @@ typedef struct {
 static hook_t hooks[8];
 static int nhooks;
 
-static osb_metric_t *m_duration, *m_conn_total;
-static osb_series_t *s_conn_total;
+static osb_metric_t *m_duration, *m_conn_total, *m_paused;
+static osb_series_t *s_conn_total, *s_paused;
 
 static void conn_process(osb__conn_t *c);
 /* A dispatched request is being handled: later bytes wait. (A request whose
@@ -37,6 +38,18 @@ static void conn_process(osb__conn_t *c);
 static inline bool conn_busy(const osb__conn_t *c) { return c->req && c->req->dispatched; }
 static size_t conn_parse(osb__conn_t *c, const char *data, size_t len);
 static void conn_write(osb__conn_t *c);
+static void conn_update_reading(osb__conn_t *c);
+
+/* Output bound of an HTTP connection, in the units of WS_SEND_BUFFER_BYTES:
+ * unsent bytes in its output queue. Past HTTP_SEND_BUFFER_BYTES no further
+ * pipelined request is parsed and the socket is not read (a client that
+ * sends requests but never reads the answers would otherwise grow memory
+ * without bound: synchronous handlers answer as fast as it sends); both
+ * resume once the queue drains to half the bound. One response is never
+ * cut: the bound is checked between requests. */
+static inline bool out_full(const osb__conn_t *c) {
+  return c->queued_bytes > (size_t)osb_cfg->http_send_buffer_bytes;
+}
 
 void osb_http_add_hook(osb_http_hook_fn fn) {
   osb_assert(nhooks < (int)OSB_ARRAY_LEN(hooks));
@@ -168,11 +181,15 @@ void osb__req_finished(osb_req_t *r) {
 
 static osb__conn_t *pconn(http_parser *p) { return p->data; }
 
-static int req_fail(osb_req_t *r, int status) {
+/* Parsing stops with `status`; `why` (static text) is the error message. */
+static int req_fail(osb_req_t *r, int status, const char *why) {
   r->errored = true;
   r->status = status;
+  r->err = why;
   return -1;
 }
+
+static const char too_large[] = "request header block too large (16 KiB, 100 headers at most)";
 
 static int on_message_begin(http_parser *p) {
   osb__conn_t *c = pconn(p);
@@ -187,8 +204,17 @@ static int on_message_begin(http_parser *p) {
 }
 
 static int head_append(osb_req_t *r, const char *at, size_t len) {
-  if (r->hbuf.len + len > OSB__MAX_HEADER_BYTES) return req_fail(r, 431);
+  if (r->hbuf.len + len > OSB__MAX_HEADER_BYTES) return req_fail(r, 431, too_large);
   osb_buf_append(&r->hbuf, at, len);
+  return 0;
+}
+
+/* Trailer fields (after a chunked body) are read and dropped (RFC 9110
+ * §6.5.1 lets a recipient ignore them): they never become headers, so no
+ * accessor can see them. Their size counts against the head's limit. */
+static int trailer_bytes(osb_req_t *r, size_t len) {
+  r->trailer_bytes += len;
+  if (r->hbuf.len + r->trailer_bytes > OSB__MAX_HEADER_BYTES) return req_fail(r, 431, too_large);
   return 0;
 }
 
@@ -199,28 +225,44 @@ static int on_url(http_parser *p, const char *at, size_t len) {
   return head_append(r, at, len);
 }
 
+/* tchar (RFC 9110 §5.6.2). http-parser lets a space through in a field name
+ * ("Transfer-Encoding : chunked" becomes an unknown header named
+ * "transfer-encoding "), which a lenient proxy in front may read as
+ * Transfer-Encoding: request smuggling. RFC 9112 §5.1: 400. */
+static bool is_tchar(unsigned char ch) {
+  if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')) return true;
+  return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
 static int on_header_field(http_parser *p, const char *at, size_t len) {
   osb_req_t *r = pconn(p)->req;
-  if (r->nheaders == 0 || r->last_was_value) {
-    if (r->nheaders >= OSB__MAX_HEADERS) return req_fail(r, 431);
-    r->hdr_off[r->nheaders][0] = r->hbuf.len;
-    r->hdr_off[r->nheaders][1] = 0;
-    r->hdr_off[r->nheaders][2] = 0;
-    r->hdr_off[r->nheaders][3] = 0;
-    r->nheaders++;
+  for (size_t i = 0; i < len; i++)
+    if (!is_tchar((unsigned char)at[i])) return req_fail(r, 400, "invalid character in a header name (whitespace before the colon?)");
+  if (r->head_done) return trailer_bytes(r, len);
+  if (r->nfields == 0 || r->last_was_value) {
+    if (r->nfields >= OSB__MAX_HEADERS) return req_fail(r, 431, too_large);
+    r->hdr_off[r->nfields][0] = r->hbuf.len;
+    r->hdr_off[r->nfields][1] = 0;
+    r->hdr_off[r->nfields][2] = 0;
+    r->hdr_off[r->nfields][3] = 0;
+    r->nfields++;
     r->last_was_value = false;
   }
-  r->hdr_off[r->nheaders - 1][1] += len;
+  r->hdr_off[r->nfields - 1][1] += len;
   return head_append(r, at, len);
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t len) {
   osb_req_t *r = pconn(p)->req;
+  if (r->head_done) return trailer_bytes(r, len);
+  /* http-parser always reports a name first; a peer must not be able to
+   * reach hdr_off[-1] should that ever change */
+  if (r->nfields == 0) return req_fail(r, 400, "header value without a name");
   if (!r->last_was_value) {
-    r->hdr_off[r->nheaders - 1][2] = r->hbuf.len;
+    r->hdr_off[r->nfields - 1][2] = r->hbuf.len;
     r->last_was_value = true;
   }
-  r->hdr_off[r->nheaders - 1][3] += len;
+  r->hdr_off[r->nfields - 1][3] += len;
   return head_append(r, at, len);
 }
 
@@ -248,12 +290,70 @@ static osb_method_t map_method(enum http_method m) {
   }
 }
 
+/* The path of an absolute-form target ("http://host:port/path?q", RFC 9112
+ * §3.2.2): servers must accept it and route on its path. Returns the path
+ * (possibly "", meaning "/"), or NULL if `url` is not in absolute form. */
+static char *absolute_form_path(char *url) {
+  const char *scheme = strncasecmp(url, "http://", 7) == 0 ? url + 7 : strncasecmp(url, "https://", 8) == 0 ? url + 8 : NULL;
+  if (!scheme) return NULL;
+  return (char *)scheme + strcspn(scheme, "/?#");
+}
+
+/* Split the request target into the raw path, its decoded copy and the
+ * query. Origin-form ("/path?q"), absolute-form (routed on its path) and
+ * asterisk-form (OPTIONS only) are accepted; authority-form is CONNECT's,
+ * which is not served. */
+static int parse_target(osb_req_t *r, char *url, enum http_method method) {
+  if (strcmp(url, "*") == 0) {
+    if (method != HTTP_OPTIONS) return req_fail(r, 400, "the request target * is only for OPTIONS");
+    r->asterisk = true;
+    r->path = r->rawpath = "*";
+    return 0;
+  }
+  char *path = absolute_form_path(url);
+  if (path) {
+    /* RFC 9112 §3.2.2: the target's authority replaces the Host field
+     * (which must still be present for HTTP/1.1, and is, once) */
+    const char *auth = strchr(url, ':') + 3;
+    size_t alen = (size_t)(path - auth);
+    for (int i = 0; i < r->nheaders; i++) {
+      if (strcmp(r->hn[i], "host") != 0) continue;
+      char *h = osb__arena_alloc(r, alen + 1);
+      memcpy(h, auth, alen);
+      h[alen] = 0;
+      r->hv[i] = h;
+    }
+  } else {
+    path = url;
+  }
+  char *q = strchr(path, '?');
+  if (q) {
+    *q = 0;
+    r->query = q + 1;
+  }
+  char *hash = strchr(r->query ? r->query : path, '#');
+  if (hash) *hash = 0;
+  if (path != url && path[0] == 0) path = "/";
+  if (path[0] != '/') return req_fail(r, 400, "the request target must be a path or an absolute http(s) URL");
+  r->rawpath = path;
+  size_t rawlen = strlen(path);
+  char *dec = osb__arena_alloc(r, rawlen + 1);
+  memcpy(dec, path, rawlen + 1);
+  int n = osb__url_decode(dec, rawlen, false);
+  if (n < 0) return req_fail(r, 400, "invalid percent-encoding in the path");
+  if (memchr(dec, 0, (size_t)n) != NULL) return req_fail(r, 400, "NUL in the path");
+  r->path = dec;
+  return 0;
+}
+
 static int on_headers_complete(http_parser *p) {
   osb__conn_t *c = pconn(p);
   osb_req_t *r = c->req;
+  r->head_done = true;
   /* Copy names (lower-cased) and values NUL-terminated into the arena. */
   const char *base = r->hbuf.base;
-  for (int i = 0; i < r->nheaders; i++) {
+  int nhost = 0;
+  for (int i = 0; i < r->nfields; i++) {
     size_t no = r->hdr_off[i][0], nl = r->hdr_off[i][1], vo = r->hdr_off[i][2], vl = r->hdr_off[i][3];
     char *nm = osb__arena_alloc(r, nl + vl + 2);
     for (size_t k = 0; k < nl; k++) {
@@ -266,7 +366,9 @@ static int on_headers_complete(http_parser *p) {
     v[vl] = 0;
     r->hn[i] = nm;
     r->hv[i] = v;
+    if (strcmp(nm, "host") == 0) nhost++;
   }
+  r->nheaders = r->nfields;   /* only now may the accessors look at hn/hv */
   r->hp_method = p->method;
   r->method = map_method(p->method);
   r->keep_alive = http_should_keep_alive(p) != 0;
@@ -275,41 +377,33 @@ static int on_headers_complete(http_parser *p) {
   /* the body may still be on its way: allow it a while longer */
   c->deadline = uv_now(osb__srv.loop) + 30000 + (uint64_t)osb_cfg->http_header_timeout_ms;
 
-  /* Split the URL into path and query; decode the path. */
+  /* Split the URL into path and query; decode a copy of the path. */
   char *url = osb__arena_alloc(r, r->url_len + 1);
   memcpy(url, base + r->url_off, r->url_len);
   url[r->url_len] = 0;
-  char *q = strchr(url, '?');
-  if (q) {
-    *q = 0;
-    r->query = q + 1;
-  }
-  char *hash = strchr(r->query ? r->query : url, '#');
-  if (hash) *hash = 0;
-  int n = osb__url_decode(url, strlen(url), false);
-  if (n < 0 || url[0] != '/' || memchr(url, 0, (size_t)n) != NULL) {
-    r->path = url[0] == '/' ? url : osb__arena_alloc(r, 2);
-    if (r->path != url) strcpy(r->path, "/");
-    return req_fail(r, 400);
-  }
-  r->path = url;
+  r->path = "/";
+  if (p->http_major != 1) return req_fail(r, 505, "only HTTP/1.x is supported");
+  if (p->http_minor >= 1 && nhost == 0) return req_fail(r, 400, "an HTTP/1.1 request needs a Host header");
+  if (nhost > 1) return req_fail(r, 400, "more than one Host header");
+  int rc = parse_target(r, url, p->method);
+  if (rc != 0) return rc;
 
   const char *rid = osb_req_header(r, "x-request-id");
   if (rid && valid_request_id(rid)) snprintf(r->id, sizeof(r->id), "%s", rid);
   if (osb_cfg->trust_proxy > 0) {
     osb__req_forwarded_ip(r, osb_cfg->trust_proxy, r->ip, sizeof(r->ip));
     /* Behind the proxy the connection belongs to the client its head names. */
-    if (osb__edge_account(c, r->ip) != 0) return req_fail(r, 429);
+    if (osb__edge_account(c, r->ip) != 0) return req_fail(r, 429, "too many connections from this address");
   }
   if (p->content_length != ULLONG_MAX && p->content_length > (uint64_t)osb_cfg->max_body_bytes)
-    return req_fail(r, 413);
-  if (r->method == 0) return req_fail(r, 405);
+    return req_fail(r, 413, "request body too large");
+  if (r->method == 0) return req_fail(r, 405, "unsupported method");
   return 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t len) {
   osb_req_t *r = pconn(p)->req;
-  if (osb_buf_try_reserve(&r->body, len, (size_t)osb_cfg->max_body_bytes) != 0) return req_fail(r, 413);
+  if (osb_buf_try_reserve(&r->body, len, (size_t)osb_cfg->max_body_bytes) != 0) return req_fail(r, 413, "request body too large");
   osb_buf_append(&r->body, at, len);
   return 0;
 }
@@ -322,6 +416,20 @@ static int on_message_complete(http_parser *p) {
 
 /* ---- dispatch ---- */
 
+/* "Allow: GET, HEAD, ..." for the methods in `mask`. */
+static void allow_header(osb_req_t *r, unsigned mask) {
+  static const struct { osb_method_t m; const char *n; } names[] = {
+    {OSB_GET, "GET"}, {OSB_HEAD, "HEAD"}, {OSB_POST, "POST"}, {OSB_PUT, "PUT"},
+    {OSB_PATCH, "PATCH"}, {OSB_DELETE, "DELETE"}, {OSB_OPTIONS, "OPTIONS"}};
+  char allow[64];
+  size_t n = 0;
+  for (size_t i = 0; i < OSB_ARRAY_LEN(names); i++) {
+    if (!(mask & names[i].m)) continue;
+    n += (size_t)snprintf(allow + n, sizeof(allow) - n, "%s%s", n ? ", " : "", names[i].n);
+  }
+  osb_res_header(r, "Allow", allow);
+}
+
 static void dispatch(osb__conn_t *c) {
   osb_req_t *r = c->req;
   r->dispatched = true;
@@ -329,8 +437,15 @@ static void dispatch(osb__conn_t *c) {
   c->deadline = 0;
   if (r->upgrade && !osb__ws_is_upgrade(r)) r->keep_alive = false;  /* other upgrades: answer, then close */
 
+  if (r->asterisk) {
+    /* OPTIONS * (RFC 9110 §9.3.7): what the server as a whole supports */
+    r->route = "*";
+    allow_header(r, OSB_GET | OSB_HEAD | OSB_POST | OSB_PUT | OSB_PATCH | OSB_DELETE | OSB_OPTIONS);
+    osb_res_send(r, 204, NULL, NULL, 0);
+    return;
+  }
   osb__match_t m;
-  int rc = osb__router_match(r->method == OSB_HEAD ? OSB_GET : r->method, r->path, r, &m);
+  int rc = osb__router_match(r->method == OSB_HEAD ? OSB_GET : r->method, r->rawpath, r, &m);
   if (rc == 0) {
     r->route = m.pattern;
     r->nparams = m.nparams;
@@ -347,19 +462,8 @@ static void dispatch(osb__conn_t *c) {
     return;
   }
   if (rc != 0) {
-    osb_buf_t allow = OSB_BUF_INIT;
-    static const struct { osb_method_t m; const char *n; } names[] = {
-      {OSB_GET, "GET"}, {OSB_HEAD, "HEAD"}, {OSB_POST, "POST"}, {OSB_PUT, "PUT"},
-      {OSB_PATCH, "PATCH"}, {OSB_DELETE, "DELETE"}, {OSB_OPTIONS, "OPTIONS"}};
-    unsigned a = m.allow | (m.allow & OSB_GET ? OSB_HEAD : 0) | OSB_OPTIONS;
-    for (size_t i = 0; i < OSB_ARRAY_LEN(names); i++) {
-      if (!(a & names[i].m)) continue;
-      if (allow.len) osb_buf_puts(&allow, ", ");
-      osb_buf_puts(&allow, names[i].n);
-    }
     r->route = m.pattern;
-    osb_res_header(r, "Allow", allow.base);
-    osb_buf_free(&allow);
+    allow_header(r, m.allow | (m.allow & OSB_GET ? OSB_HEAD : 0) | OSB_OPTIONS);
     if (r->method == OSB_OPTIONS) {
       osb_res_send(r, 204, NULL, NULL, 0);
       return;
@@ -375,7 +479,8 @@ static void dispatch(osb__conn_t *c) {
 /* Parse as much of data as one-request-at-a-time allows; returns bytes used. */
 static size_t conn_parse(osb__conn_t *c, const char *data, size_t len) {
   size_t off = 0;
-  while (off < len && !c->closing && c->mode == OSB__CONN_HTTP && !conn_busy(c) && !c->close_after_flush) {
+  while (off < len && !c->closing && c->mode == OSB__CONN_HTTP && !conn_busy(c) && !c->close_after_flush &&
+         !c->out_paused && !out_full(c)) {
     size_t n = http_parser_execute(&c->parser, &parser_settings, data + off, len - off);
     off += n;
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
@@ -389,11 +494,8 @@ static size_t conn_parse(osb__conn_t *c, const char *data, size_t len) {
       int status = (r && r->errored) ? r->status : 400;
       const char *code = status == 431 ? "headers_too_large" : status == 413 ? "body_too_large"
                        : status == 405 ? "method_not_allowed" : status == 429 ? "too_many_connections"
-                       : "bad_request";
-      const char *msg = status == 431 ? "request header block too large (16 KiB, 100 headers at most)"
-                      : status == 413 ? "request body too large"
-                      : status == 405 ? "unsupported method"
-                      : status == 429 ? "too many connections from this address" : http_errno_description(e);
+                       : status == 505 ? "http_version_not_supported" : "bad_request";
+      const char *msg = (r && r->errored && r->err) ? r->err : http_errno_description(e);
       if (r) {
         r->errored = true;
         r->keep_alive = false;
@@ -464,11 +566,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
      * read stopped over a backlog that is gone. */
     osb_buf_append(&c->in, buf->base, (size_t)nread);
     conn_process(c);
-    if (!c->closing && c->mode == OSB__CONN_HTTP && c->reading &&
-        c->in.len > (size_t)osb_cfg->max_body_bytes + OSB__MAX_HEADER_BYTES) {
-      uv_read_stop(s);
-      c->reading = false;
-    }
   } else {
     c->processing = true;
     size_t used = conn_parse(c, buf->base, (size_t)nread);
@@ -478,7 +575,39 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       else osb_buf_append(&c->in, buf->base + used, (size_t)nread - used);
     }
   }
+  if (!c->closing) conn_update_reading(c);
   release_readbuf(buf);
+}
+
+/* Read an HTTP connection only while its input backlog and its output queue
+ * are within their bounds (see out_full). Called after reading, after
+ * parsing and from the flusher. */
+static void conn_update_reading(osb__conn_t *c) {
+  if (c->closing || c->mode != OSB__CONN_HTTP) return;
+  if (c->out_paused) {
+    if (c->queued_bytes <= (size_t)osb_cfg->http_send_buffer_bytes / 2) c->out_paused = false;
+  } else if (out_full(c)) {
+    c->out_paused = true;
+    osb_series_inc(s_paused, 1);
+    if (osb_log_enabled(OSB_LOG_DEBUG))
+      osb_log(OSB_LOG_DEBUG, "http", "conn %llu (%s): %zu unsent bytes, reading paused", (unsigned long long)c->id,
+              c->ip, c->queued_bytes);
+  }
+  bool stop = c->out_paused || c->in.len > (size_t)osb_cfg->max_body_bytes + OSB__MAX_HEADER_BYTES;
+  bool start = !c->out_paused && c->in.len < 64 * 1024 && !c->close_after_flush;
+  if (c->reading && stop) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = false;
+  } else if (!c->reading && start) {
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    c->reading = true;
+  }
+}
+
+/* The output queue shrank: a connection paused over it resumes (from the
+ * flusher, never from inside a write callback's caller). */
+static void conn_output_progress(osb__conn_t *c) {
+  if (c->out_paused && c->queued_bytes <= (size_t)osb_cfg->http_send_buffer_bytes / 2) osb__conn_schedule_flush(c);
 }
 
 /* ---- output queue ---- */
@@ -551,6 +680,7 @@ static void queue_advance(osb__conn_t *c, size_t n) {
   }
   /* pop empty messages at the head */
   while (c->qlen && c->q[c->qhead].msg->len == c->q[c->qhead].off) queue_pop(c);
+  conn_output_progress(c);
 }
 
 #define OSB__MAX_IOV 64
@@ -591,6 +721,7 @@ static void on_write(uv_write_t *w, int status) {
     queue_pop(c);
   }
   if (c->closing) return;
+  conn_output_progress(c);
   if (c->qlen) conn_write(c);
   else after_flush_empty(c);
 }
@@ -665,14 +796,14 @@ static void flush_round(void) {
     osb__conn_t *c = osb_container_of(pos, osb__conn_t, flush_node);
     osb_list_remove(pos);
     if (c->closing) continue;
-    if (c->mode == OSB__CONN_HTTP && !conn_busy(c) && c->in.len && !c->close_after_flush) {
-      conn_process(c);
-      if (c->closing) continue;
-      if (!c->reading && c->in.len < 64 * 1024) {
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-        c->reading = true;
+    if (c->mode == OSB__CONN_HTTP) {
+      conn_update_reading(c);   /* lifts an output pause once the queue drained */
+      if (!conn_busy(c) && c->in.len && !c->close_after_flush && !c->out_paused) {
+        conn_process(c);
+        if (c->closing) continue;
+        conn_update_reading(c);
+        osb_list_remove(&c->flush_node);  /* processing may have scheduled it again */
       }
-      osb_list_remove(&c->flush_node);  /* processing may have scheduled it again */
     }
     conn_write(c);
   }
@@ -833,6 +964,9 @@ int osb_http_server_start(uv_loop_t *loop) {
                                     NULL, 0);
   m_conn_total = osb_metric_counter("http_server_connections_total", "TCP connections accepted", NULL);
   s_conn_total = osb_metric_series0(m_conn_total);
+  m_paused = osb_metric_counter("http_server_output_paused_total",
+                                "Times a connection stopped reading: unsent output over HTTP_SEND_BUFFER_BYTES", NULL);
+  s_paused = osb_metric_series0(m_paused);
   osb_metric_gauge_fn("http_server_open_connections", "Open connections (HTTP and WebSocket)", g_open_conns, NULL);
   osb_metric_gauge_fn("http_server_active_requests", "Requests being handled", g_inflight, NULL);
   osb__cors_init(osb_cfg->cors_origins);

@@ -3,6 +3,9 @@
 
 #include <jansson.h>
 #include <stdlib.h>
+#include <strings.h>
+
+#include "core/config.h"
 
 #include "http/http.h"
 #include "obs/health.h"
@@ -26,7 +29,26 @@ static void get_ready(osb_req_t *req) {
   }
 }
 
+/* /metrics and /health/details describe the deployment (versions, pool
+ * sizes, upstream state, traffic): with METRICS_TOKEN set they need
+ * "Authorization: Bearer <METRICS_TOKEN>", compared in constant time.
+ * /health and /ready stay open for load balancers. Returns false after
+ * answering 401. */
+static bool metrics_authorized(osb_req_t *req) {
+  const char *want = osb_cfg->metrics_token;
+  if (!want || !*want) return true;
+  const char *h = osb_req_header(req, "authorization");
+  if (h && strncasecmp(h, "Bearer ", 7) == 0) {
+    const char *tok = h + 7;
+    while (*tok == ' ') tok++;
+    if (osb_consttime_eq(tok, strlen(tok), want, strlen(want))) return true;
+  }
+  osb_res_error(req, 401, "unauthorized", "this endpoint needs Authorization: Bearer <METRICS_TOKEN>");
+  return false;
+}
+
 static void get_details(osb_req_t *req) {
+  if (!metrics_authorized(req)) return;
   json_t *doc = osb_health_details();
   const char *st = json_string_value(json_object_get(doc, "status"));
   int status = st && strcmp(st, "fail") == 0 ? 503 : 200;
@@ -38,6 +60,7 @@ static void get_details(osb_req_t *req) {
 }
 
 static void get_metrics(osb_req_t *req) {
+  if (!metrics_authorized(req)) return;
   osb_buf_t b = OSB_BUF_INIT;
   osb_metrics_render(&b);
   osb_res_send(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.base ? b.base : "", b.len);

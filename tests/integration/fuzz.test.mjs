@@ -27,9 +27,18 @@ const corpus = [
   'POST /api/realtime/publish HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n5\r\n{"a":\r\n3\r\n1}\n\r\n0\r\n\r\n',
   'OPTIONS /api/auth/me HTTP/1.1\r\nHost: x\r\nOrigin: https://a.test\r\nAccess-Control-Request-Method: PATCH\r\n\r\n',
   'GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+  // issue 8 shapes: trailers, whitespace before the colon, request-target forms,
+  // Host and version rules, encoded slashes, invalid UTF-8 in the path
+  'GET /api/market/categories HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nCookie: a=1\r\n\r\n0\r\nX-Trailer: 1\r\nCookie: b=2\r\n\r\n',
+  'POST /api/auth/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"a"\r\n0\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n',
+  'POST /api/auth/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\nContent-Length : 27\r\nX A: b\r\n\r\n0\r\n\r\n',
+  'GET http://127.0.0.1:1/health?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nOPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n',
+  'GET /health HTTP/2.0\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n',
+  'GET /api%2Fmarket%2Fcategories HTTP/1.1\r\nHost: x\r\n\r\nGET /%ff%C3%28%E2%82 HTTP/1.1\r\nHost: x\r\n\r\n',
 ];
 const tokens = ['\r\n', '\r\n\r\n', ':', '%', '%zz', '?', '&', '=', ' ', '\0', '\xff', 'Content-Length: 99999999999999999999\r\n',
-  'Transfer-Encoding: chunked\r\n', 'ffffffffffffffff\r\n', 'HTTP/1.0', 'Connection: close\r\n', '/..', '\t', 'a'.repeat(300)];
+  'Transfer-Encoding: chunked\r\n', 'ffffffffffffffff\r\n', 'HTTP/1.0', 'Connection: close\r\n', '/..', '\t', 'a'.repeat(300),
+  ' :', 'Host: y\r\n', 'http://h', '*', '%2F', 'HTTP/2.0', '0\r\nX-T: 1\r\n\r\n', '\xc3', '\xe2\x82', 'Trailer: X-T\r\n'];
 
 function mutate(s) {
   let b = Buffer.from(s, 'latin1');
@@ -96,8 +105,44 @@ test('mutated HTTP requests are answered or closed, never crash or hang the serv
   assert.equal(h.status, 200);
 });
 
+// Pipelined floods: several connections pipeline mutated requests (many
+// copies each) without reading, then read: every connection ends (answered
+// or closed), and the server keeps serving.
+function flood(port, bytes, holdMs) {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let got = 0;
+    const t = setTimeout(() => { sock.destroy(); resolve({ got, timedOut: true }); }, holdMs + 20000);
+    sock.on('connect', () => {
+      sock.pause();
+      sock.write(bytes);
+      setTimeout(() => { sock.resume(); sock.end(); }, holdMs);
+    });
+    sock.on('data', (d) => { got += d.length; });
+    sock.on('close', () => { clearTimeout(t); resolve({ got, timedOut: false }); });
+    sock.on('error', () => {});
+  });
+}
+
+test('pipelined floods of mutated requests from clients that read late', async () => {
+  let hung = 0;
+  for (let round = 0; round < 4 * SCALE; round++) {
+    const jobs = [];
+    for (let k = 0; k < 4; k++) {
+      const parts = [];
+      const one = rnd(3) === 0 ? mutate(corpus[rnd(corpus.length)]) : Buffer.from(corpus[rnd(2)], 'latin1');
+      for (let i = 0; i < 2000 + rnd(4000); i++) parts.push(i % 97 === 96 ? mutate(corpus[rnd(corpus.length)]) : one);
+      jobs.push(flood(srv.port, Buffer.concat(parts), 300 + rnd(700)));
+    }
+    for (const r of await Promise.all(jobs)) if (r.timedOut) hung++;
+    const h = await srv.fetch('/health');
+    assert.equal(h.status, 200);
+  }
+  assert.equal(hung, 0, 'every flood ended once its client read and half-closed');
+});
+
 test('random WebSocket frames after a valid handshake never crash the server', async () => {
-  const hs = Buffer.from(corpus[5], 'latin1');
+  const hs = Buffer.from(corpus[5], 'latin1');  // the WebSocket handshake
   let hung = 0;
   for (let i = 0; i < 400 * SCALE; i++) {
     const r = await oneCase(srv.port, Buffer.concat([hs, wsFrames()]));

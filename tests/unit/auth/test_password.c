@@ -160,6 +160,31 @@ static void per_client_share_refuses_only_that_client(void **s) {
   osb__pw_set_per_key(0);
 }
 
+/* Completion order of fair_order's jobs, by the tag each carries. */
+static char order[16];
+static size_t norder;
+static void on_verify_tag(void *ud, int err, bool match) {
+  verify_calls++;
+  if (norder < sizeof(order) - 1) order[norder++] = *(const char *)ud;
+}
+
+static void queue_is_served_round_robin_by_client(void **s) {
+  osb__pw_set_limits(1, 16);
+  osb__pw_set_per_key(8);
+  norder = 0;
+  memset(order, 0, sizeof(order));
+  static const char a = 'a', b = 'b', c = 'c';
+  /* A busy client queues five jobs, then two others arrive. */
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(osb__pw_verify("198.51.100.1", NULL, PW, strlen(PW), on_verify_tag, (void *)&a), 0);
+  assert_int_equal(osb__pw_verify("198.51.100.2", NULL, PW, strlen(PW), on_verify_tag, (void *)&b), 0);
+  assert_int_equal(osb__pw_verify("198.51.100.3", NULL, PW, strlen(PW), on_verify_tag, (void *)&c), 0);
+  uv_run(osb_loop(), UV_RUN_DEFAULT);
+  /* The first a was already running; b and c go next, not after every a. */
+  assert_string_equal(order, "abcaaaa");
+  osb__pw_set_per_key(0);
+}
+
 static int ticks;
 static void on_tick(uv_timer_t *t) { ticks++; }
 static void on_verify_stop_timer(void *ud, int err, bool match) {
@@ -198,6 +223,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(callback_never_runs_before_return, setup, teardown),
     cmocka_unit_test_setup_teardown(concurrency_is_capped, setup, teardown),
     cmocka_unit_test_setup_teardown(per_client_share_refuses_only_that_client, setup, teardown),
+    cmocka_unit_test_setup_teardown(queue_is_served_round_robin_by_client, setup, teardown),
     cmocka_unit_test_setup_teardown(full_queue_refuses, setup, teardown),
     cmocka_unit_test_setup_teardown(loop_keeps_running_while_hashing, setup, teardown),
     cmocka_unit_test_setup_teardown(sync_hash_verifies, setup, teardown),

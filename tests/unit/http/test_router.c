@@ -92,6 +92,21 @@ static void unknown_path_is_not_found(void **state) {
   assert_int_equal(osb__router_match(OSB_GET, "/api/conversations//messages", NULL, &m), OSB_ENOTFOUND);
 }
 
+/* The path is split before it is decoded: %2F is inside a segment (issue 8:
+ * /api%2Fmarket%2Fcategories used to route as /api/market/categories). */
+static void encoded_slash_is_not_a_separator(void **state) {
+  osb__match_t m;
+  assert_int_equal(osb__router_match(OSB_GET, "/%2Fhealth", NULL, &m), OSB_ENOTFOUND);
+  assert_int_equal(osb__router_match(OSB_GET, "/api%2Fconversations", NULL, &m), OSB_ENOTFOUND);
+  assert_int_equal(osb__router_match(OSB_GET, "/api/conversations%2F7", NULL, &m), OSB_ENOTFOUND);
+  /* other escapes are decoded per segment; a parameter keeps a decoded slash */
+  assert_int_equal(osb__router_match(OSB_GET, "/he%61lth", NULL, &m), 0);
+  assert_string_equal(m.pattern, "/health");
+  assert_int_equal(osb__router_match(OSB_GET, "/api/conversations/a%2Fb%20c/messages", NULL, &m), 0);
+  assert_string_equal(m.pvalues[0], "a/b c");
+  free_params(&m);
+}
+
 static void wrong_method_reports_allowed(void **state) {
   osb__match_t m;
   assert_int_equal(osb__router_match(OSB_PUT, "/api/conversations", NULL, &m), OSB_EDENIED);
@@ -108,6 +123,7 @@ int main(void) {
     cmocka_unit_test(backtracks_from_literal_to_param),
     cmocka_unit_test(unknown_path_is_not_found),
     cmocka_unit_test(wrong_method_reports_allowed),
+    cmocka_unit_test(encoded_slash_is_not_a_separator),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -307,6 +307,84 @@ static void head_of_streamed_response_has_no_body(void **state) {
   osb_buf_free(&c.got);
 }
 
+/* Trailer fields after a chunked body: the handler sees only the head's
+ * headers (issue 8: they were counted in nheaders with NULL names, and
+ * osb_req_cookie crashed on them). */
+static void hdrs(osb_req_t *r) {
+  const char *ck = osb_req_cookie(r, "a");
+  osb_res_json(r, 200, json_pack("{s:i, s:b, s:s?}", "n", r->nheaders, "trailer", osb_req_header(r, "x-trailer") != NULL,
+                                 "cookie", ck));
+}
+
+static void trailer_fields_never_become_headers(void **state) {
+  client_t c = {0};
+  c.chunks[0] = "GET /hdrs HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "3\r\nabc\r\n0\r\nX-Trailer: 1\r\nCookie: a=1\r\n\r\n";
+  c.nchunks = 1;
+  c.expect_responses = 1;
+  client_start(&c);
+  assert_true(run_until(has_responses, &c, 3000));
+  assert_non_null(strstr(c.got.base, "HTTP/1.1 200"));
+  assert_non_null(strstr(c.got.base, "{\"n\":2,\"trailer\":false,\"cookie\":null}"));
+  stop_when_done(&c);
+  assert_true(run_until(all_closed, &c, 3000));
+  osb_buf_free(&c.got);
+}
+
+static void host(osb_req_t *r) {
+  osb_res_json(r, 200, json_pack("{s:s?, s:s}", "host", osb_req_header(r, "host"), "path", osb_req_path(r)));
+}
+
+/* absolute-form (RFC 9112 §3.2.2): routed on its path, and its authority
+ * replaces the Host field. */
+static void absolute_form_routes_on_path_and_sets_host(void **state) {
+  client_t c = {0};
+  c.chunks[0] = "GET http://api.example.test:8080/host%2Dx?q=1 HTTP/1.1\r\nHost: other\r\n\r\n";
+  c.nchunks = 1;
+  c.expect_responses = 1;
+  client_start(&c);
+  assert_true(run_until(has_responses, &c, 3000));
+  assert_non_null(strstr(c.got.base, "{\"host\":\"api.example.test:8080\",\"path\":\"/host-x\"}"));
+  stop_when_done(&c);
+  assert_true(run_until(all_closed, &c, 3000));
+  osb_buf_free(&c.got);
+}
+
+/* The most a connection had queued and unsent when a request was handled. */
+static size_t max_queued;
+static void queued(osb_req_t *r) {
+  if (r->conn && r->conn->queued_bytes > max_queued) max_queued = r->conn->queued_bytes;
+  osb_res_send(r, 200, "application/json", "{}", 2);
+}
+
+/* Pipelined requests to a synchronous handler: once the unsent output passes
+ * HTTP_SEND_BUFFER_BYTES no further request is parsed until it drains, and
+ * every request is still answered, in order. (Before, one read's worth of
+ * requests, ~2,000, was answered into the queue at once.) */
+static void pipelined_output_is_bounded(void **state) {
+  int saved = cfg.http_send_buffer_bytes;
+  cfg.http_send_buffer_bytes = 2048;
+  static const char one[] = "GET /q HTTP/1.1\r\nHost: a\r\n\r\n";
+  enum { N = 2000 };
+  char *burst = calloc(1, N * (sizeof(one) - 1) + 1);
+  for (int i = 0; i < N; i++) memcpy(burst + i * (sizeof(one) - 1), one, sizeof(one) - 1);
+  max_queued = 0;
+  client_t c = {0};
+  c.chunks[0] = burst;
+  c.nchunks = 1;
+  c.expect_responses = N;
+  client_start(&c);
+  assert_true(run_until(has_responses, &c, 20000));
+  assert_int_equal(count_responses(&c.got), N);
+  /* the bound plus at most one response */
+  assert_true(max_queued <= (size_t)cfg.http_send_buffer_bytes + 1024);
+  stop_when_done(&c);
+  assert_true(run_until(all_closed, &c, 3000));
+  osb_buf_free(&c.got);
+  free(burst);
+  cfg.http_send_buffer_bytes = saved;
+}
+
 static int setup(void **state) {
   setenv("PORT", "0", 1);
   setenv("HOST", "127.0.0.1", 1);
@@ -322,6 +400,9 @@ static int setup(void **state) {
   osb_route(OSB_GET, "/hold", hold);
   osb_route(OSB_GET, "/poke", poke);
   osb_route(OSB_GET, "/stream", stream);
+  osb_route(OSB_GET, "/hdrs", hdrs);
+  osb_route(OSB_GET, "/q", queued);
+  osb_route(OSB_GET, "/host-x", host);
   assert_int_equal(osb_http_server_start(&loop), 0);
   struct sockaddr_storage ss;
   int len = sizeof(ss);
@@ -412,6 +493,9 @@ int main(void) {
     cmocka_unit_test(handler_in_flush_round_flushes_another_conn),
     cmocka_unit_test(read_resumes_after_backlog_processed),
     cmocka_unit_test(head_of_streamed_response_has_no_body),
+    cmocka_unit_test(trailer_fields_never_become_headers),
+    cmocka_unit_test(pipelined_output_is_bounded),
+    cmocka_unit_test(absolute_form_routes_on_path_and_sets_host),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
