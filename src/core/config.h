@@ -59,6 +59,8 @@ typedef struct osb_config {
   int ws_send_buffer_bytes;
   int ws_ping_interval_ms;
   int ws_idle_timeout_ms;
+  int ws_message_timeout_ms;      /* a started frame or fragmented message must end by then */
+  int ws_control_frames_per_s;    /* inbound pings/pongs per second (burst twice); 0 = no limit */
   /* limits */
   int rate_limit_rps, rate_limit_burst;
   /* logging, identity */

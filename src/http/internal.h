@@ -39,6 +39,7 @@ typedef struct osb__conn {
   bool close_after_flush;       /* close once the queue is empty */
   bool reading;
   bool processing;              /* inside conn_process: no re-entry */
+  bool reset;                   /* osb__conn_close resets (RST) instead of closing (FIN) */
   uint64_t deadline;            /* loop ms; 0 = none. What it means depends on the phase */
   uint8_t phase;                /* osb__phase_t */
   char ip[46];
@@ -55,6 +56,9 @@ typedef struct osb__conn {
   uint32_t inflight;            /* entries (from qhead) owned by the write in flight */
   size_t queued_bytes;          /* unsent bytes in the queue */
   size_t drain_mark;            /* pending output when a deadline was last extended */
+  uint64_t progress_ms;         /* loop ms the peer was last seen taking output (drain_mark changed) */
+  uint32_t stall_ms;            /* at a deadline, keep waiting for a peer that took nothing
+                                 * for less than this (0: just the deadline); then reset */
   uv_write_t *wreq;             /* non-NULL while a write is in flight */
 
   /* WebSocket (mode == OSB__CONN_WS) */
@@ -131,6 +135,10 @@ typedef struct osb__server {
 
 extern osb__server_t osb__srv;
 
+/* The one close path. A connection closed with output still unsent (part
+ * of a response or frame written, or whole ones not yet), or marked
+ * c->reset, is reset (RST) rather than closed with a FIN: its peer must
+ * never take a truncated stream for a complete one. */
 void osb__conn_close(osb__conn_t *c, const char *reason);
 /* Queue a message reference (takes a new ref) and schedule a flush. */
 void osb__conn_queue(osb__conn_t *c, osb_msg_t *m);
