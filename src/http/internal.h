@@ -39,7 +39,6 @@ typedef struct osb__conn {
   bool close_after_flush;       /* close once the queue is empty */
   bool reading;
   bool processing;              /* inside conn_process: no re-entry */
-  bool reset;                   /* osb__conn_close resets (RST) instead of closing (FIN) */
   uint64_t deadline;            /* loop ms; 0 = none. What it means depends on the phase */
   uint8_t phase;                /* osb__phase_t */
   char ip[46];
@@ -136,9 +135,9 @@ typedef struct osb__server {
 extern osb__server_t osb__srv;
 
 /* The one close path. A connection closed with output still unsent (part
- * of a response or frame written, or whole ones not yet), or marked
- * c->reset, is reset (RST) rather than closed with a FIN: its peer must
- * never take a truncated stream for a complete one. */
+ * of a response or frame written, or whole ones not yet) is reset (RST)
+ * rather than closed with a FIN: its peer must never take a truncated
+ * stream for a complete one. */
 void osb__conn_close(osb__conn_t *c, const char *reason);
 /* Queue a message reference (takes a new ref) and schedule a flush. */
 void osb__conn_queue(osb__conn_t *c, osb_msg_t *m);

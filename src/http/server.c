@@ -669,10 +669,13 @@ static size_t pending_out(osb__conn_t *c) {
 
 /* A deadline passed while a response is still being written: give it more
  * time as long as the peer keeps reading, so a slow reader of a large reply
- * is not cut off, and, on connections with a stall_ms (WebSocket), while it
- * has taken nothing for less than that: a frame partly written must be
- * finished before the close frame, or the peer would read a truncated one.
- * Returns true if the deadline was extended. */
+ * is not cut off, and, on connections with a stall_ms (WebSocket), while
+ * output is left in user space and the peer has taken nothing for less than
+ * that: a frame partly written must be finished, and the close frame
+ * written, or the peer would read a truncated stream. Once everything is in
+ * the kernel a normal close delivers it whole. Returns true if the deadline
+ * was extended; if not, osb__conn_close resets a connection that still has
+ * unsent output. */
 static bool still_writing(osb__conn_t *c, uint64_t now) {
   size_t left = pending_out(c);
   if (left == 0) return false;
@@ -682,21 +685,11 @@ static bool still_writing(osb__conn_t *c, uint64_t now) {
     c->deadline = now + 5000;
     return true;
   }
-  if (c->stall_ms && now - c->progress_ms < c->stall_ms) {
+  if (c->stall_ms && unsent_out(c) && now - c->progress_ms < c->stall_ms) {
     c->deadline = now + 1000;
     return true;
   }
   return false;
-}
-
-/* A deadline passed and the peer took nothing since the last one. If output
- * is still waiting for it, it stopped reading: reset, so that it never
- * reads a truncated frame or response followed by a normal end of stream,
- * and the kernel frees the send queue now instead of holding it for a peer
- * that does not read (issue 8, "a slow consumer never receives 1013"). */
-static void close_at_deadline(osb__conn_t *c, const char *reason) {
-  if (pending_out(c)) c->reset = true;
-  osb__conn_close(c, reason);
 }
 
 /* One flush round: parse pipelined requests left waiting, then write what
@@ -774,8 +767,7 @@ void osb__conn_close(osb__conn_t *c, const char *reason) {
   /* Unsent output means the stream would end mid-response or mid-frame, or
    * before the close frame: reset instead. (uv_close cancels the write in
    * flight, whose first part the kernel may already hold.) */
-  if (unsent_out(c)) c->reset = true;
-  if (c->reset && uv_tcp_close_reset(&c->tcp, on_close) == 0) {
+  if (unsent_out(c) && uv_tcp_close_reset(&c->tcp, on_close) == 0) {
     osb_series_inc(s_resets, 1);
     if (osb_log_enabled(OSB_LOG_DEBUG))
       osb_log(OSB_LOG_DEBUG, "http", "conn %llu (%s) reset: output left unsent", (unsigned long long)c->id, c->ip);
@@ -830,7 +822,7 @@ static void on_sweep(uv_timer_t *t) {
     if (c->closing) continue;
     switch (c->phase) {
       case OSB__PHASE_IDLE:
-        if (c->deadline && now >= c->deadline && !still_writing(c, now)) close_at_deadline(c, "idle timeout");
+        if (c->deadline && now >= c->deadline && !still_writing(c, now)) osb__conn_close(c, "idle timeout");
         break;
       case OSB__PHASE_HEAD:
         if (c->deadline && now >= c->deadline) {
@@ -849,7 +841,7 @@ static void on_sweep(uv_timer_t *t) {
         osb__ws_sweep(c, now);
         break;
       case OSB__PHASE_DRAIN:
-        if (c->deadline && now >= c->deadline && !still_writing(c, now)) close_at_deadline(c, "drain timeout");
+        if (c->deadline && now >= c->deadline && !still_writing(c, now)) osb__conn_close(c, "drain timeout");
         break;
       default:
         break;

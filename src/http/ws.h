@@ -16,9 +16,10 @@
  * the client than WS_CONTROL_FRAMES_PER_S → 1008. The server pings every
  * WS_PING_INTERVAL_MS and drops a connection silent for WS_IDLE_TIMEOUT_MS.
  * A closing connection whose peer stopped reading before the close frame
- * (or the frame before it) was written whole is reset at the drain
- * deadline: the peer sees whole frames and a close frame, or a reset, never
- * a truncated frame followed by a normal end of stream. Loop thread only. */
+ * (or the frame before it) was written whole is waited for while it has
+ * taken nothing for less than WS_IDLE_TIMEOUT_MS, then reset: the peer sees
+ * whole frames and a close frame, or a reset, never a truncated frame
+ * followed by a normal end of stream. Loop thread only. */
 #ifndef OSB_WS_H
 #define OSB_WS_H
 

@@ -75,11 +75,21 @@ describe('websocket edge: ping floods', () => {
       await waitFor(() => metric(srv, /^websocket_slow_consumer_closes_total (\d+)/m), 20000, 'a 1013 close');
       const grown = rssMiB(srv) - before;
       assert.ok(grown < 32, `RSS grew by ${grown.toFixed(1)} MiB after ${sent} bytes of pings`);
-      // It takes nothing, so its close frame never gets out: once it has
-      // taken nothing for WS_IDLE_TIMEOUT_MS the connection is reset.
+      // It takes nothing: the connection ends once everything up to the close
+      // frame is in the kernel (closed), or once it took nothing for
+      // WS_IDLE_TIMEOUT_MS with the close frame still in user space (reset).
       await waitFor(async () => (await metric(srv, /^websocket_connections (\d+)/m)) === 0 || null, 20000,
         'the connection to close');
-      assert.ok((await metric(srv, /^http_server_connection_resets_total (\d+)/m)) >= 1, 'reset, not closed');
+      const reset = (await metric(srv, /^http_server_connection_resets_total (\d+)/m)) >= 1;
+      c.sock.resume();
+      await waitFor(() => c.closed, 20000, 'the socket to end');
+      if (!reset && !c.error) {
+        // closed normally: whole pongs, then the close frame 1013
+        const last = c.frames[c.frames.length - 1];
+        assert.equal(last.opcode, 0x8, 'the stream ends with a close frame');
+        assert.equal(closeCode(last), 1013);
+        assert.equal(c.rest, 0, 'no truncated frame');
+      }
       c.end();
       // A well-behaved client is served normally.
       const ws = new WebSocket(srv.wsUrl());
@@ -232,5 +242,39 @@ describe('websocket edge: a slow consumer is closed at a frame boundary', () => 
     }
     slow.end();
     healthy.terminate();
+  });
+
+  test('a slow consumer that never reads again is reset once it took nothing for WS_IDLE_TIMEOUT_MS', async () => {
+    const k2 = randomKey();
+    const s2 = await startServer({
+      env: { SERVICE_API_KEY: k2, RATE_LIMIT_RPS: '100000', RATE_LIMIT_BURST: '100000', WS_SEND_BUFFER_BYTES: '262144',
+             WS_PING_INTERVAL_MS: '1000', WS_IDLE_TIMEOUT_MS: '3000' },
+    });
+    try {
+      const slow = await rawWs(s2.port);
+      slow.sock.on('error', () => {});
+      slow.send(frame(0x1, JSON.stringify({ type: 'subscribe', channel: 'market:gone', id: 1 })));
+      await slow.until((fs) => fs.some((f) => f.opcode === 0x1 && f.payload.toString().includes('subscribed')));
+      slow.sock.pause();
+      // it still sends (pings), so the idle timeout does not close it first
+      const alive = setInterval(() => slow.send(frame(0x9, 'alive')), 500);
+      const blob = 'x'.repeat(16 * 1024);
+      for (let i = 0; i < 600 && !(await metric(s2, /^websocket_slow_consumer_closes_total (\d+)/m)); i += 5) {
+        await Promise.all(Array.from({ length: 5 }, (_, k) => s2.fetch('/api/realtime/publish', {
+          method: 'POST',
+          headers: { authorization: `Bearer ${k2}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ channel: 'market:gone', data: { k: i + k, blob } }),
+        }).then((r) => r.arrayBuffer())));
+      }
+      clearInterval(alive);
+      assert.ok(await metric(s2, /^websocket_slow_consumer_closes_total (\d+)/m), 'closed with 1013');
+      // the frame being written cannot be finished: reset, not a FIN after it
+      await waitFor(async () => (await metric(s2, /^websocket_connections (\d+)/m)) === 0 || null, 30000,
+        'the connection to go');
+      assert.ok((await metric(s2, /^http_server_connection_resets_total (\d+)/m)) >= 1, 'reset');
+      slow.end();
+    } finally {
+      await s2.stop();
+    }
   });
 });
