@@ -595,7 +595,8 @@ void osb__ws_upgrade(osb_req_t *req) {
   c->ws = osb_calloc(1, sizeof(*c->ws));
   c->ws->last_rx = c->ws->last_ping = c->ws->ctl_refill = uv_now(osb__srv.loop);
   c->ws->ctl_tokens = 2.0 * osb_cfg->ws_control_frames_per_s;
-  c->stall_ms = (uint32_t)osb_cfg->ws_idle_timeout_ms;   /* a closing peer that reads nothing this long is reset */
+  /* closing, a peer that takes nothing this long while output is left unsent is reset */
+  c->stall_ms = (uint32_t)osb_cfg->ws_idle_timeout_ms;
   ws_open++;
   /* The 101 goes out first; on_open may queue frames right behind it. */
   osb__res_head(req, 101, NULL);
