@@ -405,6 +405,13 @@ static size_t parse_frames(osb__conn_t *c, const uint8_t *data, size_t len) {
     if (h[0] & 0x70) { fail(c, 1002, "reserved bits set"); return len; }
     if (plen > (uint64_t)osb_cfg->ws_max_message_bytes) { fail(c, 1009, "frame too big"); return len; }
     if (avail < hl + plen) break;
+    if (c->ws->close_sent && (h[0] & 0x0f) != 0x8) {
+      /* Closing: only the peer's close reply matters. Skip the rest unread
+       * (not unmasked, not decoded), so a peer that floods after our close
+       * frame costs little CPU until it replies or the drain deadline. */
+      pos += hl + (size_t)plen;
+      continue;
+    }
 
     /* a whole frame: let wslay decode it from the shared context */
     feed.p = h;
