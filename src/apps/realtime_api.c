@@ -82,7 +82,9 @@ static void presence_checked(void *ctx, int err, bool allowed) {
   } else if (!allowed) {
     osb_res_error(req, 403, "forbidden", "access to this channel denied");
   } else {
-    json_t *j = osb_rt_presence_json(channel);
+    osb_principal_t *p = osb_req_principal(req);
+    osb_rt_who_t who = {p->user_id, p->email, p->role};
+    json_t *j = osb_rt_presence_json(channel, &who);
     if (j) osb_res_json(req, 200, j);
     else osb_res_error(req, 404, "not_found", "no such channel");
   }

@@ -151,7 +151,12 @@ const osb_config_var_t osb_config_vars[] = {
   INT("WS_MAX_MESSAGE_BYTES", ws_max_message_bytes, "65536", 64, 1 << 30, "largest client message (1009 above)"),
   INT("WS_SEND_BUFFER_BYTES", ws_send_buffer_bytes, "1048576", 1024, 1 << 30, "unsent bytes per client before 1013"),
   INT("WS_PING_INTERVAL_MS", ws_ping_interval_ms, "25000", 10, H, "server ping interval"),
-  INT("WS_IDLE_TIMEOUT_MS", ws_idle_timeout_ms, "60000", 10, H, "drop a client silent this long"),
+  INT("WS_IDLE_TIMEOUT_MS", ws_idle_timeout_ms, "60000", 10, H,
+      "drop a client silent this long; reset a closing one that took no data this long"),
+  INT("WS_MESSAGE_TIMEOUT_MS", ws_message_timeout_ms, "20000", 100, H,
+      "a frame or fragmented message must be complete this long after it began (1008 otherwise)"),
+  INT("WS_CONTROL_FRAMES_PER_S", ws_control_frames_per_s, "10", 0, 100000,
+      "pings and pongs a client may send per second, bursts of twice that (1008 above); 0 = no limit"),
   /* limits */
   INT("RATE_LIMIT_RPS", rate_limit_rps, "50", 1, 10000000, "requests per second per client IP / user"),
   INT("RATE_LIMIT_BURST", rate_limit_burst, "100", 1, 10000000, "burst above the rate"),

@@ -63,6 +63,8 @@ typedef struct osb_config {
   int ws_send_buffer_bytes;
   int ws_ping_interval_ms;
   int ws_idle_timeout_ms;
+  int ws_message_timeout_ms;      /* a started frame or fragmented message must end by then */
+  int ws_control_frames_per_s;    /* inbound pings/pongs per second (burst twice); 0 = no limit */
   /* limits */
   int rate_limit_rps, rate_limit_burst;
   int register_ip_burst, register_ip_per_hour;   /* per_hour 0 = no per-address throttle */

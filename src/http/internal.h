@@ -60,6 +60,9 @@ typedef struct osb__conn {
   bool out_paused;              /* HTTP: queued_bytes passed HTTP_SEND_BUFFER_BYTES; no parsing
                                  * or reading until it drains to half of it */
   size_t drain_mark;            /* pending output when a deadline was last extended */
+  uint64_t progress_ms;         /* loop ms the peer was last seen taking output (drain_mark changed) */
+  uint32_t stall_ms;            /* at a deadline, keep waiting for a peer that took nothing
+                                 * for less than this (0: just the deadline); then reset */
   uv_write_t *wreq;             /* non-NULL while a write is in flight */
 
   /* WebSocket (mode == OSB__CONN_WS) */
@@ -144,6 +147,10 @@ typedef struct osb__server {
 
 extern osb__server_t osb__srv;
 
+/* The one close path. A connection closed with output still unsent (part
+ * of a response or frame written, or whole ones not yet) is reset (RST)
+ * rather than closed with a FIN: its peer must never take a truncated
+ * stream for a complete one. */
 void osb__conn_close(osb__conn_t *c, const char *reason);
 /* Queue a message reference (takes a new ref) and schedule a flush. */
 void osb__conn_queue(osb__conn_t *c, osb_msg_t *m);

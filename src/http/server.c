@@ -12,6 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <sys/ioctl.h>
+#ifdef __linux__
+#include <linux/sockios.h>
+#endif
 
 #include "core/config.h"
 #include "obs/log.h"
@@ -29,8 +33,8 @@ typedef struct {
 static hook_t hooks[8];
 static int nhooks;
 
-static osb_metric_t *m_duration, *m_conn_total, *m_paused;
-static osb_series_t *s_conn_total, *s_paused;
+static osb_metric_t *m_duration, *m_conn_total, *m_paused, *m_resets;
+static osb_series_t *s_conn_total, *s_paused, *s_resets;
 
 static void conn_process(osb__conn_t *c);
 /* A dispatched request is being handled: later bytes wait. (A request whose
@@ -768,20 +772,52 @@ void osb__conn_flush_now(osb__conn_t *c) {
   osb__conn_schedule_flush(c);
 }
 
-/* Bytes still to be written; it shrinks while a slow reader makes progress. */
-static size_t pending_out(osb__conn_t *c) {
+/* Output not yet written to the kernel: queued, or left in the write in flight. */
+static size_t unsent_out(osb__conn_t *c) {
   return c->queued_bytes + uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+}
+
+/* Bytes in the kernel's send queue the peer has not acknowledged yet. */
+static size_t kernel_unacked(osb__conn_t *c) {
+#ifdef SIOCOUTQ
+  uv_os_fd_t fd;
+  int n = 0;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &n) == 0 && n > 0) return (size_t)n;
+#endif
+  return 0;
+}
+
+/* Bytes the peer has still to take, in user space and in the kernel: it
+ * shrinks while a slow reader makes progress. Counting the kernel's part
+ * tells a peer that reads (slowly) from one that stopped, once everything
+ * fits in the socket buffer. */
+static size_t pending_out(osb__conn_t *c) {
+  return unsent_out(c) + kernel_unacked(c);
 }
 
 /* A deadline passed while a response is still being written: give it more
  * time as long as the peer keeps reading, so a slow reader of a large reply
- * is not cut off. Returns true if the deadline was extended. */
+ * is not cut off, and, on connections with a stall_ms (WebSocket), while
+ * output is left in user space and the peer has taken nothing for less than
+ * that: a frame partly written must be finished, and the close frame
+ * written, or the peer would read a truncated stream. Once everything is in
+ * the kernel a normal close delivers it whole. Returns true if the deadline
+ * was extended; if not, osb__conn_close resets a connection that still has
+ * unsent output. */
 static bool still_writing(osb__conn_t *c, uint64_t now) {
   size_t left = pending_out(c);
-  if (left == 0 || left == c->drain_mark) return false;
-  c->drain_mark = left;
-  c->deadline = now + 5000;
-  return true;
+  if (left == 0) return false;
+  if (left != c->drain_mark) {
+    c->drain_mark = left;
+    c->progress_ms = now;
+    c->deadline = now + 5000;
+    return true;
+  }
+  if (c->stall_ms && unsent_out(c) && now - c->progress_ms < c->stall_ms) {
+    c->deadline = now + 1000;
+    return true;
+  }
+  return false;
 }
 
 /* One flush round: parse pipelined requests left waiting, then write what
@@ -857,6 +893,15 @@ void osb__conn_close(osb__conn_t *c, const char *reason) {
     c->req = NULL;
   }
   if (c->mode == OSB__CONN_WS) osb__ws_on_close(c);
+  /* Unsent output means the stream would end mid-response or mid-frame, or
+   * before the close frame: reset instead. (uv_close cancels the write in
+   * flight, whose first part the kernel may already hold.) */
+  if (unsent_out(c) && uv_tcp_close_reset(&c->tcp, on_close) == 0) {
+    osb_series_inc(s_resets, 1);
+    if (osb_log_enabled(OSB_LOG_DEBUG))
+      osb_log(OSB_LOG_DEBUG, "http", "conn %llu (%s) reset: output left unsent", (unsigned long long)c->id, c->ip);
+    return;
+  }
   uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
@@ -967,6 +1012,9 @@ int osb_http_server_start(uv_loop_t *loop) {
   m_paused = osb_metric_counter("http_server_output_paused_total",
                                 "Times a connection stopped reading: unsent output over HTTP_SEND_BUFFER_BYTES", NULL);
   s_paused = osb_metric_series0(m_paused);
+  m_resets = osb_metric_counter("http_server_connection_resets_total",
+                                "Connections reset (RST) instead of closed because the peer left output unread", NULL);
+  s_resets = osb_metric_series0(m_resets);
   osb_metric_gauge_fn("http_server_open_connections", "Open connections (HTTP and WebSocket)", g_open_conns, NULL);
   osb_metric_gauge_fn("http_server_active_requests", "Requests being handled", g_inflight, NULL);
   osb__cors_init(osb_cfg->cors_origins);

@@ -12,6 +12,15 @@
  * identical bytes. wslay's event API would copy each queued message per
  * connection; instead a frame is built once (osb_ws_frame_*) and the same
  * refcounted osb_msg_t goes into every connection's output queue (server.c).
+ * Every frame but the final close frame, data or control (pongs, the
+ * server's pings), goes through one bounded path, ws_enqueue(): a client
+ * that does not read is closed with 1013 past WS_SEND_BUFFER_BYTES whatever
+ * it made the server send.
+ *
+ * What a client can make the server hold is bounded in size and in time:
+ * a frame or fragmented message must end within WS_MESSAGE_TIMEOUT_MS of
+ * its first byte (1008), and pings and pongs from the client are limited to
+ * WS_CONTROL_FRAMES_PER_S (1008), since each ping costs a pong.
  *
  * UTF-8 validation is hand-written (RFC 3629 ranges, overlongs and
  * surrogates rejected): none of the project's libraries exposes a validator
@@ -32,6 +41,10 @@
 struct osb__ws_state {
   uint64_t last_rx;           /* loop ms of the last byte received */
   uint64_t last_ping;         /* loop ms of the last ping sent */
+  uint64_t frame_since;       /* loop ms the partial frame in conn->in began; 0 = none */
+  uint64_t msg_since;         /* loop ms the fragmented message in `msg` began; 0 = none */
+  double ctl_tokens;          /* inbound control-frame bucket (WS_CONTROL_FRAMES_PER_S) */
+  uint64_t ctl_refill;        /* loop ms of its last refill */
   osb_buf_t msg;              /* data message being reassembled */
   uint8_t msg_opcode;         /* 0 = none in progress */
   bool close_sent;
@@ -45,8 +58,8 @@ static size_t ws_open;
 static osb_msg_t *ping_frame;
 static wslay_frame_context_ptr shared_ctx;
 static struct { const uint8_t *p; size_t len, off; } feed;
-static osb_metric_t *m_in, *m_out, *m_slow, *m_closed;
-static osb_series_t *s_in, *s_out, *s_slow;
+static osb_metric_t *m_in, *m_out, *m_slow, *m_closed, *m_ctl_flood, *m_msg_timeout;
+static osb_series_t *s_in, *s_out, *s_slow, *s_ctl_flood, *s_msg_timeout;
 
 #define WS(c) ((osb_ws_t *)(c))
 #define CONN(ws) ((osb__conn_t *)(ws))
@@ -188,11 +201,13 @@ void osb_ws_close(osb_ws_t *ws, uint16_t code, const char *reason) {
   c->deadline = uv_now(osb__srv.loop) + 5000;
 }
 
-int osb_ws_send(osb_ws_t *ws, osb_msg_t *frame) {
-  osb__conn_t *c = CONN(ws);
+/* The bounded send path: every frame the server sends except the close
+ * frame (data frames, pongs, pings). Returns 0, OSB_ECLOSED, or OSB_ESLOW
+ * when this frame took the connection past WS_SEND_BUFFER_BYTES, after the
+ * kernel took what it would: the connection is then closing with 1013. */
+static int ws_enqueue(osb__conn_t *c, osb_msg_t *frame) {
   if (c->closing || c->ws->close_sent) return OSB_ECLOSED;
   osb__conn_queue(c, frame);
-  osb_series_inc(s_out, 1);
   if (c->queued_bytes > (size_t)osb_cfg->ws_send_buffer_bytes) {
     /* Over the limit within this iteration: let the kernel take what it can
      * first, so a burst to a client that reads is not mistaken for a slow one. */
@@ -203,10 +218,16 @@ int osb_ws_send(osb_ws_t *ws, osb_msg_t *frame) {
     /* Slow consumer: drop what it has not started receiving and tell it why. */
     osb_series_inc(s_slow, 1);
     osb__conn_discard_queue(c);
-    osb_ws_close(ws, 1013, "send buffer limit exceeded");
+    osb_ws_close(WS(c), 1013, "send buffer limit exceeded");
     return OSB_ESLOW;
   }
   return 0;
+}
+
+int osb_ws_send(osb_ws_t *ws, osb_msg_t *frame) {
+  int rc = ws_enqueue(CONN(ws), frame);
+  if (rc != OSB_ECLOSED) osb_series_inc(s_out, 1);
+  return rc;
 }
 
 int osb_ws_send_json(osb_ws_t *ws, json_t *j) {
@@ -256,6 +277,23 @@ static void fail(osb__conn_t *c, uint16_t code, const char *why) {
   }
 }
 
+/* Token bucket for pings and pongs from the client: WS_CONTROL_FRAMES_PER_S
+ * refilled per second, bursts of twice that. Each ping costs a pong, and
+ * no real client pings more than a few times a minute. */
+static bool control_admit(osb__conn_t *c) {
+  struct osb__ws_state *w = c->ws;
+  int rate = osb_cfg->ws_control_frames_per_s;
+  if (rate <= 0) return true;
+  uint64_t now = uv_now(osb__srv.loop);
+  double burst = 2.0 * rate;
+  w->ctl_tokens += (double)(now - w->ctl_refill) * rate / 1000.0;
+  if (w->ctl_tokens > burst) w->ctl_tokens = burst;
+  w->ctl_refill = now;
+  if (w->ctl_tokens < 1) return false;
+  w->ctl_tokens -= 1;
+  return true;
+}
+
 /* One complete frame: opcode, fin, payload (unmasked). Returns false to stop reading. */
 static bool on_frame(osb__conn_t *c, uint8_t opcode, bool fin, const uint8_t *p, size_t n) {
   struct osb__ws_state *w = c->ws;
@@ -266,6 +304,7 @@ static bool on_frame(osb__conn_t *c, uint8_t opcode, bool fin, const uint8_t *p,
       if (opcode == 0 && w->msg_opcode == 0) { fail(c, 1002, "continuation without a message"); return false; }
       if (opcode != 0 && w->msg_opcode != 0) { fail(c, 1002, "new message inside a fragmented one"); return false; }
       if (opcode != 0) w->msg_opcode = opcode;
+      if (!fin && w->msg_since == 0) w->msg_since = uv_now(osb__srv.loop);
       if (w->msg.len + n > (size_t)osb_cfg->ws_max_message_bytes) { fail(c, 1009, "message too big"); return false; }
       const uint8_t *data = p;
       size_t len = n;
@@ -278,6 +317,7 @@ static bool on_frame(osb__conn_t *c, uint8_t opcode, bool fin, const uint8_t *p,
       }
       uint8_t op = w->msg_opcode;
       w->msg_opcode = 0;
+      w->msg_since = 0;
       if (op == 0x1 && !osb__utf8_valid(data, len)) {
         osb_buf_free(&w->msg);
         fail(c, 1007, "invalid UTF-8 in a text message");
@@ -312,15 +352,26 @@ static bool on_frame(osb__conn_t *c, uint8_t opcode, bool fin, const uint8_t *p,
       }
       return false;
     }
-    case 0x9: { /* ping → pong with the same payload */
-      if (w->close_sent) return true;
+    case 0x9:   /* ping → pong with the same payload, through the bounded path */
+    case 0xA: { /* pong: last_rx already updated */
+      if (w->close_sent) return true;   /* closing: nothing more is answered */
+      if (!control_admit(c)) {
+        /* Unlike fail(), go on reading (and ignoring) what the peer sends:
+         * stopping with its pings unread in the socket would make the close
+         * reset the connection, and the peer would never see the 1008. */
+        osb_series_inc(s_ctl_flood, 1);
+        osb_log(OSB_LOG_WARN, "ws", "conn %llu (%s): closing 1008: more than %d pings/pongs per second",
+                (unsigned long long)c->id, c->ip, osb_cfg->ws_control_frames_per_s);
+        osb__conn_discard_queue(c);
+        osb_ws_close(WS(c), 1008, "control frame rate limit exceeded");
+        return true;
+      }
+      if (opcode == 0xA) return true;
       osb_msg_t *f = osb_ws_frame_new(0xA, p, n);
-      osb__conn_queue(c, f);
+      ws_enqueue(c, f);   /* past the bound: closing with 1013, later pings go unanswered */
       osb_msg_unref(f);
-      return true;
+      return !c->closing;
     }
-    case 0xA: /* pong: last_rx already updated */
-      return true;
     default:
       fail(c, 1002, "reserved opcode");
       return false;
@@ -350,6 +401,13 @@ static size_t parse_frames(osb__conn_t *c, const uint8_t *data, size_t len) {
     if (h[0] & 0x70) { fail(c, 1002, "reserved bits set"); return len; }
     if (plen > (uint64_t)osb_cfg->ws_max_message_bytes) { fail(c, 1009, "frame too big"); return len; }
     if (avail < hl + plen) break;
+    if (c->ws->close_sent && (h[0] & 0x0f) != 0x8) {
+      /* Closing: only the peer's close reply matters. Skip the rest unread
+       * (not unmasked, not decoded), so a peer that floods after our close
+       * frame costs little CPU until it replies or the drain deadline. */
+      pos += hl + (size_t)plen;
+      continue;
+    }
 
     /* a whole frame: let wslay decode it from the shared context */
     feed.p = h;
@@ -391,31 +449,51 @@ static size_t parse_frames(osb__conn_t *c, const uint8_t *data, size_t len) {
 }
 
 void osb__ws_on_data(osb__conn_t *c, const char *data, size_t len) {
-  c->ws->last_rx = uv_now(osb__srv.loop);
+  struct osb__ws_state *w = c->ws;
+  uint64_t now = uv_now(osb__srv.loop);
+  w->last_rx = now;
+  size_t used;
   if (c->in.len) {
     osb_buf_append(&c->in, data, len);
-    size_t used = parse_frames(c, (const uint8_t *)c->in.base, c->in.len);
+    used = parse_frames(c, (const uint8_t *)c->in.base, c->in.len);
     if (!c->closing) {
       osb_buf_consume(&c->in, used);
       if (c->in.len == 0) osb_buf_free(&c->in);
     }
   } else {
-    size_t used = parse_frames(c, (const uint8_t *)data, len);
+    used = parse_frames(c, (const uint8_t *)data, len);
     if (!c->closing && used < len) osb_buf_append(&c->in, data + used, len - used);
   }
+  if (c->closing) return;
+  /* The deadline of a partial frame runs from its first byte: from now if a
+   * frame ended in these bytes (the rest began here), else it keeps running. */
+  if (c->in.len == 0) w->frame_since = 0;
+  else if (used > 0 || w->frame_since == 0) w->frame_since = now;
 }
 
 /* ---- timers (called from the server's sweep) ---- */
 
 void osb__ws_sweep(osb__conn_t *c, uint64_t now) {
   struct osb__ws_state *w = c->ws;
+  uint64_t limit = (uint64_t)osb_cfg->ws_message_timeout_ms;
+  if ((w->frame_since && now - w->frame_since >= limit) || (w->msg_since && now - w->msg_since >= limit)) {
+    /* A frame or message trickled in slowly holds up to two buffers of
+     * WS_MAX_MESSAGE_BYTES; it does not get to keep them for ever. */
+    osb_series_inc(s_msg_timeout, 1);
+    osb_buf_free(&w->msg);
+    osb_buf_free(&c->in);
+    w->msg_opcode = 0;
+    w->frame_since = w->msg_since = 0;
+    fail(c, 1008, "message not completed in time");
+    return;
+  }
   if (now - w->last_rx >= (uint64_t)osb_cfg->ws_idle_timeout_ms) {
     osb_ws_close(WS(c), 1001, "idle timeout");
     return;
   }
   if (now - w->last_ping >= (uint64_t)osb_cfg->ws_ping_interval_ms) {
     w->last_ping = now;
-    osb__conn_queue(c, ping_frame);
+    ws_enqueue(c, ping_frame);
   }
 }
 
@@ -518,7 +596,10 @@ void osb__ws_upgrade(osb_req_t *req) {
   c->phase = OSB__PHASE_WS;
   c->deadline = 0;
   c->ws = osb_calloc(1, sizeof(*c->ws));
-  c->ws->last_rx = c->ws->last_ping = uv_now(osb__srv.loop);
+  c->ws->last_rx = c->ws->last_ping = c->ws->ctl_refill = uv_now(osb__srv.loop);
+  c->ws->ctl_tokens = 2.0 * osb_cfg->ws_control_frames_per_s;
+  /* closing, a peer that takes nothing this long while output is left unsent is reset */
+  c->stall_ms = (uint32_t)osb_cfg->ws_idle_timeout_ms;
   ws_open++;
   /* The 101 goes out first; on_open may queue frames right behind it. */
   osb__res_head(req, 101, NULL);
@@ -540,6 +621,12 @@ void osb__ws_init(void) {
   m_out = osb_metric_counter("websocket_messages_sent_total", "Frames queued to clients", NULL);
   m_slow = osb_metric_counter("websocket_slow_consumer_closes_total", "Connections closed with 1013 for exceeding WS_SEND_BUFFER_BYTES", NULL);
   m_closed = osb_metric_counter("websocket_closes_total", "Closed WebSocket connections by close code", "code");
+  m_ctl_flood = osb_metric_counter("websocket_control_flood_closes_total",
+                                   "Connections closed with 1008 for exceeding WS_CONTROL_FRAMES_PER_S", NULL);
+  m_msg_timeout = osb_metric_counter("websocket_message_timeout_closes_total",
+                                     "Connections closed with 1008 for a frame or message not completed within WS_MESSAGE_TIMEOUT_MS", NULL);
+  s_ctl_flood = osb_metric_series0(m_ctl_flood);
+  s_msg_timeout = osb_metric_series0(m_msg_timeout);
   s_in = osb_metric_series0(m_in);
   s_out = osb_metric_series0(m_out);
   s_slow = osb_metric_series0(m_slow);

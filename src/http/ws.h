@@ -8,10 +8,18 @@
  * would copy each message per connection, which fan-out cannot afford).
  *
  * A connection whose queued unsent bytes exceed WS_SEND_BUFFER_BYTES, after
- * the kernel has taken what it will, is closed with 1013; frames over WS_MAX_MESSAGE_BYTES → 1009; invalid UTF-8
- * text → 1007; unmasked client frames → 1002. The server pings every
+ * the kernel has taken what it will, is closed with 1013, whatever filled
+ * them: data frames, pongs and the server's pings all count; frames over
+ * WS_MAX_MESSAGE_BYTES → 1009; invalid UTF-8 text → 1007; unmasked client
+ * frames → 1002; a frame or fragmented message not complete within
+ * WS_MESSAGE_TIMEOUT_MS of its first byte → 1008; more pings and pongs from
+ * the client than WS_CONTROL_FRAMES_PER_S → 1008. The server pings every
  * WS_PING_INTERVAL_MS and drops a connection silent for WS_IDLE_TIMEOUT_MS.
- * Loop thread only. */
+ * A closing connection whose peer stopped reading before the close frame
+ * (or the frame before it) was written whole is waited for while it has
+ * taken nothing for less than WS_IDLE_TIMEOUT_MS, then reset: the peer sees
+ * whole frames and a close frame, or a reset, never a truncated frame
+ * followed by a normal end of stream. Loop thread only. */
 #ifndef OSB_WS_H
 #define OSB_WS_H
 

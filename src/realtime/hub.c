@@ -716,12 +716,19 @@ json_t *osb_rt_channels_json(void) {
                    (json_int_t)(hub ? hub->nsubs : 0));
 }
 
-json_t *osb_rt_presence_json(const char *channel) {
+/* Whether `who` may learn which users read a channel of `ns` (see realtime.h). */
+static bool members_visible(const osb__rt_ns_t *ns, const osb_rt_who_t *who) {
+  if (who && who->user_id && (who->role == OSB_ROLE_ADMIN || who->role == OSB_ROLE_SERVICE)) return true;
+  return ns->read != OSB__RT_ANYONE && ns->read != OSB__RT_SIGNED_IN;
+}
+
+json_t *osb_rt_presence_json(const char *channel, const osb_rt_who_t *who) {
   size_t len = strlen(channel);
-  if (!osb__rt_ns_lookup(channel, len, NULL)) return NULL;
+  osb__rt_ns_t *ns = osb__rt_ns_lookup(channel, len, NULL);
+  if (!ns) return NULL;
   osb__rt_channel_t *ch = osb__rt ? osb__rt_channel_find(channel, len) : NULL;
   size_t count = 0, anon = 0;
-  json_t *members = ch ? osb__rt_presence_members(ch, &count, &anon) : json_array();
+  json_t *members = ch ? osb__rt_presence_members(ch, members_visible(ns, who), &count, &anon) : json_array();
   return json_pack("{s:s, s:o, s:I, s:I}", "channel", channel, "members", members, "count",
                    (json_int_t)count, "anonymous", (json_int_t)anon);
 }

@@ -312,7 +312,9 @@ void osb__rt_client_done(osb__rt_client_t *cl);
 osb_msg_t *osb__rt_frame_json(const json_t *j);
 
 /* Presence (presence.c). */
-json_t *osb__rt_presence_members(osb__rt_channel_t *ch, size_t *count, size_t *anonymous);
+/* The live members of ch: their list (at most presence_list_max; empty
+ * unless `list`), how many are signed in and how many anonymous. */
+json_t *osb__rt_presence_members(osb__rt_channel_t *ch, bool list, size_t *count, size_t *anonymous);
 void osb__rt_presence_event(osb__rt_sub_t *sub, const char *event);
 
 #endif

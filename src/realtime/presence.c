@@ -1,7 +1,9 @@
 /* presence.c: who is subscribed to a channel.
  *
  * Members are the signed-in subscribers (user id and connection id; one user
- * with two tabs is two members). Anonymous subscribers are only counted.
+ * with two tabs is two members). Anonymous subscribers are only counted, and
+ * so are the members of a channel whose readers may not learn who else
+ * reads it (osb_rt_presence_json).
  * Namespaces with presence_events (chat) tell the other members when a
  * signed-in member joins (its subscription became live) or leaves. */
 #include "realtime/internal.h"
@@ -10,7 +12,7 @@ static json_t *member(const osb__rt_client_t *cl) {
   return json_pack("{s:s, s:I}", "user_id", cl->user_id, "conn_id", (json_int_t)cl->id);
 }
 
-json_t *osb__rt_presence_members(osb__rt_channel_t *ch, size_t *count, size_t *anonymous) {
+json_t *osb__rt_presence_members(osb__rt_channel_t *ch, bool list, size_t *count, size_t *anonymous) {
   json_t *arr = json_array();
   size_t n = 0, anon = 0, max = osb__rt->opt.presence_list_max;
   osb_list_t *pos;
@@ -21,7 +23,7 @@ json_t *osb__rt_presence_members(osb__rt_channel_t *ch, size_t *count, size_t *a
       anon++;
       continue;
     }
-    if (n++ < max) json_array_append_new(arr, member(s->cl));
+    if (n++ < max && list) json_array_append_new(arr, member(s->cl));
   }
   *count = n;
   *anonymous = anon;

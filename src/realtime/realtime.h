@@ -176,9 +176,14 @@ void osb_rt_check_read(const char *channel, const osb_rt_who_t *who, osb_rt_chec
 json_t *osb_rt_channels_json(void);
 /* {"channel","members":[{"user_id","conn_id"}...],"count","anonymous"}:
  * signed-in subscribers (at most 1000 listed, `count` is the total),
- * `anonymous` the number of anonymous ones. New reference; NULL if the
- * name is not in the namespace table. */
-json_t *osb_rt_presence_json(const char *channel);
+ * `anonymous` the number of anonymous ones, as `who` (the reader, whose
+ * read permission the caller checked; NULL = anonymous) may see them: on
+ * namespaces any reader may read (market: anyone; agents: any signed-in
+ * user) only admins and the service key get the members' user ids, anyone
+ * else gets "members": [] and the counts, so a public channel does not tell
+ * strangers who is watching. New reference; NULL if the name is not in the
+ * namespace table. */
+json_t *osb_rt_presence_json(const char *channel, const osb_rt_who_t *who);
 
 /* ---- the message store seam (durable channels) ----
  * A row as stored: data is compact JSON text, ts_ms the publish time (ms

@@ -276,6 +276,22 @@ describe('realtime: permissions and bad input', () => {
     c.close();
   });
 
+  test('bad_json reports where and what went wrong, never the text that was sent', async () => {
+    const c = await Client.open(srv);
+    c.send('{"type":"auth","token":"hunter2-SecretToken');
+    const e1 = await c.next((m) => m.type === 'error');
+    assert.equal(e1.code, 'bad_json');
+    assert.ok(!/hunter2|Secret|near/.test(e1.message), e1.message);
+    assert.match(e1.message, /line 1, column \d+/);
+    assert.match(e1.message, /end of input/);
+    c.send('{"type":"ping","password":correct-horse}');
+    const e2 = await c.next((m) => m.type === 'error');
+    assert.equal(e2.code, 'bad_json');
+    assert.ok(!/correct|horse|near/.test(e2.message), e2.message);
+    assert.match(e2.message, /syntax/);
+    c.close();
+  });
+
   test('an oversized frame closes the connection with 1009', async () => {
     const c = await Client.open(srv);
     c.send('x'.repeat(70000));   // WS_MAX_MESSAGE_BYTES is 65536
@@ -336,6 +352,49 @@ describe('realtime: permissions and bad input', () => {
     h.close();
     k.close();
     bad.close();
+  });
+});
+
+describe('realtime: presence privacy', () => {
+  let srv;
+  const key = randomKey();
+  before(async () => { srv = await startServer({ env: baseEnv(key) }); });
+  after(async () => {
+    const r = await srv.stop();
+    assert.equal(r.code, 0, 'clean exit\n' + srv.logs().slice(-3000));
+  });
+
+  test('on a public channel, anonymous and ordinary readers get counts, not user ids; admins and the service key get members', async (t) => {
+    const u1 = await register(srv, 'pres1');
+    if (!u1) return t.skip('accounts API not available');
+    const u2 = await register(srv, 'pres2');
+    const member = await Client.open(srv, { token: u1.token });
+    await sub(member, 'market:who');
+    const anon = await Client.open(srv);
+    await sub(anon, 'market:who');
+    const pa = await anon.request({ type: 'presence', channel: 'market:who', id: 'pa' });
+    assert.equal(pa.type, 'presence');
+    assert.deepEqual(pa.members, []);
+    assert.equal(pa.count, 1);
+    assert.equal(pa.anonymous, 1);
+    assert.ok(!JSON.stringify(pa).includes(u1.id), JSON.stringify(pa));
+    const other = await Client.open(srv, { token: u2.token });
+    const po = await other.request({ type: 'presence', channel: 'market:who', id: 'po' });
+    assert.deepEqual(po.members, []);
+    assert.equal(po.count, 1);
+    let r = await srv.fetch('/api/realtime/presence/market:who', { headers: { authorization: `Bearer ${u2.token}` } });
+    assert.equal(r.status, 200);
+    const pr = await r.json();
+    assert.deepEqual(pr.members, []);
+    assert.equal(pr.count, 1);
+    assert.ok(!JSON.stringify(pr).includes(u1.id));
+    // the service key sees who is there
+    const svc = await Client.open(srv, { token: key });
+    const ps = await svc.request({ type: 'presence', channel: 'market:who', id: 'ps' });
+    assert.ok(ps.members.some((m) => m.user_id === u1.id), JSON.stringify(ps));
+    r = await srv.fetch('/api/realtime/presence/market:who', { headers: { authorization: `Bearer ${key}` } });
+    assert.ok((await r.json()).members.some((m) => m.user_id === u1.id));
+    for (const c of [member, anon, other, svc]) c.close();
   });
 });
 

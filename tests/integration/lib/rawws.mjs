@@ -51,6 +51,7 @@ export function rawWs(port, path = '/ws', extraHeaders = '') {
     const frames = [];
     const waiters = [];
     let closed = false;
+    let error = null;
     const notify = () => { for (const w of waiters.splice(0)) w(); };
     sock.on('connect', () => {
       sock.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${extraHeaders}\r\n`);
@@ -72,10 +73,14 @@ export function rawWs(port, path = '/ws', extraHeaders = '') {
       notify();
     });
     sock.on('close', () => { closed = true; notify(); });
-    sock.on('error', (e) => { if (!upgraded) reject(e); });
+    sock.on('error', (e) => { error = e; if (!upgraded) reject(e); });
     const client = {
       sock, frames,
       get closed() { return closed; },
+      // the socket error that ended it (ECONNRESET...), or null
+      get error() { return error; },
+      // bytes received after the last whole frame (a truncated frame if the stream ended here)
+      get rest() { return buf.length; },
       send(b) { sock.write(b); },
       // wait until pred(frames) is truthy or the socket closed
       async until(pred, ms = 5000) {

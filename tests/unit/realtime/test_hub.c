@@ -1116,12 +1116,24 @@ static void test_presence_counts_anonymous_market_readers(void **state) {
   fconn_t *a = conn_open(NULL), *b = conn_open("tok-user-u2");
   say(a, "{\"type\":\"subscribe\",\"channel\":\"market:all\"}");
   say(b, "{\"type\":\"subscribe\",\"channel\":\"market:all\"}");
-  json_t *p = osb_rt_presence_json("market:all");
+  /* the service key and admins see who reads a public channel */
+  osb_rt_who_t svc = {"service", NULL, OSB_ROLE_SERVICE};
+  json_t *p = osb_rt_presence_json("market:all", &svc);
   assert_int_equal(jint(p, "count"), 1);
   assert_int_equal(jint(p, "anonymous"), 1);
   assert_string_equal(jstr(json_array_get(json_object_get(p, "members"), 0), "user_id"), "u2");
   json_decref(p);
-  assert_null(osb_rt_presence_json("nope:x"));
+  /* anonymous and ordinary readers get the counts only */
+  osb_rt_who_t user = {"u9", NULL, OSB_ROLE_USER};
+  const osb_rt_who_t *readers[] = {NULL, &user};
+  for (size_t i = 0; i < 2; i++) {
+    p = osb_rt_presence_json("market:all", readers[i]);
+    assert_int_equal(jint(p, "count"), 1);
+    assert_int_equal(jint(p, "anonymous"), 1);
+    assert_int_equal(json_array_size(json_object_get(p, "members")), 0);
+    json_decref(p);
+  }
+  assert_null(osb_rt_presence_json("nope:x", NULL));
   conn_free(a);
   conn_free(b);
 }
@@ -1136,6 +1148,13 @@ static void test_bad_json_is_an_error_and_the_connection_stays(void **state) {
   expect_error(c, "bad_json");
   say(c, "[1,2]");
   expect_error(c, "bad_json");
+  /* where and what, never the text: it may hold a token or a password */
+  say(c, "{\"type\":\"auth\",\"token\":\"s3cret-t0ken");
+  json_t *e = expect(c, "error");
+  assert_string_equal(jstr(e, "code"), "bad_json");
+  assert_null(strstr(jstr(e, "message"), "s3cret"));
+  assert_non_null(strstr(jstr(e, "message"), "line 1, column"));
+  json_decref(e);
   assert_int_equal(c->closed, 0);
   say(c, "{\"type\":\"ping\",\"id\":\"x\"}");
   json_t *p = expect(c, "pong");
