@@ -9,8 +9,9 @@
  *
  * Pipelining. A connection carries up to PIPE_DEPTH queries in flight.
  * Reads are sent without a Sync and the dirty connections get one Sync per
- * loop iteration (a uv_prepare_t, which runs before the loop blocks), so
- * the reads queued in one iteration leave in one write. Everything between
+ * loop iteration (the "pg" step of core's before-sleep phase, right after
+ * the HTTP step whose handlers queued them, in the same round), so the
+ * reads queued in one iteration leave in one write. Everything between
  * two Syncs is one implicit transaction on the server, so writes and
  * transaction statements get a Sync of their own: a failed write never
  * takes another request's write down with it. A failed read aborts the
@@ -94,7 +95,7 @@ static struct {
   char reason[200];
   uint64_t backoff_ms;
   uv_timer_t acquire_timer, retry_timer, health_timer, tick_timer;
-  uv_prepare_t flush;
+  bool dirty;                /* some connection has reads waiting for a Sync */
 } P;
 
 static void pump(void);
@@ -103,7 +104,6 @@ static void conn_broken(conn_t *c, const char *what);
 static void update_poll(conn_t *c);
 static void on_poll(uv_poll_t *h, int status, int events);
 static void on_acquire_expired(uv_timer_t *t);
-static void on_flush(uv_prepare_t *h);
 static void on_retry(uv_timer_t *t);
 static void on_tick(uv_timer_t *t);
 
@@ -312,7 +312,8 @@ static bool send_sync(conn_t *c) {
 
 static void mark_dirty(conn_t *c) {
   c->dirty = true;
-  if (P.open && !uv_is_active((uv_handle_t *)&P.flush)) uv_prepare_start(&P.flush, on_flush);
+  P.dirty = true;
+  osb_core_wake();
 }
 
 static bool ensure_prepared(conn_t *c, osb__stmt_info_t *si) {
@@ -370,7 +371,7 @@ static bool send_op(conn_t *c, osb__op_t *op) {
     if (!PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0)) return false;
   }
   if (!own_segment) {
-    mark_dirty(c);   /* on_flush sends the Sync and the bytes, once per loop iteration */
+    mark_dirty(c);   /* pg_step sends the Sync and the bytes, once per loop iteration */
     return true;
   }
   if (!send_sync(c) || !flush_out(c)) return false;
@@ -378,8 +379,14 @@ static bool send_op(conn_t *c, osb__op_t *op) {
   return true;
 }
 
-static void on_flush(uv_prepare_t *h) {
-  uv_prepare_stop(h);
+/* The "pg" step (OSB_STEP_PG): one Sync and one flush per dirty
+ * connection. Completions it causes (a broken connection fails its ops) are
+ * run by the "db" step that follows in the same round. Asks for another
+ * round only if the pump sent new reads that need a Sync of their own. */
+static bool pg_step(void *ud) {
+  OSB_UNUSED(ud);
+  if (!P.dirty || !P.open) return false;
+  P.dirty = false;
   osb_list_t *pos, *tmp;
   osb_list_foreach_safe(pos, tmp, &P.conns) {
     conn_t *c = osb_container_of(pos, conn_t, link);
@@ -391,7 +398,7 @@ static void on_flush(uv_prepare_t *h) {
     update_poll(c);
   }
   pump();
-  osb__drain();
+  return P.dirty;
 }
 
 /* ---- connection selection and the pump ---- */
@@ -879,7 +886,7 @@ static void pg_close(void) {
   uv_close((uv_handle_t *)&P.retry_timer, NULL);
   uv_close((uv_handle_t *)&P.health_timer, NULL);
   uv_close((uv_handle_t *)&P.tick_timer, NULL);
-  uv_close((uv_handle_t *)&P.flush, NULL);
+  osb_core_step_remove("pg");
   P.open = false;
 }
 
@@ -963,10 +970,10 @@ int osb__pg_start(const osb_config_t *cfg, const osb__backend_t **out) {
   uv_timer_init(loop, &P.retry_timer);
   uv_timer_init(loop, &P.health_timer);
   uv_timer_init(loop, &P.tick_timer);
-  uv_prepare_init(loop, &P.flush);
   uv_unref((uv_handle_t *)&P.health_timer);
   uv_unref((uv_handle_t *)&P.tick_timer);
   P.open = true;
+  osb_core_step_add("pg", OSB_STEP_PG, pg_step, NULL);
   uv_timer_start(&P.health_timer, health_tick, (uint64_t)cfg->db_health_interval_ms,
                  (uint64_t)cfg->db_health_interval_ms);
   grow();

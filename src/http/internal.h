@@ -118,8 +118,6 @@ typedef struct osb__server {
   bool listening;
   bool shutting_down;
   uv_timer_t sweep;
-  uv_prepare_t flusher;
-  uv_idle_t spin;               /* keeps the loop from blocking while work is left */
   osb_list_t conns;
   osb_list_t pending_flush;
   size_t nconns;

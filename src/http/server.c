@@ -3,7 +3,7 @@
  *
  * Connection life cycle: accept → read (HTTP: http-parser; one request at a
  * time, pipelined ones wait in `in`) → handler → response queued → flushed
- * once per loop iteration from a uv_prepare_t (redis's beforeSleep), with
+ * once per loop iteration from core's before-sleep phase (the "http" step), with
  * uv_try_write first and one uv_write in flight for the rest. Every path
  * that ends a connection goes through osb__conn_close(); memory is freed in
  * the tcp handle's close callback only. */
@@ -487,8 +487,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 /* ---- output queue ---- */
 
 void osb__conn_schedule_flush(osb__conn_t *c) {
-  if (!osb_list_linked(&c->flush_node) && !c->closing)
+  if (!osb_list_linked(&c->flush_node) && !c->closing) {
     osb_list_insert_tail(&osb__srv.pending_flush, &c->flush_node);
+    osb_core_wake();
+  }
 }
 
 void osb__conn_queue(osb__conn_t *c, osb_msg_t *m) {
@@ -681,17 +683,17 @@ static void flush_round(void) {
   }
 }
 
-static void on_spin(uv_idle_t *h) {}
-
-/* The flusher runs once per loop iteration, before the loop blocks (redis's
- * beforeSleep): everything queued during this iteration leaves in as few
- * writes as possible. */
-static void on_prepare(uv_prepare_t *h) {
-  for (int round = 0; round < 8 && !osb_list_empty(&osb__srv.pending_flush); round++) flush_round();
-  /* still work left (a long pipelined burst): do not block in poll */
-  if (!osb_list_empty(&osb__srv.pending_flush)) uv_idle_start(&osb__srv.spin, on_spin);
-  else uv_idle_stop(&osb__srv.spin);
-  osb_log_flush();
+/* The HTTP step of core's before-sleep phase (OSB_STEP_HTTP, first): runs
+ * every loop iteration before the loop blocks, so everything queued during
+ * the iteration leaves in as few writes as possible, and requests pipelined
+ * behind a finished one are dispatched in the same iteration; the queries
+ * they start are synced by the PostgreSQL step that follows in the same
+ * round. Core repeats the round while a step did work. */
+static bool http_step(void *ud) {
+  OSB_UNUSED(ud);
+  if (osb_list_empty(&osb__srv.pending_flush)) return false;
+  flush_round();
+  return true;
 }
 
 /* ---- connections ---- */
@@ -807,6 +809,11 @@ static void on_sweep(uv_timer_t *t) {
 static double g_open_conns(void *ud) { return (double)osb__srv.nconns; }
 static double g_inflight(void *ud) { return (double)osb__srv.inflight; }
 
+static void http_shutdown_hook(void *ud) {
+  OSB_UNUSED(ud);
+  osb_http_server_shutdown();
+}
+
 int osb_http_server_start(uv_loop_t *loop) {
   osb__server_t *s = &osb__srv;
   s->loop = loop;
@@ -859,9 +866,8 @@ int osb_http_server_start(uv_loop_t *loop) {
   uv_timer_init(loop, &s->sweep);
   uint64_t every = 500;
   uv_timer_start(&s->sweep, on_sweep, every, every);
-  uv_prepare_init(loop, &s->flusher);
-  uv_prepare_start(&s->flusher, on_prepare);
-  uv_idle_init(loop, &s->spin);
+  osb_core_step_add("http", OSB_STEP_HTTP, http_step, NULL);
+  osb_core_on_shutdown("http", OSB_SHUTDOWN_HTTP, http_shutdown_hook, NULL);
 
   osb_log_fields(OSB_LOG_INFO, "http", "listening",
                  json_pack("{s:s, s:i, s:s}", "host", osb_cfg->host, "port", port, "websocket", "/ws"));
@@ -906,8 +912,7 @@ void osb_http_server_stop(void) {
     s->listening = false;
   }
   if (!uv_is_closing((uv_handle_t *)&s->sweep)) uv_close((uv_handle_t *)&s->sweep, NULL);
-  if (!uv_is_closing((uv_handle_t *)&s->flusher)) uv_close((uv_handle_t *)&s->flusher, NULL);
-  if (!uv_is_closing((uv_handle_t *)&s->spin)) uv_close((uv_handle_t *)&s->spin, NULL);
+  osb_core_step_remove("http");
 }
 
 void osb_http_server_dispose(void) {
