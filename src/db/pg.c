@@ -24,6 +24,14 @@
  * waits in the same queue and then owns its connection (c->tx) until COMMIT
  * or ROLLBACK completed: nothing else is sent on it meanwhile.
  *
+ * Names. A DATABASE_URL whose host is a name (every managed PostgreSQL gives
+ * one) is resolved with uv_getaddrinfo (the threadpool) for each new
+ * connection, and libpq gets the addresses as hostaddr with host kept (TLS
+ * server name, .pgpass), so PQconnectStart never resolves on the loop. The
+ * OS resolver's cache makes repeated look-ups cheap; a changed record is
+ * seen by the next connection. The start-up migration connection (before
+ * the loop runs) lets libpq resolve.
+ *
  * Failure. A connection that breaks fails its in-flight ops (reads are
  * resubmitted once) and is replaced. When an attempt to connect fails and
  * no connection is ready, the pool is down: every waiting op and every new
@@ -64,6 +72,7 @@ typedef enum { C_CONNECTING, C_READY } cstate_t;
 
 typedef struct conn {
   osb_list_t link;         /* P.conns */
+  uv_getaddrinfo_t *gai;   /* resolving the host; freed by its callback */
   uv_poll_t *poll;         /* freed in its close callback */
   int fd;
   int events;
@@ -95,6 +104,7 @@ static struct {
   char reason[200];
   uint64_t backoff_ms;
   uv_timer_t acquire_timer, retry_timer, health_timer, tick_timer;
+  char *resolve_host;        /* DATABASE_URL's host name, resolved per connection */
   bool dirty;                /* some connection has reads waiting for a Sync */
 } P;
 
@@ -730,23 +740,67 @@ out:
   osb__drain();
 }
 
-/* Returns false if the attempt failed at once (c is closed already). */
-static bool conn_start(void) {
-  conn_t *c = osb_calloc(1, sizeof(*c));
-  osb_list_init(&c->items);
-  c->state = C_CONNECTING;
-  c->fd = -1;
-  osb_list_insert_tail(&P.conns, &c->link);
-  P.nconns++;
-  P.nconnecting++;
-  c->connect_deadline = osb_now_ms() + CONNECT_TIMEOUT_MS;
-  /* Defaults before dbname, so the URL can override them. Keepalives let a
-   * dead peer (no RST) fail the connection instead of hanging its queries.
-   * Note: a host name is resolved inside PQconnectStart (blocking); use an
-   * address in DATABASE_URL where that matters. */
+/* ---- host names ---- */
+
+static bool ip_literal(const char *h) {
+  unsigned char buf[16];
+  return uv_inet_pton(AF_INET, h, buf) == 0 || uv_inet_pton(AF_INET6, h, buf) == 0;
+}
+
+char *osb__pg_resolvable_host(const char *url) {
+  if (!url) return NULL;
+  PQconninfoOption *opts = PQconninfoParse(url, NULL);
+  if (!opts) return NULL;
+  const char *host = NULL, *hostaddr = NULL;
+  for (PQconninfoOption *o = opts; o->keyword; o++) {
+    if (!o->val || !*o->val) continue;
+    if (strcmp(o->keyword, "host") == 0) host = o->val;
+    else if (strcmp(o->keyword, "hostaddr") == 0) hostaddr = o->val;
+  }
+  char *out = NULL;
+  if (host && !hostaddr && host[0] != '/' && host[0] != '@' && !strchr(host, ',') && !ip_literal(host))
+    out = osb_strdup(host);
+  PQconninfoFree(opts);
+  return out;
+}
+
+int osb__pg_hostaddr_lists(const char *host, const void *addrinfo, osb_buf_t *hosts, osb_buf_t *addrs) {
+  int n = 0;
+  for (const struct addrinfo *ai = addrinfo; ai && n < 8; ai = ai->ai_next) {
+    char ip[64];
+    if (ai->ai_family == AF_INET) uv_ip4_name((const struct sockaddr_in *)ai->ai_addr, ip, sizeof(ip));
+    else if (ai->ai_family == AF_INET6) uv_ip6_name((const struct sockaddr_in6 *)ai->ai_addr, ip, sizeof(ip));
+    else continue;
+    /* getaddrinfo lists an address once per socket type unless hinted; dedupe anyway */
+    bool seen = false;
+    for (const char *p = addrs->base; p && *p && !seen;) {
+      size_t k = strcspn(p, ",");
+      seen = k == strlen(ip) && memcmp(p, ip, k) == 0;
+      p += k + (p[k] == ',');
+    }
+    if (seen) continue;
+    if (n) {
+      osb_buf_puts(hosts, ",");
+      osb_buf_puts(addrs, ",");
+    }
+    osb_buf_puts(hosts, host);
+    osb_buf_puts(addrs, ip);
+    n++;
+  }
+  return n;
+}
+
+/* Start libpq's non-blocking connect on c; hostaddr (with the matching host
+ * list) when the name was resolved. Returns false if it failed at once (c
+ * is closed already). */
+static bool conn_connect(conn_t *c, const char *hosts, const char *hostaddrs) {
+  /* Defaults before dbname, so the URL can override them; host/hostaddr
+   * after it, overriding the URL's host with the resolved addresses.
+   * Keepalives let a dead peer (no RST) fail the connection instead of
+   * hanging its queries. */
   const char *kw[] = { "application_name", "keepalives_idle", "keepalives_interval", "keepalives_count",
-                       "dbname", NULL };
-  const char *vals[] = { "osbackend", "10", "5", "3", P.cfg->database_url, NULL };
+                       "dbname", hostaddrs ? "host" : NULL, "hostaddr", NULL };
+  const char *vals[] = { "osbackend", "10", "5", "3", P.cfg->database_url, hosts, hostaddrs, NULL };
   c->pg = PQconnectStartParams(kw, vals, 1);
   if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
     connect_failed(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
@@ -763,7 +817,66 @@ static bool conn_start(void) {
   c->poll->data = c;
   uv_poll_start(c->poll, UV_WRITABLE, on_poll);
   c->events = UV_WRITABLE;
+  return true;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  conn_t *c = req->data;
+  free(req);
+  if (!c) {               /* the connection was closed meanwhile */
+    uv_freeaddrinfo(res);
+    return;
+  }
+  c->gai = NULL;
+  osb_buf_t hosts = OSB_BUF_INIT, addrs = OSB_BUF_INIT;
+  int n = status == 0 ? osb__pg_hostaddr_lists(P.resolve_host, res, &hosts, &addrs) : 0;
+  uv_freeaddrinfo(res);
+  if (n == 0) {
+    char why[200];
+    snprintf(why, sizeof(why), "could not resolve host \"%s\": %s", P.resolve_host,
+             status < 0 ? uv_strerror(status) : "no address");
+    connect_failed(c, why);
+  } else {
+    if (osb_log_enabled(OSB_LOG_DEBUG)) {
+      const osb_log_kv_t kv[] = { OSB_KV_S("host", P.resolve_host), OSB_KV_S("addresses", addrs.base) };
+      osb_log_kv(OSB_LOG_DEBUG, "db", "resolved", kv, OSB_ARRAY_LEN(kv));
+    }
+    conn_connect(c, hosts.base, addrs.base);
+  }
+  osb_buf_free(&hosts);
+  osb_buf_free(&addrs);
+  osb__drain();
+}
+
+/* Returns false if the attempt failed at once (c is closed already). */
+static bool conn_start(void) {
+  conn_t *c = osb_calloc(1, sizeof(*c));
+  osb_list_init(&c->items);
+  c->state = C_CONNECTING;
+  c->fd = -1;
+  osb_list_insert_tail(&P.conns, &c->link);
+  P.nconns++;
+  P.nconnecting++;
+  c->connect_deadline = osb_now_ms() + CONNECT_TIMEOUT_MS;
   if (!uv_is_active((uv_handle_t *)&P.tick_timer)) uv_timer_start(&P.tick_timer, on_tick, 250, 250);
+  if (!P.resolve_host) return conn_connect(c, NULL, NULL);
+  /* A name: resolve on the threadpool; libpq starts in on_resolved. The
+   * connect deadline (on_tick) covers a resolver that does not answer. */
+  c->gai = osb_malloc(sizeof(*c->gai));
+  c->gai->data = c;
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  int rc = uv_getaddrinfo(osb_loop(), c->gai, on_resolved, P.resolve_host, NULL, &hints);
+  if (rc != 0) {
+    free(c->gai);
+    c->gai = NULL;
+    char why[200];
+    snprintf(why, sizeof(why), "could not resolve host \"%s\": %s", P.resolve_host, uv_strerror(rc));
+    connect_failed(c, why);
+    return false;
+  }
   return true;
 }
 
@@ -771,6 +884,12 @@ static bool conn_start(void) {
  * fail or resubmit what was in flight. */
 static void conn_close(conn_t *c, int err) {
   osb_list_remove(&c->link);
+  if (c->gai) {
+    /* its callback still runs (UV_ECANCELED, or the answer): it only frees */
+    c->gai->data = NULL;
+    uv_cancel((uv_req_t *)c->gai);
+    c->gai = NULL;
+  }
   P.nconns--;
   if (c->state == C_READY) P.nready--;
   else P.nconnecting--;
@@ -888,6 +1007,8 @@ static void pg_close(void) {
   uv_close((uv_handle_t *)&P.tick_timer, NULL);
   osb_core_step_remove("pg");
   P.open = false;
+  free(P.resolve_host);
+  P.resolve_host = NULL;
 }
 
 static bool pg_idle(void) { return true; }
@@ -972,6 +1093,7 @@ int osb__pg_start(const osb_config_t *cfg, const osb__backend_t **out) {
   uv_timer_init(loop, &P.tick_timer);
   uv_unref((uv_handle_t *)&P.health_timer);
   uv_unref((uv_handle_t *)&P.tick_timer);
+  P.resolve_host = osb__pg_resolvable_host(cfg->database_url);
   P.open = true;
   osb_core_step_add("pg", OSB_STEP_PG, pg_step, NULL);
   uv_timer_start(&P.health_timer, health_tick, (uint64_t)cfg->db_health_interval_ms,
