@@ -161,6 +161,11 @@ void osb__req_finished(osb_req_t *r) {
       osb__conn_schedule_flush(c);
     }
   }
+  if (r->dispose_fn) {
+    osb_req_cb fn = r->dispose_fn;
+    r->dispose_fn = NULL;
+    fn(r, r->dispose_ud);
+  }
   osb__req_free(r);
 }
 
@@ -598,6 +603,7 @@ static void on_write(uv_write_t *w, int status) {
   if (c->closing) return;
   if (c->qlen) conn_write(c);
   else after_flush_empty(c);
+  if (!c->closing) osb__conn_stream_drain_check(c);
 }
 
 static void conn_write(osb__conn_t *c) {
@@ -643,15 +649,25 @@ void osb__conn_flush_now(osb__conn_t *c) {
 }
 
 /* Bytes still to be written; it shrinks while a slow reader makes progress. */
-static size_t pending_out(osb__conn_t *c) {
+size_t osb__conn_pending_out(osb__conn_t *c) {
   return c->queued_bytes + uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+}
+
+void osb__conn_stream_drain_check(osb__conn_t *c) {
+  osb_req_t *r = c->req;
+  if (c->closing || !r || !r->streaming || r->finished || !r->drain_fn) return;
+  size_t cap = r->stream_cap ? r->stream_cap : OSB_STREAM_CAP_DEFAULT;
+  if (osb__conn_pending_out(c) > cap / 2) return;
+  osb_req_cb fn = r->drain_fn;
+  r->drain_fn = NULL;
+  fn(r, r->drain_ud);
 }
 
 /* A deadline passed while a response is still being written: give it more
  * time as long as the peer keeps reading, so a slow reader of a large reply
  * is not cut off. Returns true if the deadline was extended. */
 static bool still_writing(osb__conn_t *c, uint64_t now) {
-  size_t left = pending_out(c);
+  size_t left = osb__conn_pending_out(c);
   if (left == 0 || left == c->drain_mark) return false;
   c->drain_mark = left;
   c->deadline = now + 5000;
@@ -680,6 +696,7 @@ static void flush_round(void) {
       osb_list_remove(&c->flush_node);  /* processing may have scheduled it again */
     }
     conn_write(c);
+    osb__conn_stream_drain_check(c);
   }
 }
 
@@ -719,6 +736,7 @@ void osb__conn_close(osb__conn_t *c, const char *reason) {
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = false;
   }
+  osb_req_t *detached = NULL;
   if (c->req) {
     /* detach: the handler still owns the request and finishes it later */
     c->req->conn = NULL;
@@ -726,11 +744,20 @@ void osb__conn_close(osb__conn_t *c, const char *reason) {
       /* never dispatched: nobody else owns it */
       osb__srv.inflight--;
       osb__req_free(c->req);
+    } else {
+      detached = c->req;
     }
     c->req = NULL;
   }
   if (c->mode == OSB__CONN_WS) osb__ws_on_close(c);
   uv_close((uv_handle_t *)&c->tcp, on_close);
+  /* Last, with the connection fully closing: the handler may finish the
+   * request from its detach callback (the answer is discarded). */
+  if (detached && detached->detach_fn) {
+    osb_req_cb fn = detached->detach_fn;
+    detached->detach_fn = NULL;
+    fn(detached, detached->detach_ud);
+  }
 }
 
 static void on_connection(uv_stream_t *server, int status) {
