@@ -179,6 +179,12 @@ void osb_core_wake(void);
  * calls it in its shutdown sequence, before uv_loop_close. */
 void osb_core_close(void);
 
+/* Close a handle whose memory is static (or owned elsewhere) through a
+ * no-op close callback; idempotent, and harmless on a never-initialised
+ * (zeroed) handle. Heap handles use their own callback to free. */
+struct uv_handle_s;
+void osb_handle_close(struct uv_handle_s *h);
+
 /* ---- module shutdown hooks ----
  * A module registers what it must do on SIGTERM/SIGINT; main runs every
  * hook once, in ascending `order` (registration order for equal orders),

@@ -170,6 +170,12 @@ void osb_core_close(void) {
   close_handles();
 }
 
+static void static_closed(uv_handle_t *h) { OSB_UNUSED(h); }
+
+void osb_handle_close(uv_handle_t *h) {
+  if (h->loop && !uv_is_closing(h)) uv_close(h, static_closed);
+}
+
 /* ---- shutdown hooks ---- */
 
 typedef struct {

@@ -1001,10 +1001,10 @@ static void pg_close(void) {
   while (!osb_list_empty(&P.conns)) conn_close(osb_container_of(P.conns.next, conn_t, link), OSB_EUNAVAIL);
   /* Resubmitted reads landed in the waiters: fail them too. */
   fail_waiters(OSB_EUNAVAIL);
-  uv_close((uv_handle_t *)&P.acquire_timer, NULL);
-  uv_close((uv_handle_t *)&P.retry_timer, NULL);
-  uv_close((uv_handle_t *)&P.health_timer, NULL);
-  uv_close((uv_handle_t *)&P.tick_timer, NULL);
+  osb_handle_close((uv_handle_t *)&P.acquire_timer);
+  osb_handle_close((uv_handle_t *)&P.retry_timer);
+  osb_handle_close((uv_handle_t *)&P.health_timer);
+  osb_handle_close((uv_handle_t *)&P.tick_timer);
   osb_core_step_remove("pg");
   P.open = false;
   free(P.resolve_host);

@@ -906,7 +906,7 @@ void osb_http_server_shutdown(void) {
   if (s->shutting_down) return;
   s->shutting_down = true;
   if (s->listening) {
-    uv_close((uv_handle_t *)&s->listener, NULL);
+    osb_handle_close((uv_handle_t *)&s->listener);
     s->listening = false;
   }
   osb_list_t *pos, *tmp;
@@ -935,10 +935,10 @@ void osb_http_server_stop(void) {
   osb__server_t *s = &osb__srv;
   if (!s->loop) return;  /* never started */
   if (s->listening) {
-    uv_close((uv_handle_t *)&s->listener, NULL);
+    osb_handle_close((uv_handle_t *)&s->listener);
     s->listening = false;
   }
-  if (!uv_is_closing((uv_handle_t *)&s->sweep)) uv_close((uv_handle_t *)&s->sweep, NULL);
+  osb_handle_close((uv_handle_t *)&s->sweep);
   osb_core_step_remove("http");
 }
 
