@@ -47,13 +47,11 @@ static void close_walk(uv_handle_t *h, void *arg) {
   uv_close(h, NULL);
 }
 
-static void main_handle_closed(uv_handle_t *h) { OSB_UNUSED(h); }
-
 static void close_main_handles(void) {
-  uv_handle_t *hs[] = {(uv_handle_t *)&shutdown_timer, (uv_handle_t *)&shutdown_poll,
-                       (uv_handle_t *)&sig_term, (uv_handle_t *)&sig_int};
-  for (size_t i = 0; i < OSB_ARRAY_LEN(hs); i++)
-    if (hs[i]->loop && !uv_is_closing(hs[i])) uv_close(hs[i], main_handle_closed);
+  osb_handle_close((uv_handle_t *)&shutdown_timer);
+  osb_handle_close((uv_handle_t *)&shutdown_poll);
+  osb_handle_close((uv_handle_t *)&sig_term);
+  osb_handle_close((uv_handle_t *)&sig_int);
 }
 
 /* Everything that could finish has finished (or the timeout hit): every
