@@ -38,21 +38,34 @@ static void usage(FILE *out) {
           "       osbackend version              print the version\n");
 }
 
+/* A handle still open when the loop ended is a bug in its owner (every
+ * module closes its handles through its own close path): report it, close
+ * it so uv_loop_close can succeed, and fail the exit status. */
 static void close_walk(uv_handle_t *h, void *arg) {
-  if (!uv_is_closing(h)) uv_close(h, NULL);
+  if (uv_is_closing(h)) return;
+  osb_log(OSB_LOG_ERROR, "main", "handle left open at exit: %s", uv_handle_type_name(uv_handle_get_type(h)));
+  *(bool *)arg = true;
+  uv_close(h, NULL);
 }
 
-/* Everything that could finish has finished (or the timeout hit): close the
- * remaining handles and let uv_run return. */
+static void close_main_handles(void) {
+  osb_handle_close((uv_handle_t *)&shutdown_timer);
+  osb_handle_close((uv_handle_t *)&shutdown_poll);
+  osb_handle_close((uv_handle_t *)&sig_term);
+  osb_handle_close((uv_handle_t *)&sig_int);
+}
+
+/* Everything that could finish has finished (or the timeout hit): every
+ * owner closes its handles and uv_run returns. */
 static void finish_shutdown(void) {
   uv_timer_stop(&shutdown_timer);
   uv_timer_stop(&shutdown_poll);
   osb_http_server_stop();
+  osb_rt_stop();
   osb_db_close();
-  uv_close((uv_handle_t *)&shutdown_timer, NULL);
-  uv_close((uv_handle_t *)&shutdown_poll, NULL);
-  uv_close((uv_handle_t *)&sig_term, NULL);
-  uv_close((uv_handle_t *)&sig_int, NULL);
+  osb_auth_close();
+  osb_core_close();
+  close_main_handles();
 }
 
 static void on_shutdown_poll(uv_timer_t *t) {
@@ -78,8 +91,7 @@ static void on_signal(uv_signal_t *s, int signum) {
   stopping = true;
   osb_log(OSB_LOG_INFO, "main", "%s: shutting down (up to %d ms)", signum == SIGINT ? "SIGINT" : "SIGTERM",
           osb_cfg->shutdown_timeout_ms);
-  osb_health_set_shutting_down();
-  osb_http_server_shutdown();
+  osb_core_shutdown();   /* the modules' hooks, in their documented order */
   uv_timer_start(&shutdown_timer, on_shutdown_timeout, (uint64_t)osb_cfg->shutdown_timeout_ms, 0);
   uv_timer_start(&shutdown_poll, on_shutdown_poll, 0, 20);
 }
@@ -129,15 +141,26 @@ static int serve(void) {
   osb_log(OSB_LOG_INFO, "main", "stopped");
 
 out:
+  /* A failed start-up closes what was opened (all idempotent). */
+  osb_http_server_stop();
+  osb_rt_stop();
   osb_db_close();
-  /* Like libuv's MAKE_VALGRIND_HAPPY: close whatever is left, run the loop dry. */
-  uv_walk(&loop, close_walk, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
+  osb_auth_close();
+  osb_core_close();
+  close_main_handles();
+  uv_run(&loop, UV_RUN_DEFAULT);   /* the close callbacks */
+  bool left = false;
+  uv_walk(&loop, close_walk, &left);
+  if (left) {
+    uv_run(&loop, UV_RUN_DEFAULT);
+    exit_code = 1;
+  }
   rc = uv_loop_close(&loop);
   if (rc != 0) {
     osb_log(OSB_LOG_ERROR, "main", "event loop did not close cleanly: %s", uv_strerror(rc));
     exit_code = 1;
   }
+  osb_core_shutdown_reset();
   osb_log_batch_stop();
   osb_rt_stop();
   osb_http_server_dispose();

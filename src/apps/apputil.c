@@ -176,22 +176,11 @@ json_t *osb_app_cursor_decode(const char *cursor) {
 
 void osb_app_db_error(osb_req_t *req, int err) {
   switch (err) {
-    case OSB_EUNAVAIL:
-      osb_res_header(req, "Retry-After", "1");
-      osb_res_error(req, 503, "db_unavailable", "the database is unavailable, retry shortly");
-      return;
-    case OSB_ENOTFOUND:
-      osb_res_error(req, 404, "not_found", "a referenced object does not exist");
-      return;
-    case OSB_ECONFLICT:
-      osb_res_error(req, 409, "conflict", "the write conflicts with existing data");
-      return;
-    case OSB_EINVAL:
-      osb_res_error(req, 400, "validation_failed", "a value does not fit its column");
-      return;
-    default:
-      osb_res_error(req, 500, "internal", "database error");
-      return;
+    case OSB_ENOTFOUND: osb_res_error_code(req, err, "a referenced object does not exist"); return;
+    case OSB_ECONFLICT: osb_res_error_code(req, err, "the write conflicts with existing data"); return;
+    case OSB_EINVAL: osb_res_error_code(req, err, "a value does not fit its column"); return;
+    case OSB_EUNAVAIL: osb_res_error_code(req, err, "the database is unavailable, retry shortly"); return;
+    default: osb_res_error_code(req, err, "database error"); return;
   }
 }
 

@@ -53,8 +53,8 @@ char *osb_app_cursor_encode(json_t *pos);
 json_t *osb_app_cursor_decode(const char *cursor);
 
 /* ---- answers ---- */
-/* The answer for a database error: 503 db_unavailable (Retry-After: 1),
- * 404 not_found, 409 conflict, 400 validation_failed, else 500. */
+/* The answer for a database error, through osb_res_error_code (the one
+ * vocabulary, docs/http.md) with a message that says what went wrong. */
 void osb_app_db_error(osb_req_t *req, int err);
 
 /* Decimal text of an integer, in request memory. */

@@ -48,7 +48,7 @@ static json_t *json_body(osb_req_t *req) {
   while (ct && (ct[n] == ' ' || ct[n] == '\t')) n++;
   if (!ct || strncasecmp(ct + n, "application/json", 16) != 0 ||
       (ct[n + 16] && ct[n + 16] != ';' && ct[n + 16] != ' ' && ct[n + 16] != '\t')) {
-    osb_res_error(req, 400, "invalid_request", "the body must be sent as Content-Type: application/json");
+    osb_res_error_code(req, OSB_EINVAL, "the body must be sent as Content-Type: application/json");
     return NULL;
   }
   return osb_req_json(req);
@@ -99,16 +99,16 @@ static void post_register(osb_req_t *req) {
   const char *name = body_str(body, "display_name", &bad);
   if (!name) name = body_str(body, "name", &bad);
   if (bad) {
-    osb_res_error(req, 400, "invalid_request", "email, password and display_name must be strings");
+    osb_res_error_code(req, OSB_EINVAL, "email, password and display_name must be strings");
     return;
   }
   const char *why = osb_auth_check_credentials(email, password);
   if (why) {
-    osb_res_error(req, 400, "invalid_request", "%s", why);
+    osb_res_error_code(req, OSB_EINVAL, "%s", why);
     return;
   }
   if (name && strlen(name) > DISPLAY_NAME_MAX) {
-    osb_res_error(req, 400, "invalid_request", "display_name is longer than %d bytes", DISPLAY_NAME_MAX);
+    osb_res_error_code(req, OSB_EINVAL, "display_name is longer than %d bytes", DISPLAY_NAME_MAX);
     return;
   }
   osb_auth_register(osb_req_ip(req), email, password, name, answer_session, req);
@@ -123,7 +123,7 @@ static void post_login(osb_req_t *req) {
   const char *email = body_str(body, "email", &bad);
   const char *password = body_str(body, "password", &bad);
   if (bad || !email || !password) {
-    osb_res_error(req, 400, "invalid_request", "email and password are required strings");
+    osb_res_error_code(req, OSB_EINVAL, "email and password are required strings");
     return;
   }
   osb_auth_login(osb_req_ip(req), email, password, answer_session, req);
@@ -142,7 +142,7 @@ static bool refresh_token_of(osb_req_t *req, const char **token, osb_auth_csrf_t
     bool bad = false;
     *token = body_str(body, "refresh_token", &bad);
     if (bad) {
-      osb_res_error(req, 400, "invalid_request", "refresh_token must be a string");
+      osb_res_error_code(req, OSB_EINVAL, "refresh_token must be a string");
       return false;
     }
     if (*token) return true;
@@ -204,13 +204,8 @@ static const osb_db_stmt_t Q_ME = {
 
 static void on_me(void *ud, int err, const osb_db_result_t *res) {
   osb_req_t *req = ud;
-  if (err == OSB_EUNAVAIL) {
-    osb_res_header(req, "Retry-After", "1");
-    osb_res_error(req, 503, "db_unavailable", "the database is unavailable");
-    return;
-  }
   if (err < 0) {
-    osb_res_error(req, 500, "internal", "database error");
+    osb_res_error_code(req, err, "%s", err == OSB_EUNAVAIL ? "the database is unavailable" : "database error");
     return;
   }
   if (osb_db_nrows(res) == 0) {
@@ -263,7 +258,7 @@ static void patch_me(osb_req_t *req) {
   bool bad = false;
   const char *name = body_str(body, "display_name", &bad);
   if (bad || !name || strlen(name) > DISPLAY_NAME_MAX) {
-    osb_res_error(req, 400, "invalid_request", "display_name must be a string of at most %d bytes",
+    osb_res_error_code(req, OSB_EINVAL, "display_name must be a string of at most %d bytes",
                   DISPLAY_NAME_MAX);
     return;
   }
@@ -298,8 +293,7 @@ static void on_session(void *ud, int err, osb_principal_t *p) {
   session_ctx_t *c = ud;
   osb_req_t *req = c->req;
   if (err == OSB_EUNAVAIL || err == OSB_EDB) {
-    osb_res_header(req, "Retry-After", "1");
-    osb_res_error(req, 503, "db_unavailable", "cannot check the session right now");
+    osb_res_error_code(req, OSB_EUNAVAIL, "cannot check the session right now");
     return;
   }
   if (err < 0) {
@@ -348,13 +342,8 @@ typedef struct usage_ctx {
 
 static void on_usage(void *ud, int err, const osb_db_result_t *res) {
   usage_ctx_t *c = ud;
-  if (err == OSB_EUNAVAIL) {
-    osb_res_header(c->req, "Retry-After", "1");
-    osb_res_error(c->req, 503, "db_unavailable", "the database is unavailable");
-    return;
-  }
   if (err < 0) {
-    osb_res_error(c->req, 500, "internal", "database error");
+    osb_res_error_code(c->req, err, "%s", err == OSB_EUNAVAIL ? "the database is unavailable" : "database error");
     return;
   }
   json_t *days = json_array();
@@ -377,7 +366,7 @@ static void get_usage(osb_req_t *req) {
   const char *want = osb_req_query(req, "user_id");
   if (want && want[0] && strcmp(want, uid) != 0) {
     if (p->role != OSB_ROLE_ADMIN) {
-      osb_res_error(req, 403, "forbidden", "only admins may read another user's usage");
+      osb_res_error_code(req, OSB_EDENIED, "only admins may read another user's usage");
       return;
     }
     uid = want;
@@ -388,7 +377,7 @@ static void get_usage(osb_req_t *req) {
     char *end;
     days = strtol(d, &end, 10);
     if (*d == 0 || *end || days < 1 || days > USAGE_DAYS_MAX) {
-      osb_res_error(req, 400, "invalid_request", "days must be an integer from 1 to %d", USAGE_DAYS_MAX);
+      osb_res_error_code(req, OSB_EINVAL, "days must be an integer from 1 to %d", USAGE_DAYS_MAX);
       return;
     }
   }

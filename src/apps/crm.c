@@ -251,7 +251,7 @@ static void h_list(osb_req_t *req) {
     const char *i = j ? json_string_value(json_object_get(j, "i")) : NULL;
     if (!json_is_integer(u) || !i || strlen(i) > 64) {
       if (j) json_decref(j);
-      osb_res_error(req, 400, "invalid_cursor", "cursor is malformed");
+      osb_res_error(req, 400, "bad_request", "cursor is malformed");
       return;
     }
     cu = osb_app_itoa(req, json_integer_value(u));

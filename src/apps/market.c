@@ -73,14 +73,8 @@ static const osb_db_stmt_t Q_LIST[3][2] = {
 /* ---- shared ---- */
 
 static void db_error(osb_req_t *req, int err) {
-  if (err == OSB_EUNAVAIL) {
-    osb_res_header(req, "Retry-After", "1");
-    osb_res_error(req, 503, "db_unavailable", "the database is unavailable, retry shortly");
-  } else if (err == OSB_EINVAL) {
-    osb_res_error(req, 400, "invalid_parameter", "a parameter has an invalid value");
-  } else {
-    osb_res_error(req, 500, "db_error", "database error");
-  }
+  osb_res_error_code(req, err, "%s", err == OSB_EUNAVAIL ? "the database is unavailable, retry shortly"
+                                     : err == OSB_EINVAL ? "a parameter has an invalid value" : "database error");
 }
 
 /* Send the memoized body of res, rendering it first if this is its first reader. */
@@ -154,14 +148,14 @@ static json_t *render_procedure(const osb_db_result_t *res, void *arg) {
 static void procedure_done(void *ud, int err, const osb_db_result_t *res) {
   osb_req_t *req = ud;
   if (err) db_error(req, err);
-  else if (osb_db_nrows(res) == 0) osb_res_error(req, 404, "not_found", "no such procedure");
+  else if (osb_db_nrows(res) == 0) osb_res_error_code(req, OSB_ENOTFOUND, "no such procedure");
   else send_memo(req, res, render_procedure, NULL);
 }
 
 static void get_procedure(osb_req_t *req) {
   char *id = osb_req_alloc(req, 12);
   if (!parse_id(osb_req_param(req, "id"), id)) {
-    osb_res_error(req, 400, "invalid_id", "id must be an integer between 1 and 2147483647");
+    osb_res_error_code(req, OSB_EINVAL, "id must be an integer between 1 and 2147483647");
     return;
   }
   const char *p[] = { id };
@@ -283,7 +277,7 @@ static void list_procedures(osb_req_t *req) {
     for (int i = 0; i < 3; i++)
       if (strcmp(key, sort_names[i]) == 0) found = i;
     if (found < 0) {
-      osb_res_error(req, 400, "invalid_parameter", "sort must be name, market_size or growth (prefix - for descending)");
+      osb_res_error_code(req, OSB_EINVAL, "sort must be name, market_size or growth (prefix - for descending)");
       return;
     }
     ctx->sort = found;
@@ -292,7 +286,7 @@ static void list_procedures(osb_req_t *req) {
     if (strcasecmp(order, "desc") == 0) ctx->desc = true;
     else if (strcasecmp(order, "asc") == 0) ctx->desc = false;
     else {
-      osb_res_error(req, 400, "invalid_parameter", "order must be asc or desc");
+      osb_res_error_code(req, OSB_EINVAL, "order must be asc or desc");
       return;
     }
   }
@@ -301,7 +295,7 @@ static void list_procedures(osb_req_t *req) {
     errno = 0;
     long v = strtol(limit_s, &end, 10);
     if (!*limit_s || *end || errno || v < 1 || v > MAX_LIMIT) {
-      osb_res_error(req, 400, "invalid_parameter", "limit must be an integer between 1 and %d", MAX_LIMIT);
+      osb_res_error_code(req, OSB_EINVAL, "limit must be an integer between 1 and %d", MAX_LIMIT);
       return;
     }
     ctx->limit = (int)v;
@@ -309,7 +303,7 @@ static void list_procedures(osb_req_t *req) {
   if (category && (!*category || strlen(category) > MAX_CATEGORY)) {
     if (!*category) category = NULL;
     else {
-      osb_res_error(req, 400, "invalid_parameter", "category is too long");
+      osb_res_error_code(req, OSB_EINVAL, "category is too long");
       return;
     }
   }
@@ -317,7 +311,7 @@ static void list_procedures(osb_req_t *req) {
   if (q && *q) {
     size_t n = strlen(q);
     if (n > MAX_Q) {
-      osb_res_error(req, 400, "invalid_parameter", "q must be at most %d bytes", MAX_Q);
+      osb_res_error_code(req, OSB_EINVAL, "q must be at most %d bytes", MAX_Q);
       return;
     }
     /* %q% with LIKE's metacharacters escaped: the input is matched literally. */
@@ -333,7 +327,7 @@ static void list_procedures(osb_req_t *req) {
   }
   const char *cval = NULL, *cid = NULL;
   if (cursor && *cursor && !cursor_decode(req, cursor, ctx->sort, ctx->desc, &cval, &cid)) {
-    osb_res_error(req, 400, "invalid_cursor", "cursor is malformed or belongs to another sort order");
+    osb_res_error_code(req, OSB_EINVAL, "cursor is malformed or belongs to another sort order");
     return;
   }
   char *lim = osb_req_alloc(req, 16);

@@ -12,12 +12,13 @@
  *       cursor: the opaque next_cursor of the previous page (keyset
  *       pagination, stable under inserts; only valid with the same sort).
  *   GET /api/market/procedures/:id
- *       the procedure row as a JSON object; 400 invalid_id unless :id is an
+ *       the procedure row as a JSON object; 400 bad_request unless :id is an
  *       integer 1..2147483647, 404 not_found if there is no such row.
  *
  * All three are served through the query cache, and a cached read is
  * answered with the body rendered for the first reader (the result's memo).
- * Database unavailable → 503 db_unavailable with Retry-After: 1.
+ * Errors through osb_res_error_code (docs/http.md): database unavailable →
+ * 503 unavailable with Retry-After: 1, bad parameters → 400 bad_request.
  * The write routes are in market_write.c:
  *   PUT /api/market/procedures/:id  (admin/service) any of name, category,
  *       subcategory, market_size_usd, growth_pct, avg_price_usd, region,

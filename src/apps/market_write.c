@@ -273,7 +273,7 @@ static void h_put(osb_req_t *req) {
   memset(c, 0, sizeof(*c));
   c->req = req;
   if (!parse_id(osb_req_param(req, "id"), c->id)) {
-    osb_res_error(req, 400, "invalid_id", "id must be an integer between 1 and 2147483647");
+    osb_res_error(req, 400, "bad_request", "id must be an integer between 1 and 2147483647");
     return;
   }
   json_t *body = osb_req_json(req);

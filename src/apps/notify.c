@@ -322,7 +322,7 @@ static void h_list(osb_req_t *req) {
     json_t *a = j ? json_object_get(j, "a") : NULL;
     if (!json_is_integer(s) || !json_is_boolean(a) || (after && *after && !json_is_true(a))) {
       if (j) json_decref(j);
-      osb_res_error(req, 400, "invalid_cursor", "cursor is malformed or belongs to another listing");
+      osb_res_error(req, 400, "bad_request", "cursor is malformed or belongs to another listing");
       return;
     }
     c->asc = json_is_true(a);

@@ -16,19 +16,19 @@ static void published(void *ud, int err, uint64_t seq) {
       osb_res_json(req, 200, json_pack("{s:I}", "seq", (json_int_t)seq));
       return;
     case OSB_EINVAL:
-      osb_res_error(req, 400, "invalid_channel", "channel is not in the namespace table");
+      osb_res_error_code(req, err, "channel is not in the namespace table");
       return;
     case OSB_ETOOBIG:
-      osb_res_error(req, 413, "too_large", "data is larger than WS_MAX_MESSAGE_BYTES");
+      osb_res_error_code(req, err, "data is larger than WS_MAX_MESSAGE_BYTES");
       return;
     case OSB_ENOTFOUND:
       osb_res_error(req, 404, "not_found", "the channel's owner (user or conversation) does not exist");
       return;
     case OSB_ECONFLICT:
-      osb_res_error(req, 409, "seq_conflict", "sequence conflict");
+      osb_res_error_code(req, err, "sequence conflict");
       return;
     default:
-      osb_res_error(req, 503, "unavailable", "the channel's history is unavailable: %s", osb_strerror(err));
+      osb_res_error_code(req, err, "the channel's history is unavailable: %s", osb_strerror(err));
       return;
   }
 }
@@ -41,11 +41,11 @@ static void h_publish(osb_req_t *req) {
   const char *channel = json_string_value(json_object_get(body, "channel"));
   json_t *data = json_object_get(body, "data");
   if (!json_is_object(body) || !channel || !*channel) {
-    osb_res_error(req, 400, "bad_request", "channel (a string) is required");
+    osb_res_error_code(req, OSB_EINVAL, "channel (a string) is required");
     return;
   }
   if (!data) {
-    osb_res_error(req, 400, "bad_request", "data is required");
+    osb_res_error_code(req, OSB_EINVAL, "data is required");
     return;
   }
   json_t *transient = json_object_get(body, "transient");
@@ -76,17 +76,17 @@ static void presence_checked(void *ctx, int err, bool allowed) {
   osb_req_t *req = ctx;
   const char *channel = osb_req_param(req, "channel");
   if (err == OSB_EINVAL) {
-    osb_res_error(req, 404, "not_found", "no such channel");
+    osb_res_error_code(req, OSB_ENOTFOUND, "no such channel");
   } else if (err) {
-    osb_res_error(req, 503, "unavailable", "cannot check access now");
+    osb_res_error_code(req, OSB_EUNAVAIL, "cannot check access now");
   } else if (!allowed) {
-    osb_res_error(req, 403, "forbidden", "access to this channel denied");
+    osb_res_error_code(req, OSB_EDENIED, "access to this channel denied");
   } else {
     osb_principal_t *p = osb_req_principal(req);
     osb_rt_who_t who = {p->user_id, p->email, p->role};
     json_t *j = osb_rt_presence_json(channel, &who);
     if (j) osb_res_json(req, 200, j);
-    else osb_res_error(req, 404, "not_found", "no such channel");
+    else osb_res_error_code(req, OSB_ENOTFOUND, "no such channel");
   }
 }
 
@@ -96,7 +96,7 @@ static void h_presence(osb_req_t *req) {
   osb_principal_t *p = osb_req_principal(req);
   const char *channel = osb_req_param(req, "channel");
   if (!channel || !*channel) {
-    osb_res_error(req, 400, "bad_request", "channel is required");
+    osb_res_error_code(req, OSB_EINVAL, "channel is required");
     return;
   }
   osb_rt_who_t who = {p->user_id, p->email, p->role};

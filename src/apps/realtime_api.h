@@ -4,9 +4,10 @@
  *   GET  /api/realtime/channels                  admin (or service) → the channel table
  *   GET  /api/realtime/presence/:channel         signed in, with read access → members
  *
- * Errors: 400 bad_request / invalid_channel, 401, 403 forbidden, 404
- * not_found (presence of a name outside the namespace table), 409
- * seq_conflict, 413 too_large, 503 unavailable. */
+ * Errors (osb_res_error_code): 400 bad_request (also a name outside the
+ * namespace table), 401, 403 forbidden, 404 not_found (presence of a name
+ * outside the namespace table), 409 conflict, 413 too_large, 503
+ * unavailable. */
 #ifndef OSB_APPS_REALTIME_API_H
 #define OSB_APPS_REALTIME_API_H
 

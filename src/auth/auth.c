@@ -179,8 +179,16 @@ int osb_auth_init(void) {
   return 0;
 }
 
+static void purge_closed(uv_handle_t *h) { OSB_UNUSED(h); }
+
+void osb_auth_close(void) {
+  if (!A.purge_started) return;
+  A.purge_started = false;
+  uv_close((uv_handle_t *)&A.purge, purge_closed);
+}
+
 void osb_auth_dispose(void) {
-  /* The purge timer is closed by the loop teardown (uv_walk in main). */
+  /* The purge timer was closed by osb_auth_close (or its loop is gone). */
   if (A.key) sodium_memzero(A.key, A.keylen);
   free(A.key);
   if (A.ext_key) sodium_memzero(A.ext_key, A.ext_keylen);

@@ -146,6 +146,9 @@ void osb_auth_clear_cookies(osb_req_t *req);
  * component. Returns 0 or a negative error, already logged. */
 int osb_auth_init(void);
 /* Free what osb_auth_init built (after the loop has stopped). */
+/* Close the module's loop handles (the purge timer), through their close
+ * callbacks; before the loop ends. Idempotent. */
+void osb_auth_close(void);
 void osb_auth_dispose(void);
 
 /* `osbackend create-user --email E --role admin|user|service [--name N]`,

@@ -76,10 +76,9 @@ static void op_fail(op_t *o, int status, const char *code, const char *message) 
 }
 
 static void op_fail_db(op_t *o, int err) {
-  if (err == OSB_EUNAVAIL)
-    op_fail(o, 503, "db_unavailable", "the database is unavailable");
-  else
-    op_fail(o, 500, "internal", "database error");
+  const char *code;
+  int status = osb_http_error_status(err == OSB_EUNAVAIL ? err : OSB_EDB, &code);
+  op_fail(o, status, code, err == OSB_EUNAVAIL ? "the database is unavailable" : "database error");
 }
 
 void osb_session_free(osb_session_t *s) {
@@ -215,7 +214,7 @@ void osb_auth_register(const char *ip, const char *email, const char *password, 
   o->display_name = osb_strdup(display_name ? display_name : "");
   const char *bad = osb_auth_check_credentials(email, password);
   if (bad) {
-    op_fail(o, 400, "invalid_request", bad);
+    op_fail(o, 400, "bad_request", bad);
     return;
   }
   /* Throttled before any database or Argon2 work. */
@@ -328,7 +327,7 @@ void osb_auth_login(const char *ip, const char *email, const char *password, osb
   o->pwlen = strlen(o->password);
   const char *bad = osb_auth_check_credentials(email, "0123456789");
   if (bad) {
-    op_fail(o, 400, "invalid_request", bad);
+    op_fail(o, 400, "bad_request", bad);
     return;
   }
   login_admit(o);

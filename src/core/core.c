@@ -8,8 +8,11 @@
 
 static uv_loop_t *core_loop;
 
+void osb__core_loop_init(uv_loop_t *loop);   /* loop.c */
+
 void osb_core_init(uv_loop_t *loop) {
   core_loop = loop;
+  osb__core_loop_init(loop);
   if (sodium_init() < 0) {
     fprintf(stderr, "fatal: libsodium failed to initialise\n");
     abort();

@@ -134,6 +134,83 @@ struct uv_loop_s;
 void osb_core_init(struct uv_loop_s *loop); /* once, from main, before any module */
 struct uv_loop_s *osb_loop(void);
 
+/* ---- the before-sleep phase (redis's beforeSleep) ----
+ * Modules register named steps; core owns the one uv_prepare_t that runs
+ * them, in ascending `order`, every loop iteration just before the loop
+ * would block in poll. A step returns true when it did something that may
+ * have given another step (or itself) work: then core runs another round of
+ * every step, up to OSB_CORE_STEP_ROUNDS rounds. If the last round still
+ * did work, core starts a uv_idle_t so this iteration polls without
+ * blocking and the steps run again on the next one; the idle stops as soon
+ * as a full round is quiet. So work queued anywhere on the loop thread
+ * (a callback in any phase, or a step) is handled before the loop sleeps.
+ *
+ * A step must be cheap when it has nothing to do (it runs every iteration)
+ * and must not block. The prepare handle is unreferenced (it never keeps
+ * the loop alive by itself); the idle handle is referenced while it runs.
+ * Core opens its handles with the first registered step on a loop and
+ * closes them (with a close callback) when the last step is removed or at
+ * osb_core_close(). Loop thread only. See docs/architecture.md. */
+enum {
+  OSB_STEP_HTTP = 100,      /* http: parse pipelined requests, write queued output */
+  OSB_STEP_UPSTREAM = 200,  /* upstream (libcurl multi): reserved for its module */
+  OSB_STEP_PG = 300,        /* db/pg: Sync and flush the pipelines written this round */
+  OSB_STEP_DB = 400,        /* db: run completed queries' callbacks */
+  OSB_STEP_LOG = 900,       /* obs/log: write the batched log lines */
+};
+#define OSB_CORE_STEP_ROUNDS 8
+#define OSB_CORE_MAX_STEPS 16
+typedef bool (*osb_step_fn)(void *ud);
+/* Register (or, for a name already registered, replace) a step. Steps with
+ * the same order run in registration order. `name` must outlive the step
+ * (a literal). Aborts past OSB_CORE_MAX_STEPS. */
+void osb_core_step_add(const char *name, int order, osb_step_fn fn, void *ud);
+/* Remove a step by name; harmless if absent. Removing the last one closes
+ * core's handles. */
+void osb_core_step_remove(const char *name);
+/* Run the steps now, as the prepare handle would (tests, and main once after
+ * the loop ended so nothing queued is lost). Returns the rounds run. */
+int osb_core_run_steps(void);
+/* True while the last run ended with work left (core's idle is running). */
+bool osb_core_steps_pending(void);
+/* A module queued work for its step outside a step (in a poll, timer or
+ * after-work callback): keep the loop from blocking in poll, or ending,
+ * before the steps ran. Cheap and idempotent; call it on every enqueue.
+ * (The prepare runs every iteration anyway; this is what keeps a loop with
+ * nothing else referenced alive until the queued work is done.) */
+void osb_core_wake(void);
+/* Close core's loop handles (prepare, idle) through their close callbacks;
+ * steps stay registered but no longer run from the loop. Idempotent; main
+ * calls it in its shutdown sequence, before uv_loop_close. */
+void osb_core_close(void);
+
+/* Close a handle whose memory is static (or owned elsewhere) through a
+ * no-op close callback; idempotent, and harmless on a never-initialised
+ * (zeroed) handle. Heap handles use their own callback to free. */
+struct uv_handle_s;
+void osb_handle_close(struct uv_handle_s *h);
+
+/* ---- module shutdown hooks ----
+ * A module registers what it must do on SIGTERM/SIGINT; main runs every
+ * hook once, in ascending `order` (registration order for equal orders),
+ * when the graceful shutdown starts: osb_core_shutdown(). Hooks start the
+ * module's shutdown (stop accepting, tell clients, cancel or finish work)
+ * and must not block; closing handles comes later, from the module's own
+ * close function. Documented orders: */
+enum {
+  OSB_SHUTDOWN_HEALTH = 100,    /* /ready answers 503 at once */
+  OSB_SHUTDOWN_HTTP = 200,      /* listener closes, idle connections close, WebSockets 1001 */
+  OSB_SHUTDOWN_UPSTREAM = 300,  /* reserved: cancel outbound transfers */
+  OSB_SHUTDOWN_REALTIME = 400,
+  OSB_SHUTDOWN_DB = 900,        /* reserved: the database closes last, from main's finish */
+};
+typedef void (*osb_shutdown_fn)(void *ud);
+void osb_core_on_shutdown(const char *name, int order, osb_shutdown_fn fn, void *ud);
+/* Run every registered hook once, in order (later calls do nothing). */
+void osb_core_shutdown(void);
+/* Forget every hook (tests, and main after the loop closed). */
+void osb_core_shutdown_reset(void);
+
 /* ---- small helpers ---- */
 uint64_t osb_now_ms(void);                /* uv_now of the main loop (cached clock) */
 uint64_t osb_wallclock_ms(void);          /* real time since epoch */

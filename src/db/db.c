@@ -2,10 +2,11 @@
  *
  * Every query becomes an osb__op_t handed to the active backend. Backends
  * finish ops with osb__op_complete(), which only queues them; the queue is
- * drained at the end of every backend callback and by a check/idle handle
- * pair, so a callback never runs inside the API call that started it (a
+ * drained at the end of every backend callback and by the "db" step of
+ * core's before-sleep phase (OSB_STEP_DB, after the HTTP and PostgreSQL
+ * steps), so a callback never runs inside the API call that started it (a
  * cache hit or a fail-fast error is answered in the same loop iteration,
- * after the caller returned). The drain records metrics, logs slow queries,
+ * after the caller returned, before the loop blocks). The drain records metrics, logs slow queries,
  * invalidates the cache for writes, stores cacheable results, wakes the
  * single-flight waiters and finally calls the owner's callback. */
 #include "db/internal.h"
@@ -67,9 +68,7 @@ static struct {
   size_t ntables;
   /* completion queue */
   osb_list_t done;
-  uv_check_t check;
-  uv_idle_t idle;
-  bool handles, draining;
+  bool step, draining;       /* step: the "db" step is registered */
   int api_depth;
   osb_buf_t key;             /* scratch cache key */
   /* counters and metrics */
@@ -154,7 +153,7 @@ static osb__stmt_info_t *stmt_info(const osb_db_stmt_t *st) {
 }
 
 void osb_db_register(const osb_db_stmt_t *const *stmts, size_t n) {
-  if (D.released || !D.handles) return;
+  if (D.released || !D.step) return;
   for (size_t i = 0; i < n; i++) stmt_info(stmts[i]);
 }
 
@@ -194,10 +193,14 @@ static osb__op_t *op_new(osb__op_kind_t kind, osb__stmt_info_t *si, const osb_db
   return op;
 }
 
-static void handles_start(void) {
-  if (!D.handles) return;
-  uv_check_start(&D.check, (uv_check_cb)osb__drain);
-  uv_idle_start(&D.idle, (uv_idle_cb)osb__drain);
+/* The "db" step: the completion queue, before the loop blocks. Callbacks
+ * may queue responses or new queries, so a drain that ran some asks core
+ * for another round. */
+static bool db_step(void *ud) {
+  OSB_UNUSED(ud);
+  if (osb_list_empty(&D.done) || D.draining || D.api_depth > 0) return false;
+  osb__drain();
+  return true;
 }
 
 static void finish(osb__op_t *op);
@@ -212,7 +215,7 @@ void osb__op_complete(osb__op_t *op, int err, osb_db_result_t *res) {
     return;
   }
   osb_list_insert_tail(&D.done, &op->link);
-  handles_start();
+  osb_core_wake();
 }
 
 void osb__op_started(osb__op_t *op) {
@@ -291,10 +294,6 @@ void osb__drain(void) {
     finish(op);
   }
   D.draining = false;
-  if (D.handles) {
-    uv_check_stop(&D.check);
-    uv_idle_stop(&D.idle);
-  }
   maybe_release();
 }
 
@@ -308,7 +307,7 @@ static void submit(osb__op_t *op) {
 void osb_db_queryv(const osb_db_stmt_t *stmt, const osb_db_param_t *params, int nparams,
                    osb_db_cb cb, void *ud) {
   osb_assert(nparams == stmt->nparams && nparams <= OSB__DB_MAX_PARAMS);
-  if (D.released || !D.handles) {
+  if (D.released || !D.step) {
     cb(ud, OSB_EUNAVAIL, NULL);   /* after shutdown (see db.h) */
     return;
   }
@@ -432,7 +431,7 @@ static void tx_after_op(osb__op_t *op) {
 }
 
 void osb_db_tx_begin(osb_db_tx_cb cb, void *ud) {
-  if (D.released || !D.handles) {
+  if (D.released || !D.step) {
     cb(ud, OSB_EUNAVAIL, NULL);
     return;
   }
@@ -559,18 +558,15 @@ static void metrics_init(void) {
 
 /* ---- lifecycle ---- */
 
-static void handle_closed(uv_handle_t *h) { OSB_UNUSED(h); }
-
 int osb_db_init(const osb_config_t *cfg) {
-  osb_assert(!D.be && !D.handles);
+  osb_assert(!D.be && !D.step);
   memset(&D, 0, sizeof(D));
   D.cfg = cfg;
   osb_list_init(&D.done);
   metrics_init();
   osb__cache_init((size_t)cfg->query_cache_mb * 1024 * 1024, (uint64_t)cfg->query_cache_ttl_ms);
-  uv_check_init(osb_loop(), &D.check);
-  uv_idle_init(osb_loop(), &D.idle);
-  D.handles = true;
+  osb_core_step_add("db", OSB_STEP_DB, db_step, NULL);
+  D.step = true;
   int rc = cfg->database_url && *cfg->database_url ? osb__pg_start(cfg, &D.be)
                                                    : osb__sqlite_start(cfg, &D.be);
   if (rc < 0) {
@@ -605,10 +601,9 @@ static void maybe_release(void) {
 
 void osb__db_release(void) {
   D.released = true;
-  if (D.handles) {
-    D.handles = false;
-    uv_close((uv_handle_t *)&D.check, handle_closed);
-    uv_close((uv_handle_t *)&D.idle, handle_closed);
+  if (D.step) {
+    D.step = false;
+    osb_core_step_remove("db");
   }
   for (size_t i = 0; i < D.nstmts; i++) {
     free(D.stmts[i]->sqlite_sql);

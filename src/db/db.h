@@ -57,7 +57,8 @@
  *   0                success (res non-NULL)
  *   OSB_EUNAVAIL     no connection within DB_ACQUIRE_TIMEOUT_MS, or the
  *                    database is down (failing fast), or the connection
- *                    broke mid-query: answer 503 `db_unavailable`
+ *                    broke mid-query: answer 503 `unavailable`
+ *                    (osb_res_error_code maps every code to its answer)
  *   OSB_ECONFLICT    unique violation (23505 / SQLITE_CONSTRAINT_UNIQUE): 409
  *   OSB_ENOTFOUND    foreign-key violation: the referenced row is missing
  *   OSB_EINVAL       the value does not fit (PostgreSQL classes 22 and 23

@@ -141,6 +141,16 @@ void osb__tx_set_conn(osb_db_tx_t *tx, void *conn);
 /* Backends. Each start function runs migrations (and the seed when asked),
  * then opens the pool; returns 0 or a negative error, already logged. */
 int osb__pg_start(const osb_config_t *cfg, const osb__backend_t **out);
+/* Host-name resolution for the pool (pg.c), pure helpers. The host of a
+ * PostgreSQL URL or conninfo that must be resolved before connecting: one
+ * name, not an IP literal, not a socket directory, no hostaddr given. NULL
+ * otherwise; the caller frees. */
+char *osb__pg_resolvable_host(const char *url);
+/* From getaddrinfo's answer (a struct addrinfo list), libpq's host and
+ * hostaddr lists: "h,h,..." and "a1,a2,..." (deduplicated, at most 8), so
+ * libpq tries each address in turn while host stays for TLS and .pgpass.
+ * Returns the number of addresses (0: none usable). */
+int osb__pg_hostaddr_lists(const char *host, const void *addrinfo, osb_buf_t *hosts, osb_buf_t *addrs);
 int osb__sqlite_start(const osb_config_t *cfg, const osb__backend_t **out);
 
 /* ---- cache (cache.c) ---- */

@@ -9,8 +9,9 @@
  *
  * Pipelining. A connection carries up to PIPE_DEPTH queries in flight.
  * Reads are sent without a Sync and the dirty connections get one Sync per
- * loop iteration (a uv_prepare_t, which runs before the loop blocks), so
- * the reads queued in one iteration leave in one write. Everything between
+ * loop iteration (the "pg" step of core's before-sleep phase, right after
+ * the HTTP step whose handlers queued them, in the same round), so the
+ * reads queued in one iteration leave in one write. Everything between
  * two Syncs is one implicit transaction on the server, so writes and
  * transaction statements get a Sync of their own: a failed write never
  * takes another request's write down with it. A failed read aborts the
@@ -22,6 +23,14 @@
  * DB_ACQUIRE_TIMEOUT_MS, then fail with OSB_EUNAVAIL. A transaction's BEGIN
  * waits in the same queue and then owns its connection (c->tx) until COMMIT
  * or ROLLBACK completed: nothing else is sent on it meanwhile.
+ *
+ * Names. A DATABASE_URL whose host is a name (every managed PostgreSQL gives
+ * one) is resolved with uv_getaddrinfo (the threadpool) for each new
+ * connection, and libpq gets the addresses as hostaddr with host kept (TLS
+ * server name, .pgpass), so PQconnectStart never resolves on the loop. The
+ * OS resolver's cache makes repeated look-ups cheap; a changed record is
+ * seen by the next connection. The start-up migration connection (before
+ * the loop runs) lets libpq resolve.
  *
  * Failure. A connection that breaks fails its in-flight ops (reads are
  * resubmitted once) and is replaced. When an attempt to connect fails and
@@ -63,6 +72,7 @@ typedef enum { C_CONNECTING, C_READY } cstate_t;
 
 typedef struct conn {
   osb_list_t link;         /* P.conns */
+  uv_getaddrinfo_t *gai;   /* resolving the host; freed by its callback */
   uv_poll_t *poll;         /* freed in its close callback */
   int fd;
   int events;
@@ -94,7 +104,8 @@ static struct {
   char reason[200];
   uint64_t backoff_ms;
   uv_timer_t acquire_timer, retry_timer, health_timer, tick_timer;
-  uv_prepare_t flush;
+  char *resolve_host;        /* DATABASE_URL's host name, resolved per connection */
+  bool dirty;                /* some connection has reads waiting for a Sync */
 } P;
 
 static void pump(void);
@@ -103,7 +114,6 @@ static void conn_broken(conn_t *c, const char *what);
 static void update_poll(conn_t *c);
 static void on_poll(uv_poll_t *h, int status, int events);
 static void on_acquire_expired(uv_timer_t *t);
-static void on_flush(uv_prepare_t *h);
 static void on_retry(uv_timer_t *t);
 static void on_tick(uv_timer_t *t);
 
@@ -312,7 +322,8 @@ static bool send_sync(conn_t *c) {
 
 static void mark_dirty(conn_t *c) {
   c->dirty = true;
-  if (P.open && !uv_is_active((uv_handle_t *)&P.flush)) uv_prepare_start(&P.flush, on_flush);
+  P.dirty = true;
+  osb_core_wake();
 }
 
 static bool ensure_prepared(conn_t *c, osb__stmt_info_t *si) {
@@ -370,7 +381,7 @@ static bool send_op(conn_t *c, osb__op_t *op) {
     if (!PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0)) return false;
   }
   if (!own_segment) {
-    mark_dirty(c);   /* on_flush sends the Sync and the bytes, once per loop iteration */
+    mark_dirty(c);   /* pg_step sends the Sync and the bytes, once per loop iteration */
     return true;
   }
   if (!send_sync(c) || !flush_out(c)) return false;
@@ -378,8 +389,14 @@ static bool send_op(conn_t *c, osb__op_t *op) {
   return true;
 }
 
-static void on_flush(uv_prepare_t *h) {
-  uv_prepare_stop(h);
+/* The "pg" step (OSB_STEP_PG): one Sync and one flush per dirty
+ * connection. Completions it causes (a broken connection fails its ops) are
+ * run by the "db" step that follows in the same round. Asks for another
+ * round only if the pump sent new reads that need a Sync of their own. */
+static bool pg_step(void *ud) {
+  OSB_UNUSED(ud);
+  if (!P.dirty || !P.open) return false;
+  P.dirty = false;
   osb_list_t *pos, *tmp;
   osb_list_foreach_safe(pos, tmp, &P.conns) {
     conn_t *c = osb_container_of(pos, conn_t, link);
@@ -391,7 +408,7 @@ static void on_flush(uv_prepare_t *h) {
     update_poll(c);
   }
   pump();
-  osb__drain();
+  return P.dirty;
 }
 
 /* ---- connection selection and the pump ---- */
@@ -723,23 +740,67 @@ out:
   osb__drain();
 }
 
-/* Returns false if the attempt failed at once (c is closed already). */
-static bool conn_start(void) {
-  conn_t *c = osb_calloc(1, sizeof(*c));
-  osb_list_init(&c->items);
-  c->state = C_CONNECTING;
-  c->fd = -1;
-  osb_list_insert_tail(&P.conns, &c->link);
-  P.nconns++;
-  P.nconnecting++;
-  c->connect_deadline = osb_now_ms() + CONNECT_TIMEOUT_MS;
-  /* Defaults before dbname, so the URL can override them. Keepalives let a
-   * dead peer (no RST) fail the connection instead of hanging its queries.
-   * Note: a host name is resolved inside PQconnectStart (blocking); use an
-   * address in DATABASE_URL where that matters. */
+/* ---- host names ---- */
+
+static bool ip_literal(const char *h) {
+  unsigned char buf[16];
+  return uv_inet_pton(AF_INET, h, buf) == 0 || uv_inet_pton(AF_INET6, h, buf) == 0;
+}
+
+char *osb__pg_resolvable_host(const char *url) {
+  if (!url) return NULL;
+  PQconninfoOption *opts = PQconninfoParse(url, NULL);
+  if (!opts) return NULL;
+  const char *host = NULL, *hostaddr = NULL;
+  for (PQconninfoOption *o = opts; o->keyword; o++) {
+    if (!o->val || !*o->val) continue;
+    if (strcmp(o->keyword, "host") == 0) host = o->val;
+    else if (strcmp(o->keyword, "hostaddr") == 0) hostaddr = o->val;
+  }
+  char *out = NULL;
+  if (host && !hostaddr && host[0] != '/' && host[0] != '@' && !strchr(host, ',') && !ip_literal(host))
+    out = osb_strdup(host);
+  PQconninfoFree(opts);
+  return out;
+}
+
+int osb__pg_hostaddr_lists(const char *host, const void *addrinfo, osb_buf_t *hosts, osb_buf_t *addrs) {
+  int n = 0;
+  for (const struct addrinfo *ai = addrinfo; ai && n < 8; ai = ai->ai_next) {
+    char ip[64];
+    if (ai->ai_family == AF_INET) uv_ip4_name((const struct sockaddr_in *)ai->ai_addr, ip, sizeof(ip));
+    else if (ai->ai_family == AF_INET6) uv_ip6_name((const struct sockaddr_in6 *)ai->ai_addr, ip, sizeof(ip));
+    else continue;
+    /* getaddrinfo lists an address once per socket type unless hinted; dedupe anyway */
+    bool seen = false;
+    for (const char *p = addrs->base; p && *p && !seen;) {
+      size_t k = strcspn(p, ",");
+      seen = k == strlen(ip) && memcmp(p, ip, k) == 0;
+      p += k + (p[k] == ',');
+    }
+    if (seen) continue;
+    if (n) {
+      osb_buf_puts(hosts, ",");
+      osb_buf_puts(addrs, ",");
+    }
+    osb_buf_puts(hosts, host);
+    osb_buf_puts(addrs, ip);
+    n++;
+  }
+  return n;
+}
+
+/* Start libpq's non-blocking connect on c; hostaddr (with the matching host
+ * list) when the name was resolved. Returns false if it failed at once (c
+ * is closed already). */
+static bool conn_connect(conn_t *c, const char *hosts, const char *hostaddrs) {
+  /* Defaults before dbname, so the URL can override them; host/hostaddr
+   * after it, overriding the URL's host with the resolved addresses.
+   * Keepalives let a dead peer (no RST) fail the connection instead of
+   * hanging its queries. */
   const char *kw[] = { "application_name", "keepalives_idle", "keepalives_interval", "keepalives_count",
-                       "dbname", NULL };
-  const char *vals[] = { "osbackend", "10", "5", "3", P.cfg->database_url, NULL };
+                       "dbname", hostaddrs ? "host" : NULL, "hostaddr", NULL };
+  const char *vals[] = { "osbackend", "10", "5", "3", P.cfg->database_url, hosts, hostaddrs, NULL };
   c->pg = PQconnectStartParams(kw, vals, 1);
   if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
     connect_failed(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
@@ -756,7 +817,66 @@ static bool conn_start(void) {
   c->poll->data = c;
   uv_poll_start(c->poll, UV_WRITABLE, on_poll);
   c->events = UV_WRITABLE;
+  return true;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  conn_t *c = req->data;
+  free(req);
+  if (!c) {               /* the connection was closed meanwhile */
+    uv_freeaddrinfo(res);
+    return;
+  }
+  c->gai = NULL;
+  osb_buf_t hosts = OSB_BUF_INIT, addrs = OSB_BUF_INIT;
+  int n = status == 0 ? osb__pg_hostaddr_lists(P.resolve_host, res, &hosts, &addrs) : 0;
+  uv_freeaddrinfo(res);
+  if (n == 0) {
+    char why[200];
+    snprintf(why, sizeof(why), "could not resolve host \"%s\": %s", P.resolve_host,
+             status < 0 ? uv_strerror(status) : "no address");
+    connect_failed(c, why);
+  } else {
+    if (osb_log_enabled(OSB_LOG_DEBUG)) {
+      const osb_log_kv_t kv[] = { OSB_KV_S("host", P.resolve_host), OSB_KV_S("addresses", addrs.base) };
+      osb_log_kv(OSB_LOG_DEBUG, "db", "resolved", kv, OSB_ARRAY_LEN(kv));
+    }
+    conn_connect(c, hosts.base, addrs.base);
+  }
+  osb_buf_free(&hosts);
+  osb_buf_free(&addrs);
+  osb__drain();
+}
+
+/* Returns false if the attempt failed at once (c is closed already). */
+static bool conn_start(void) {
+  conn_t *c = osb_calloc(1, sizeof(*c));
+  osb_list_init(&c->items);
+  c->state = C_CONNECTING;
+  c->fd = -1;
+  osb_list_insert_tail(&P.conns, &c->link);
+  P.nconns++;
+  P.nconnecting++;
+  c->connect_deadline = osb_now_ms() + CONNECT_TIMEOUT_MS;
   if (!uv_is_active((uv_handle_t *)&P.tick_timer)) uv_timer_start(&P.tick_timer, on_tick, 250, 250);
+  if (!P.resolve_host) return conn_connect(c, NULL, NULL);
+  /* A name: resolve on the threadpool; libpq starts in on_resolved. The
+   * connect deadline (on_tick) covers a resolver that does not answer. */
+  c->gai = osb_malloc(sizeof(*c->gai));
+  c->gai->data = c;
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  int rc = uv_getaddrinfo(osb_loop(), c->gai, on_resolved, P.resolve_host, NULL, &hints);
+  if (rc != 0) {
+    free(c->gai);
+    c->gai = NULL;
+    char why[200];
+    snprintf(why, sizeof(why), "could not resolve host \"%s\": %s", P.resolve_host, uv_strerror(rc));
+    connect_failed(c, why);
+    return false;
+  }
   return true;
 }
 
@@ -764,6 +884,12 @@ static bool conn_start(void) {
  * fail or resubmit what was in flight. */
 static void conn_close(conn_t *c, int err) {
   osb_list_remove(&c->link);
+  if (c->gai) {
+    /* its callback still runs (UV_ECANCELED, or the answer): it only frees */
+    c->gai->data = NULL;
+    uv_cancel((uv_req_t *)c->gai);
+    c->gai = NULL;
+  }
   P.nconns--;
   if (c->state == C_READY) P.nready--;
   else P.nconnecting--;
@@ -875,12 +1001,14 @@ static void pg_close(void) {
   while (!osb_list_empty(&P.conns)) conn_close(osb_container_of(P.conns.next, conn_t, link), OSB_EUNAVAIL);
   /* Resubmitted reads landed in the waiters: fail them too. */
   fail_waiters(OSB_EUNAVAIL);
-  uv_close((uv_handle_t *)&P.acquire_timer, NULL);
-  uv_close((uv_handle_t *)&P.retry_timer, NULL);
-  uv_close((uv_handle_t *)&P.health_timer, NULL);
-  uv_close((uv_handle_t *)&P.tick_timer, NULL);
-  uv_close((uv_handle_t *)&P.flush, NULL);
+  osb_handle_close((uv_handle_t *)&P.acquire_timer);
+  osb_handle_close((uv_handle_t *)&P.retry_timer);
+  osb_handle_close((uv_handle_t *)&P.health_timer);
+  osb_handle_close((uv_handle_t *)&P.tick_timer);
+  osb_core_step_remove("pg");
   P.open = false;
+  free(P.resolve_host);
+  P.resolve_host = NULL;
 }
 
 static bool pg_idle(void) { return true; }
@@ -963,10 +1091,11 @@ int osb__pg_start(const osb_config_t *cfg, const osb__backend_t **out) {
   uv_timer_init(loop, &P.retry_timer);
   uv_timer_init(loop, &P.health_timer);
   uv_timer_init(loop, &P.tick_timer);
-  uv_prepare_init(loop, &P.flush);
   uv_unref((uv_handle_t *)&P.health_timer);
   uv_unref((uv_handle_t *)&P.tick_timer);
+  P.resolve_host = osb__pg_resolvable_host(cfg->database_url);
   P.open = true;
+  osb_core_step_add("pg", OSB_STEP_PG, pg_step, NULL);
   uv_timer_start(&P.health_timer, health_tick, (uint64_t)cfg->db_health_interval_ms,
                  (uint64_t)cfg->db_health_interval_ms);
   grow();

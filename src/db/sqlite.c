@@ -475,7 +475,7 @@ static void sq_close(void) {
     conn_free(S.writer);
     S.writer = NULL;
   }
-  uv_close((uv_handle_t *)&S.acquire_timer, NULL);
+  osb_handle_close((uv_handle_t *)&S.acquire_timer);
 }
 
 static bool sq_idle(void) { return S.busy == 0; }

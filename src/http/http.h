@@ -1,7 +1,7 @@
 /* http.h: the HTTP/1.1 server, router, requests and responses.
  *
  * One listening socket serves REST, WebSocket upgrades (/ws, see ws.h) and
- * the dashboard. A connection handles one request at a time: pipelined
+ * the operations endpoints. A connection handles one request at a time: pipelined
  * requests wait in the read buffer and are answered in order.
  *
  * Request lifetime (the one rule handlers must keep): a handler receives an
@@ -11,7 +11,21 @@
  * and everything allocated with osb_req_alloc() stay valid until then, even
  * if the client disconnects meanwhile (the request is then "detached": the
  * response is discarded, osb_req_detached() says so). After finishing, the
- * pointer is dead. Loop thread only. */
+ * pointer is dead. Loop thread only.
+ *
+ * Work that outlives the handler (an upstream transfer, a wait on a
+ * channel) ties its resources to the request with two callbacks instead of
+ * polling osb_req_detached():
+ *   - osb_req_on_dispose: runs exactly once, when the request is freed —
+ *     after it was finished, whether or not the client was still there.
+ *     Release what the handler holds for the request here.
+ *   - osb_req_on_detach: runs at most once, when the connection closes while
+ *     a dispatched handler still holds the unfinished request. The handler
+ *     decides: cancel the work and finish the request now (the answer is
+ *     discarded), or keep the work (a write that must complete) and finish
+ *     later. Runs inside the connection's close path: it may finish the
+ *     request, must not block.
+ * One callback of each kind per request; registering again replaces it. */
 #ifndef OSB_HTTP_H
 #define OSB_HTTP_H
 
@@ -84,6 +98,9 @@ const char *osb_req_id(const osb_req_t *req);        /* X-Request-ID (accepted o
 const char *osb_req_ip(const osb_req_t *req);        /* peer, or the trusted X-Forwarded-For hop (TRUST_PROXY=N) */
 bool osb_req_is_https(const osb_req_t *req);         /* X-Forwarded-Proto: https at the trusted hop (TRUST_PROXY=N) */
 bool osb_req_detached(const osb_req_t *req);
+typedef void (*osb_req_cb)(osb_req_t *req, void *ud);
+void osb_req_on_dispose(osb_req_t *req, osb_req_cb fn, void *ud);
+void osb_req_on_detach(osb_req_t *req, osb_req_cb fn, void *ud);
 /* True unless the request carries an Origin that is neither listed in
  * CORS_ORIGINS nor the server's own (scheme://Host). Used where a browser
  * sends cookies without a preflight: the WebSocket handshake. */
@@ -110,12 +127,46 @@ void osb_res_error(osb_req_t *req, int status, const char *code, const char *fmt
 /* A shared, prebuilt body (a cached read): the queue takes a reference. */
 void osb_res_msg(osb_req_t *req, int status, const char *content_type, osb_msg_t *body);
 
+/* The one mapping from an error code (OSB_E*, UV_E*) to an HTTP answer, so
+ * every route speaks the same vocabulary (docs/http.md, "Error codes"):
+ *   OSB_EINVAL, OSB_EPROTO, UV_EINVAL        400 bad_request
+ *   OSB_EDENIED, UV_EACCES, UV_EPERM         403 forbidden
+ *   OSB_ENOTFOUND, UV_ENOENT                 404 not_found
+ *   OSB_ECONFLICT, UV_EEXIST                 409 conflict
+ *   OSB_ETOOBIG, UV_E2BIG, UV_EMSGSIZE       413 too_large
+ *   OSB_EUNAVAIL, OSB_ETIMEOUT, OSB_ESLOW,
+ *   OSB_ECLOSED, UV_ETIMEDOUT, UV_ECANCELED,
+ *   UV_ECONNREFUSED, UV_ECONNRESET, UV_EAI_* 503 unavailable (+ Retry-After: 1)
+ *   OSB_EDB, OSB_ECONFIG, anything else      500 internal
+ * Returns the status; *code (if not NULL) gets the code string. */
+int osb_http_error_status(int err, const char **code);
+/* Finish req with osb_http_error_status(err)'s answer; fmt is the message
+ * (for 500 keep it generic: it is shown to the client). */
+void osb_res_error_code(osb_req_t *req, int err, const char *fmt, ...) OSB_PRINTF(3, 4);
+
 /* Streaming (Server-Sent Events and other chunked replies): start sends the
  * head with Transfer-Encoding: chunked; write queues one chunk; end sends
- * the last chunk and finishes the request. Writes to a detached request are
- * dropped. */
+ * the last chunk and finishes the request.
+ *
+ * Back-pressure: each stream has a cap on the connection's unsent bytes
+ * (queued here plus libuv's write queue), OSB_STREAM_CAP_DEFAULT unless set
+ * with osb_res_stream_set_cap. osb_res_stream_write returns
+ *   0            the chunk is queued;
+ *   OSB_ESLOW    not queued: the unsent bytes are past the cap (a slow
+ *                reader). A chunk is always accepted while nothing is
+ *                unsent, so any chunk size makes progress. Wait for the
+ *                drain callback and write again, or end the stream;
+ *   OSB_ECLOSED  the reader is gone (detached): nothing is sent, ever; the
+ *                caller should stop and end the stream (osb_req_on_detach
+ *                says so without writing).
+ * osb_res_stream_on_drain(req, fn, ud) registers a one-shot callback run
+ * when the unsent bytes fall to half the cap or less (at once, from the
+ * next flush, if they already are). */
+#define OSB_STREAM_CAP_DEFAULT (256u * 1024u)
 void osb_res_stream_start(osb_req_t *req, int status, const char *content_type);
-void osb_res_stream_write(osb_req_t *req, const void *data, size_t len);
+int osb_res_stream_write(osb_req_t *req, const void *data, size_t len);
+void osb_res_stream_set_cap(osb_req_t *req, size_t cap_bytes);   /* 0: the default */
+void osb_res_stream_on_drain(osb_req_t *req, osb_req_cb fn, void *ud);
 void osb_res_stream_end(osb_req_t *req);
 
 const char *osb_http_status_text(int status);

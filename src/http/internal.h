@@ -124,6 +124,9 @@ struct osb_req {
   struct osb_principal *principal;
   void (*principal_free)(struct osb_principal *);
   osb_buf_t rhead;              /* extra response headers "Name: value\r\n" */
+  osb_req_cb dispose_fn, detach_fn, drain_fn;   /* http.h seams; each runs at most once */
+  void *dispose_ud, *detach_ud, *drain_ud;
+  size_t stream_cap;            /* unsent-bytes cap of a stream; 0 = default */
   osb__arena_blk_t *arena;
 };
 
@@ -134,8 +137,6 @@ typedef struct osb__server {
   bool listening;
   bool shutting_down;
   uv_timer_t sweep;
-  uv_prepare_t flusher;
-  uv_idle_t spin;               /* keeps the loop from blocking while work is left */
   osb_list_t conns;
   osb_list_t pending_flush;
   size_t nconns;
@@ -157,6 +158,10 @@ void osb__conn_queue(osb__conn_t *c, osb_msg_t *m);
 /* Drop queued entries that are not part of a write in flight or partly written. */
 void osb__conn_discard_queue(osb__conn_t *c);
 void osb__conn_schedule_flush(osb__conn_t *c);
+/* Bytes not yet written: queued here plus libuv's write queue. */
+size_t osb__conn_pending_out(osb__conn_t *c);
+/* A streaming request's drain callback, if its unsent bytes are low enough. */
+void osb__conn_stream_drain_check(osb__conn_t *c);
 /* Write what the kernel takes now, instead of waiting for the flusher. */
 void osb__conn_flush_now(osb__conn_t *c);
 /* Called by response.c when a request is finished. */

@@ -89,6 +89,16 @@ const char *osb_req_route(const osb_req_t *req) { return req->route ? req->route
 const char *osb_req_id(const osb_req_t *req) { return req->id; }
 const char *osb_req_ip(const osb_req_t *req) { return req->ip; }
 bool osb_req_detached(const osb_req_t *req) { return req->conn == NULL; }
+
+void osb_req_on_dispose(osb_req_t *req, osb_req_cb fn, void *ud) {
+  req->dispose_fn = fn;
+  req->dispose_ud = ud;
+}
+
+void osb_req_on_detach(osb_req_t *req, osb_req_cb fn, void *ud) {
+  req->detach_fn = fn;
+  req->detach_ud = ud;
+}
 uint64_t osb_req_start_ms(const osb_req_t *req) { return req->start_ms; }
 
 const char *osb_req_param(const osb_req_t *req, const char *name) {

@@ -298,6 +298,44 @@ void osb_res_error(osb_req_t *req, int status, const char *code, const char *fmt
   osb_buf_free(&body);
 }
 
+int osb_http_error_status(int err, const char **code) {
+  int status;
+  const char *c;
+  switch (err) {
+    case OSB_EINVAL: case OSB_EPROTO: case UV_EINVAL:
+      status = 400; c = "bad_request"; break;
+    case OSB_EDENIED: case UV_EACCES: case UV_EPERM:
+      status = 403; c = "forbidden"; break;
+    case OSB_ENOTFOUND: case UV_ENOENT:
+      status = 404; c = "not_found"; break;
+    case OSB_ECONFLICT: case UV_EEXIST:
+      status = 409; c = "conflict"; break;
+    case OSB_ETOOBIG: case UV_E2BIG: case UV_EMSGSIZE:
+      status = 413; c = "too_large"; break;
+    case OSB_EUNAVAIL: case OSB_ETIMEOUT: case OSB_ESLOW: case OSB_ECLOSED:
+    case UV_ETIMEDOUT: case UV_ECANCELED: case UV_ECONNREFUSED: case UV_ECONNRESET:
+    case UV_EAI_AGAIN: case UV_EAI_FAIL: case UV_EAI_NONAME: case UV_ENETUNREACH: case UV_EHOSTUNREACH:
+      status = 503; c = "unavailable"; break;
+    default:
+      status = 500; c = "internal"; break;
+  }
+  if (code) *code = c;
+  return status;
+}
+
+void osb_res_error_code(osb_req_t *req, int err, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  const char *code;
+  int status = osb_http_error_status(err, &code);
+  if (status == 503 && !strstr(req->rhead.base ? req->rhead.base : "", "Retry-After"))
+    osb_res_header(req, "Retry-After", "1");
+  osb_res_error(req, status, code, "%s", msg);
+}
+
 void osb_res_msg(osb_req_t *req, int status, const char *content_type, osb_msg_t *body) {
   finish_with(req, status, content_type, NULL, body ? body->len : 0, body);
 }
@@ -320,10 +358,14 @@ void osb_res_stream_start(osb_req_t *req, int status, const char *content_type) 
   osb_msg_unref(m);
 }
 
-void osb_res_stream_write(osb_req_t *req, const void *data, size_t len) {
+int osb_res_stream_write(osb_req_t *req, const void *data, size_t len) {
   osb_assert(req->streaming && !req->finished);
+  if (!req->conn || req->conn->closing) return OSB_ECLOSED;
   /* HEAD: the head says chunked, as GET's would, but no chunk follows */
-  if (len == 0 || req->head_only || !req->conn || req->conn->closing) return;
+  if (len == 0 || req->head_only) return 0;
+  size_t cap = req->stream_cap ? req->stream_cap : OSB_STREAM_CAP_DEFAULT;
+  size_t pending = osb__conn_pending_out(req->conn);
+  if (pending > 0 && pending + len > cap) return OSB_ESLOW;
   char hdr[24];
   int n = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
   osb_msg_t *m = osb_msg_new(0, (size_t)n + len + 2);
@@ -333,6 +375,17 @@ void osb_res_stream_write(osb_req_t *req, const void *data, size_t len) {
   m->len = (size_t)n + len + 2;
   osb__conn_queue(req->conn, m);
   osb_msg_unref(m);
+  return 0;
+}
+
+void osb_res_stream_set_cap(osb_req_t *req, size_t cap_bytes) { req->stream_cap = cap_bytes; }
+
+void osb_res_stream_on_drain(osb_req_t *req, osb_req_cb fn, void *ud) {
+  osb_assert(req->streaming && !req->finished);
+  req->drain_fn = fn;
+  req->drain_ud = ud;
+  /* already drained: the next flush says so */
+  if (fn && req->conn && !req->conn->closing) osb__conn_schedule_flush(req->conn);
 }
 
 void osb_res_stream_end(osb_req_t *req) {

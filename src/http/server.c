@@ -3,7 +3,7 @@
  *
  * Connection life cycle: accept → read (HTTP: http-parser; one request at a
  * time, pipelined ones wait in `in`) → handler → response queued → flushed
- * once per loop iteration from a uv_prepare_t (redis's beforeSleep), with
+ * once per loop iteration from core's before-sleep phase (the "http" step), with
  * uv_try_write first and one uv_write in flight for the rest. Every path
  * that ends a connection goes through osb__conn_close(); memory is freed in
  * the tcp handle's close callback only. */
@@ -177,6 +177,11 @@ void osb__req_finished(osb_req_t *r) {
        * inside the handler that just finished (no re-entry). */
       osb__conn_schedule_flush(c);
     }
+  }
+  if (r->dispose_fn) {
+    osb_req_cb fn = r->dispose_fn;
+    r->dispose_fn = NULL;
+    fn(r, r->dispose_ud);
   }
   osb__req_free(r);
 }
@@ -617,8 +622,10 @@ static void conn_output_progress(osb__conn_t *c) {
 /* ---- output queue ---- */
 
 void osb__conn_schedule_flush(osb__conn_t *c) {
-  if (!osb_list_linked(&c->flush_node) && !c->closing)
+  if (!osb_list_linked(&c->flush_node) && !c->closing) {
     osb_list_insert_tail(&osb__srv.pending_flush, &c->flush_node);
+    osb_core_wake();
+  }
 }
 
 void osb__conn_queue(osb__conn_t *c, osb_msg_t *m) {
@@ -728,6 +735,7 @@ static void on_write(uv_write_t *w, int status) {
   conn_output_progress(c);
   if (c->qlen) conn_write(c);
   else after_flush_empty(c);
+  if (!c->closing) osb__conn_stream_drain_check(c);
 }
 
 static void conn_write(osb__conn_t *c) {
@@ -795,6 +803,19 @@ static size_t pending_out(osb__conn_t *c) {
   return unsent_out(c) + kernel_unacked(c);
 }
 
+/* Bytes still to be written from user space (a stream's cap counts these). */
+size_t osb__conn_pending_out(osb__conn_t *c) { return unsent_out(c); }
+
+void osb__conn_stream_drain_check(osb__conn_t *c) {
+  osb_req_t *r = c->req;
+  if (c->closing || !r || !r->streaming || r->finished || !r->drain_fn) return;
+  size_t cap = r->stream_cap ? r->stream_cap : OSB_STREAM_CAP_DEFAULT;
+  if (osb__conn_pending_out(c) > cap / 2) return;
+  osb_req_cb fn = r->drain_fn;
+  r->drain_fn = NULL;
+  fn(r, r->drain_ud);
+}
+
 /* A deadline passed while a response is still being written: give it more
  * time as long as the peer keeps reading, so a slow reader of a large reply
  * is not cut off, and, on connections with a stall_ms (WebSocket), while
@@ -842,20 +863,21 @@ static void flush_round(void) {
       }
     }
     conn_write(c);
+    osb__conn_stream_drain_check(c);
   }
 }
 
-static void on_spin(uv_idle_t *h) {}
-
-/* The flusher runs once per loop iteration, before the loop blocks (redis's
- * beforeSleep): everything queued during this iteration leaves in as few
- * writes as possible. */
-static void on_prepare(uv_prepare_t *h) {
-  for (int round = 0; round < 8 && !osb_list_empty(&osb__srv.pending_flush); round++) flush_round();
-  /* still work left (a long pipelined burst): do not block in poll */
-  if (!osb_list_empty(&osb__srv.pending_flush)) uv_idle_start(&osb__srv.spin, on_spin);
-  else uv_idle_stop(&osb__srv.spin);
-  osb_log_flush();
+/* The HTTP step of core's before-sleep phase (OSB_STEP_HTTP, first): runs
+ * every loop iteration before the loop blocks, so everything queued during
+ * the iteration leaves in as few writes as possible, and requests pipelined
+ * behind a finished one are dispatched in the same iteration; the queries
+ * they start are synced by the PostgreSQL step that follows in the same
+ * round. Core repeats the round while a step did work. */
+static bool http_step(void *ud) {
+  OSB_UNUSED(ud);
+  if (osb_list_empty(&osb__srv.pending_flush)) return false;
+  flush_round();
+  return true;
 }
 
 /* ---- connections ---- */
@@ -882,6 +904,7 @@ void osb__conn_close(osb__conn_t *c, const char *reason) {
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = false;
   }
+  osb_req_t *detached = NULL;
   if (c->req) {
     /* detach: the handler still owns the request and finishes it later */
     c->req->conn = NULL;
@@ -889,6 +912,8 @@ void osb__conn_close(osb__conn_t *c, const char *reason) {
       /* never dispatched: nobody else owns it */
       osb__srv.inflight--;
       osb__req_free(c->req);
+    } else {
+      detached = c->req;
     }
     c->req = NULL;
   }
@@ -900,9 +925,16 @@ void osb__conn_close(osb__conn_t *c, const char *reason) {
     osb_series_inc(s_resets, 1);
     if (osb_log_enabled(OSB_LOG_DEBUG))
       osb_log(OSB_LOG_DEBUG, "http", "conn %llu (%s) reset: output left unsent", (unsigned long long)c->id, c->ip);
-    return;
+  } else {
+    uv_close((uv_handle_t *)&c->tcp, on_close);
   }
-  uv_close((uv_handle_t *)&c->tcp, on_close);
+  /* Last, with the connection fully closing: the handler may finish the
+   * request from its detach callback (the answer is discarded). */
+  if (detached && detached->detach_fn) {
+    osb_req_cb fn = detached->detach_fn;
+    detached->detach_fn = NULL;
+    fn(detached, detached->detach_ud);
+  }
 }
 
 static void on_connection(uv_stream_t *server, int status) {
@@ -989,6 +1021,11 @@ static void on_sweep(uv_timer_t *t) {
 static double g_open_conns(void *ud) { return (double)osb__srv.nconns; }
 static double g_inflight(void *ud) { return (double)osb__srv.inflight; }
 
+static void http_shutdown_hook(void *ud) {
+  OSB_UNUSED(ud);
+  osb_http_server_shutdown();
+}
+
 int osb_http_server_start(uv_loop_t *loop) {
   osb__server_t *s = &osb__srv;
   s->loop = loop;
@@ -1048,9 +1085,8 @@ int osb_http_server_start(uv_loop_t *loop) {
   uv_timer_init(loop, &s->sweep);
   uint64_t every = 500;
   uv_timer_start(&s->sweep, on_sweep, every, every);
-  uv_prepare_init(loop, &s->flusher);
-  uv_prepare_start(&s->flusher, on_prepare);
-  uv_idle_init(loop, &s->spin);
+  osb_core_step_add("http", OSB_STEP_HTTP, http_step, NULL);
+  osb_core_on_shutdown("http", OSB_SHUTDOWN_HTTP, http_shutdown_hook, NULL);
 
   osb_log_fields(OSB_LOG_INFO, "http", "listening",
                  json_pack("{s:s, s:i, s:s}", "host", osb_cfg->host, "port", port, "websocket", "/ws"));
@@ -1062,7 +1098,7 @@ void osb_http_server_shutdown(void) {
   if (s->shutting_down) return;
   s->shutting_down = true;
   if (s->listening) {
-    uv_close((uv_handle_t *)&s->listener, NULL);
+    osb_handle_close((uv_handle_t *)&s->listener);
     s->listening = false;
   }
   osb_list_t *pos, *tmp;
@@ -1091,12 +1127,11 @@ void osb_http_server_stop(void) {
   osb__server_t *s = &osb__srv;
   if (!s->loop) return;  /* never started */
   if (s->listening) {
-    uv_close((uv_handle_t *)&s->listener, NULL);
+    osb_handle_close((uv_handle_t *)&s->listener);
     s->listening = false;
   }
-  if (!uv_is_closing((uv_handle_t *)&s->sweep)) uv_close((uv_handle_t *)&s->sweep, NULL);
-  if (!uv_is_closing((uv_handle_t *)&s->flusher)) uv_close((uv_handle_t *)&s->flusher, NULL);
-  if (!uv_is_closing((uv_handle_t *)&s->spin)) uv_close((uv_handle_t *)&s->spin, NULL);
+  osb_handle_close((uv_handle_t *)&s->sweep);
+  osb_core_step_remove("http");
 }
 
 void osb_http_server_dispose(void) {

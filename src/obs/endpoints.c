@@ -67,7 +67,13 @@ static void get_metrics(osb_req_t *req) {
   osb_buf_free(&b);
 }
 
+static void health_shutdown_hook(void *ud) {
+  OSB_UNUSED(ud);
+  osb_health_set_shutting_down();
+}
+
 void osb_obs_routes(void) {
+  osb_core_on_shutdown("health", OSB_SHUTDOWN_HEALTH, health_shutdown_hook, NULL);
   static const char ok[] = "{\"status\":\"pass\"}";
   if (!health_body) health_body = osb_msg_from(ok, sizeof(ok) - 1);
   osb_route(OSB_GET, "/health", get_health);

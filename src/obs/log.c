@@ -20,7 +20,8 @@ static int log_format = OSB_LOGFMT_JSON;
 static FILE *log_out;
 
 /* Batching: debug/info lines produced on the loop thread are collected and
- * written once per loop iteration (osb_log_flush from the HTTP flusher), so
+ * written once per loop iteration (the "log" step of core's before-sleep
+ * phase, after every other step), so
  * the access log costs no syscall per request. warn and error lines, and
  * lines from other threads, are written at once (after the batch, to keep
  * the loop thread's order). */
@@ -37,9 +38,17 @@ static void write_out(const char *p, size_t n) {
   funlockfile(f);
 }
 
+/* Writing the log gives no other step work: never asks for another round. */
+static bool log_step(void *ud) {
+  OSB_UNUSED(ud);
+  osb_log_flush();
+  return false;
+}
+
 void osb_log_batch_start(void) {
   batch_thread = pthread_self();
   batching = true;
+  osb_core_step_add("log", OSB_STEP_LOG, log_step, NULL);
 }
 
 void osb_log_flush(void) {
@@ -49,6 +58,7 @@ void osb_log_flush(void) {
 }
 
 void osb_log_batch_stop(void) {
+  osb_core_step_remove("log");
   osb_log_flush();
   osb_buf_free(&batch);
   batching = false;

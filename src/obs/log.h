@@ -58,7 +58,8 @@ typedef struct osb_log_kv {
 void osb_log_kv(int level, const char *module, const char *msg, const osb_log_kv_t *kv, size_t n);
 
 /* Batch debug/info lines of the calling (loop) thread until osb_log_flush(),
- * which the HTTP flusher calls once per loop iteration. stop flushes. */
+ * which the "log" step of core's before-sleep phase (OSB_STEP_LOG, last)
+ * calls once per loop iteration. stop removes the step and flushes. */
 void osb_log_batch_start(void);
 void osb_log_flush(void);
 void osb_log_batch_stop(void);

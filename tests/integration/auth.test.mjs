@@ -414,7 +414,7 @@ for (const [backend, pg] of backends) {
         const r = await srv.fetch('/api/auth/login', { method: 'POST', headers: { 'content-type': type }, body });
         const data = await r.json();
         assert.equal(r.status, 400, `${type}: ${r.status}`);
-        assert.equal(data.error.code, 'invalid_request');
+        assert.equal(data.error.code, 'bad_request');
         assert.equal(r.headers.getSetCookie().length, 0, `${type}: no cookies`);
       }
       const reg = await srv.fetch('/api/auth/register', { method: 'POST', headers: { 'content-type': 'text/plain' },

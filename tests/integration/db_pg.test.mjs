@@ -92,7 +92,7 @@ test('50 concurrent requests through a pool of 5 all succeed', { skip: needsPg }
   await until(() => conns(name) === 0, 5000, 'connections to close after shutdown');
 });
 
-test('a query that finds no connection in time answers 503 db_unavailable', { skip: needsPg }, async () => {
+test('a query that finds no connection in time answers 503 unavailable', { skip: needsPg }, async () => {
   const srv = await pgServer(appName(), {
     DB_POOL_MIN: '1', DB_POOL_MAX: '1', DB_ACQUIRE_TIMEOUT_MS: '300', QUERY_CACHE_MB: '0',
   });
@@ -107,7 +107,7 @@ test('a query that finds no connection in time answers 503 db_unavailable', { sk
       Promise.any(pending.map((p) => p.then((r) => (r.status === 503 ? r : Promise.reject(r))))),
       new Promise((_, rej) => setTimeout(() => rej(new Error('no 503 within 3 s')), 3000)),
     ]);
-    assert.equal(early.body.error.code, 'db_unavailable');
+    assert.equal(early.body.error.code, 'unavailable');
     assert.equal(early.retryAfter, '1');
     assert.ok(early.ms >= 250 && early.ms < 3000, `503 after ${early.ms} ms`);
     locker.stdin.end('ROLLBACK;\n');
@@ -173,7 +173,7 @@ test('PostgreSQL stopped mid-test: fast 503s, /ready 503, recovery within second
       for (let i = 0; i < 10; i++) {
         const r = await timed(srv, `/api/market/procedures/${20 + i}`);
         assert.equal(r.status, 503);
-        assert.equal(r.body.error.code, 'db_unavailable');
+        assert.equal(r.body.error.code, 'unavailable');
         assert.ok(r.ms < 500, `503 took ${r.ms} ms`);
       }
       const burst = await Promise.all(Array.from({ length: 20 }, (_, i) => timed(srv, `/api/market/procedures/${40 + i}`)));

@@ -47,7 +47,7 @@ test('a procedure by id is its row; bad ids are 400, missing ones 404', async ()
   for (const bad of ['0', 'abc', '1.5', '-1', '1e3', '99999999999', '%27%20OR%201=1']) {
     const r = await get(`/api/market/procedures/${bad}`);
     assert.equal(r.status, 400, bad);
-    assert.equal(r.body.error.code, 'invalid_id');
+    assert.equal(r.body.error.code, 'bad_request');
     assert.ok(r.body.error.request_id);
   }
   const missing = await get('/api/market/procedures/2000000000');
@@ -120,10 +120,10 @@ test('q matches names case-insensitively and literally', async () => {
 
 test('invalid list parameters are 400 with a reason', async () => {
   const cases = [
-    ['limit=0', 'invalid_parameter'], ['limit=101', 'invalid_parameter'], ['limit=abc', 'invalid_parameter'],
-    ['sort=price', 'invalid_parameter'], ['order=up', 'invalid_parameter'],
-    [`q=${'x'.repeat(101)}`, 'invalid_parameter'],
-    ['cursor=not-a-cursor', 'invalid_cursor'], ['cursor=eyJ4IjoxfQ', 'invalid_cursor'],
+    ['limit=0', 'bad_request'], ['limit=101', 'bad_request'], ['limit=abc', 'bad_request'],
+    ['sort=price', 'bad_request'], ['order=up', 'bad_request'],
+    [`q=${'x'.repeat(101)}`, 'bad_request'],
+    ['cursor=not-a-cursor', 'bad_request'], ['cursor=eyJ4IjoxfQ', 'bad_request'],
   ];
   for (const [qs, code] of cases) {
     const r = await get(`/api/market/procedures?${qs}`);
@@ -133,7 +133,7 @@ test('invalid list parameters are 400 with a reason', async () => {
   const page = await get('/api/market/procedures?sort=name&limit=2');
   const other = await get(`/api/market/procedures?sort=-growth&cursor=${page.body.next_cursor}`);
   assert.equal(other.status, 400, 'a cursor is bound to its sort order');
-  assert.equal(other.body.error.code, 'invalid_cursor');
+  assert.equal(other.body.error.code, 'bad_request');
 });
 
 test('a repeated read is served from the cache with the same body', async () => {

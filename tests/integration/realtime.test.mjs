@@ -187,7 +187,7 @@ describe('realtime: publish and receive', () => {
     assert.equal(r.status, 401);
     r = await publish(srv, key, 'nope:x', 1);
     assert.equal(r.status, 400);
-    assert.equal(r.body.error.code, 'invalid_channel');
+    assert.equal(r.body.error.code, 'bad_request');
     r = await srv.fetch('/api/realtime/publish', {
       method: 'POST',
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
