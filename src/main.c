@@ -21,6 +21,9 @@
 #include "obs/metrics.h"
 #include "apps/realtime_api.h"
 #include "realtime/realtime.h"
+#include "upstream/upstream.h"
+#include "apps/voice_routes.h"
+#include "voice/voice.h"
 
 static uv_loop_t loop;
 static uv_signal_t sig_term, sig_int;
@@ -47,6 +50,7 @@ static void finish_shutdown(void) {
   uv_timer_stop(&shutdown_timer);
   uv_timer_stop(&shutdown_poll);
   osb_http_server_stop();
+  osb_upstream_close();
   osb_db_close();
   uv_close((uv_handle_t *)&shutdown_timer, NULL);
   uv_close((uv_handle_t *)&shutdown_poll, NULL);
@@ -64,6 +68,7 @@ static void on_shutdown_poll(uv_timer_t *t) {
 static void on_shutdown_timeout(uv_timer_t *t) {
   osb_log(OSB_LOG_WARN, "main", "shutdown timeout (%d ms): closing %zu connections, %zu requests in flight",
           osb_cfg->shutdown_timeout_ms, osb_http_open_connections(), osb_http_inflight());
+  osb_upstream_abort_all();
   osb_http_server_force_close();
   /* closes complete on the next loop turn; the poll sees zero connections then */
   uv_timer_start(&shutdown_poll, on_shutdown_poll, 10, 10);
@@ -79,6 +84,9 @@ static void on_signal(uv_signal_t *s, int signum) {
           osb_cfg->shutdown_timeout_ms);
   osb_health_set_shutting_down();
   osb_http_server_shutdown();
+  /* Upstream calls still running at 80 % of the deadline fail (503), so
+   * their requests answer before the connections are cut. */
+  osb_upstream_shutdown((uint64_t)osb_cfg->shutdown_timeout_ms * 4 / 5);
   uv_timer_start(&shutdown_timer, on_shutdown_timeout, (uint64_t)osb_cfg->shutdown_timeout_ms, 0);
   uv_timer_start(&shutdown_poll, on_shutdown_poll, 0, 20);
 }
@@ -107,6 +115,13 @@ static int serve(void) {
   osb_rt_set_store(osb_rt_store_db_new(&loop));
   osb_realtime_api_routes();
   osb_market_routes();
+  if (osb_upstream_init(&loop) != 0) {
+    exit_code = 1;
+    goto out;
+  }
+  osb_voice_init();
+  osb_upstream_routes();
+  osb_voice_routes();
   rc = osb_http_server_start(&loop);
   if (rc != 0) {
     exit_code = 1;
@@ -127,6 +142,7 @@ static int serve(void) {
   osb_log(OSB_LOG_INFO, "main", "stopped");
 
 out:
+  osb_upstream_close();
   osb_db_close();
   /* Like libuv's MAKE_VALGRIND_HAPPY: close whatever is left, run the loop dry. */
   uv_walk(&loop, close_walk, NULL);
@@ -138,6 +154,8 @@ out:
   }
   osb_log_batch_stop();
   osb_rt_stop();
+  osb_voice_dispose();
+  osb_upstream_dispose();
   osb_http_server_dispose();
   osb_auth_dispose();
   osb_obs_dispose();
