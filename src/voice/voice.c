@@ -39,7 +39,7 @@ static const osb_db_stmt_t Q_SIZE = {
 static const osb_db_stmt_t Q_EVICT = {
   .name = "voice_cache_evict",
   .pg = "DELETE FROM tts_cache WHERE hash IN "
-        "(SELECT hash FROM tts_cache ORDER BY last_used_at, hash LIMIT 8) RETURNING bytes",
+        "(SELECT hash FROM tts_cache ORDER BY last_used_at, hash LIMIT 1) RETURNING bytes",
   .writes = "tts_cache",
 };
 static const osb_db_stmt_t Q_USAGE = {
@@ -330,11 +330,11 @@ static void on_tts_done(void *ud, const osb_upstream_result_t *r) {
   if (r->rejected && r->err == OSB_EDENIED) {
     vr = (osb_voice_result_t){.err = OSB_EDENIED, .http_status = 503, .code = "voice_disabled"};
     snprintf(msg, sizeof(msg), "voice is %s", r->reason ? r->reason : "disabled");
-  } else if (r->rejected || (r->err == 0 && r->status == 429)) {
+  } else if (r->rejected || r->err == OSB_EUNAVAIL || (r->err == 0 && r->status == 429)) {
     vr = (osb_voice_result_t){.err = OSB_EUNAVAIL, .http_status = 503, .code = "upstream_unavailable"};
     vr.retry_after_s = r->retry_after_s ? r->retry_after_s : 1;
     snprintf(msg, sizeof(msg), "text-to-speech is unavailable (%s), retry later",
-             r->rejected ? r->reason : "rate limited");
+             r->err ? r->reason : "rate limited");
   } else if (r->err == OSB_ETIMEOUT) {
     vr = (osb_voice_result_t){.err = OSB_ETIMEOUT, .http_status = 504, .code = "upstream_timeout"};
     snprintf(msg, sizeof(msg), "text-to-speech did not answer in time");
