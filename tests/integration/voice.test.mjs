@@ -181,7 +181,12 @@ describe('voice through a fake ElevenLabs', () => {
     assert.equal((await getJson(srv, '/api/voice/audio/nothex', user.token)).status, 404);
 
     // Characters counted once: only the call that reached ElevenLabs.
-    const usage = await getJson(srv, '/api/usage', user.token);
+    let usage;
+    for (let i = 0; i < 50; i++) {
+      usage = await getJson(srv, '/api/usage', user.token);
+      if (usage.body.totals.tts_chars === [...text].length) break;
+      await sleep(40);   // written after the audio went out
+    }
     assert.equal(usage.status, 200);
     assert.equal(usage.body.totals.tts_chars, [...text].length);
   });
@@ -476,6 +481,40 @@ describe('shutdown and the cache budget', () => {
       assert.equal((await getJson(srv, url(a), u.token)).status, 200);
       assert.equal((await getJson(srv, url(c), u.token)).status, 200);
       assert.equal(fake.count, 3);
+      noSecret(srv, KEY);
+    } finally {
+      await srv.stop();
+      await fake.close();
+    }
+  });
+});
+
+describe('voice on PostgreSQL', () => {
+  const needsPg = process.env.OSB_TEST_PG_URL ? false : 'needs PostgreSQL: OSB_TEST_PG_URL is not set';
+  test('audio is stored as bytea, served from the cache, and usage is counted', { skip: needsPg }, async () => {
+    const KEY = `xi-${randomKey(16)}`;
+    const fake = await startFakeElevenLabs({ apiKey: KEY });
+    const srv = await startServer({ pg: true, env: envFor(fake, KEY, { JWT_SECRET: randomKey(32) }) });
+    try {
+      const u = await register(srv, 'pgvoice');
+      const text = `PostgreSQL voice ${randomKey(6)}`;
+      const a = await tts(srv, u.token, { text });
+      assert.equal(a.status, 200, a.text.slice(0, 200));
+      assert.ok(isMp3(a.buf));
+      const b = await tts(srv, u.token, { text });
+      assert.equal(b.headers.get('x-cache'), 'hit');
+      assert.ok(b.buf.equals(a.buf), 'the bytes survive bytea both ways');
+      assert.equal(fake.count, 1);
+      const got = await srv.fetch(`/api/voice/audio/${a.headers.get('x-audio-hash')}`, { headers: { authorization: `Bearer ${u.token}` } });
+      assert.ok(Buffer.from(await got.arrayBuffer()).equals(a.buf));
+      await tts(srv, u.token, { text: `${text} again` });
+      // Usage is written after the audio went out: poll briefly.
+      let chars = 0;
+      for (let i = 0; i < 50 && chars !== text.length + `${text} again`.length; i++) {
+        chars = (await getJson(srv, '/api/usage', u.token)).body.totals.tts_chars;
+        if (chars !== text.length + `${text} again`.length) await sleep(40);
+      }
+      assert.equal(chars, text.length + `${text} again`.length);
       noSecret(srv, KEY);
     } finally {
       await srv.stop();
