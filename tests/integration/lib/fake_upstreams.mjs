@@ -57,11 +57,12 @@ function base({ name, handler }) {
     let body = null;
     try { body = raw ? JSON.parse(raw) : null; } catch { body = raw; }
     const b = state.queued.length ? state.queued.shift() : state.behaviour;
-    const call = { path: req.url, method: req.method, headers: req.headers, body, at: Date.now() };
+    const call = { path: req.url, method: req.method, headers: req.headers, body, at: Date.now(), t0: performance.now() };
     state.calls.push(call);
     state.inFlight++;
     state.maxInFlight = Math.max(state.maxInFlight, state.inFlight);
     res.on('close', () => { state.inFlight--; });
+    res.on('finish', () => { call.t1 = performance.now(); });
     try {
       if (b.drop === 'head') { req.socket.destroy(); return; }
       if (b.stall === 'head') return;   // never answers; closed by the client or close()
