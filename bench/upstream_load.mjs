@@ -15,6 +15,9 @@
 // its client and the extra hop add.
 //
 //   node bench/upstream_load.mjs --port P --fake-port F --token T [--conc 500] [--delay 50] [--duration 10]
+//   node bench/upstream_load.mjs --mode fake --fake-port F --delay 50 --stats FILE   (run.sh: the fake alone)
+//   node bench/upstream_load.mjs --mode health --port P --duration 10                (run.sh: the /health probe alone)
+//   node bench/upstream_load.mjs ... --external-fake 1                                (run.sh: the load alone)
 import http from 'node:http';
 import { startFakeElevenLabs } from '../tests/integration/lib/fake_upstreams.mjs';
 
@@ -25,7 +28,47 @@ const args = Object.fromEntries(process.argv.slice(2).reduce((a, v, i, all) => {
 const PORT = Number(args.port), FAKE_PORT = Number(args['fake-port']);
 const CONC = Number(args.conc || 500), DELAY = Number(args.delay || 50), DURATION = Number(args.duration || 10);
 const TOKEN = args.token || process.env.BENCH_TOKEN;
-await run();
+const MODE = args.mode || 'load';
+if (MODE === 'fake') await fakeOnly();
+else if (MODE === 'health') await healthOnly();
+else await run();
+
+// --mode fake: only the fake, in its own process (so its timings are not
+// skewed by the load generator's event loop); on SIGTERM it writes its own
+// per-call latencies to --stats and exits.
+async function fakeOnly() {
+  const fake = await startFakeElevenLabs({ port: FAKE_PORT });
+  fake.script({ delayMs: DELAY, audioFrames: 4 });
+  console.log(`FAKE listening on ${FAKE_PORT}`);
+  process.on('SIGTERM', async () => {
+    const lat = fake.calls.filter((c) => c.t1).map((c) => c.t1 - c.t0);
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(args.stats, JSON.stringify({ calls: fake.count, max_in_flight: fake.maxInFlight,
+      p50_ms: +pct(lat, 0.5).toFixed(2), p99_ms: +pct(lat, 0.99).toFixed(2) }));
+    await fake.close();
+    process.exit(0);
+  });
+}
+
+// --mode health: GET /health back to back (5 ms apart) for --duration s, in
+// its own idle process; prints HEALTH {"n","p50_ms","p99_ms"}.
+async function healthOnly() {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const lat = [];
+  const end = Date.now() + DURATION * 1000;
+  while (Date.now() < end) {
+    const t0 = performance.now();
+    await new Promise((resolve) => {
+      http.get({ host: '127.0.0.1', port: PORT, path: '/health', agent }, (res) => {
+        res.on('data', () => {});
+        res.on('end', () => { lat.push(performance.now() - t0); resolve(); });
+      }).on('error', resolve);
+    });
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  agent.destroy();
+  console.log('HEALTH ' + JSON.stringify({ n: lat.length, p50_ms: +pct(lat, 0.5).toFixed(2), p99_ms: +pct(lat, 0.99).toFixed(2) }));
+}
 
 function pct(xs, q) {
   if (!xs.length) return 0;
@@ -34,9 +77,10 @@ function pct(xs, q) {
 }
 
 async function run() {
-  // The fake runs in this process: its timings come from its own call log.
-  const fake = await startFakeElevenLabs({ port: FAKE_PORT });
-  fake.script({ delayMs: DELAY, audioFrames: 4 });
+  // Without --external-fake 1 the fake runs in this process (a quick check);
+  // run.sh starts it separately (--mode fake) and reads its stats file.
+  const fake = args['external-fake'] ? null : await startFakeElevenLabs({ port: FAKE_PORT });
+  if (fake) fake.script({ delayMs: DELAY, audioFrames: 4 });
   const agent = new http.Agent({ keepAlive: true, maxSockets: CONC + 4 });
   const lat = [];
   let ok = 0, errors = 0, seq = 0;
@@ -74,19 +118,19 @@ async function run() {
   };
   const fakeLat = [];
   const t0 = Date.now();
-  const before = fake.count;
-  await Promise.all([...Array.from({ length: CONC }, worker), probe()]);
+  const before = fake ? fake.count : 0;
+  await Promise.all([...Array.from({ length: CONC }, worker), ...(args['external-fake'] ? [] : [probe()])]);
   const secs = (Date.now() - t0) / 1000;
-  for (const c of fake.calls) if (c.t1) fakeLat.push(c.t1 - c.t0);
+  if (fake) for (const c of fake.calls) if (c.t1) fakeLat.push(c.t1 - c.t0);
   const fp50 = pct(fakeLat, 0.5), fp99 = pct(fakeLat, 0.99), p50 = pct(lat, 0.5), p99 = pct(lat, 0.99);
   const out = {
     calls: ok + errors, calls_per_s: +(ok / secs).toFixed(1), ok, errors,
     p50_ms: +p50.toFixed(2), p99_ms: +p99.toFixed(2), fake_p50_ms: +fp50.toFixed(2), fake_p99_ms: +fp99.toFixed(2),
     added_p50_ms: +(p50 - fp50).toFixed(2), added_p99_ms: +(p99 - fp99).toFixed(2),
     health_p50_ms: +pct(health, 0.5).toFixed(2), health_p99_ms: +pct(health, 0.99).toFixed(2), health_n: health.length,
-    fake_calls: fake.count - before, fake_max_in_flight: fake.maxInFlight,
+    fake_calls: fake ? fake.count - before : null, fake_max_in_flight: fake ? fake.maxInFlight : null,
   };
   console.log('UPLOAD ' + JSON.stringify(out));
   agent.destroy();
-  await fake.close();
+  if (fake) await fake.close();
 }
