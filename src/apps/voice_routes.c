@@ -146,6 +146,29 @@ static void get_upstreams(osb_req_t *req) {
   osb_res_json(req, 200, osb_upstreams_json());
 }
 
+/* PATCH /api/upstreams/:name {"breaker":"forced_open"|"auto"}: the operator switch. */
+static void patch_upstream(osb_req_t *req) {
+  if (!osb_auth_require(req, OSB_ROLE_ADMIN, patch_upstream)) return;
+  osb_upstream_t *u = osb_upstream_get(osb_req_param(req, "name"));
+  if (!u) {
+    osb_res_error(req, 404, "not_found", "no such upstream");
+    return;
+  }
+  json_t *body = osb_req_json(req);
+  if (!body) return;
+  const char *b = json_string_value(json_object_get(body, "breaker"));
+  if (!b || (strcmp(b, "forced_open") != 0 && strcmp(b, "auto") != 0)) {
+    validation_failed(req, "breaker", "must be \"forced_open\" or \"auto\"");
+    return;
+  }
+  if (!osb_upstream_enabled(u)) {
+    osb_res_error(req, 409, "upstream_disabled", "%s", osb_upstream_disabled_reason(u));
+    return;
+  }
+  osb_upstream_force_open(u, strcmp(b, "forced_open") == 0, NULL);
+  osb_res_json(req, 200, osb_upstream_json(u));
+}
+
 static void publish_state(void *ud, osb_upstream_t *u, osb_breaker_state_t from, osb_breaker_state_t to,
                           const char *reason) {
   json_t *ev = json_pack("{s:s, s:s, s:s, s:s}", "type", "upstream.state", "upstream", osb_upstream_name(u),
@@ -156,5 +179,6 @@ static void publish_state(void *ud, osb_upstream_t *u, osb_breaker_state_t from,
 
 void osb_upstream_routes(void) {
   osb_route(OSB_GET, "/api/upstreams", get_upstreams);
+  osb_route(OSB_PATCH, "/api/upstreams/:name", patch_upstream);
   osb_upstream_on_state(publish_state, NULL);
 }

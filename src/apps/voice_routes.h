@@ -7,6 +7,8 @@
  *   GET  /api/voice/audio/:hash             signed in → 200 stored audio, 404 not_found
  *   GET  /api/voice/status                  → {enabled, reason?, voice_id, model_id, breaker}
  *   GET  /api/upstreams                     admin → {upstreams:[osb_upstream_json...]}
+ *   PATCH /api/upstreams/:name {breaker: "forced_open"|"auto"}   admin → the upstream;
+ *        409 upstream_disabled without its key, 404 unknown name
  *
  * osb_upstream_routes also publishes every breaker transition on
  * agents:status as {"type":"upstream.state","upstream","state","reason"}. */

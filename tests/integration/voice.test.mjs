@@ -260,6 +260,31 @@ describe('voice through a fake ElevenLabs', () => {
     seen.push(d.text);
     assert.equal(d.body.checks.tts[0].status, 'pass');
   });
+
+  test('PATCH /api/upstreams/:name forces a breaker open (no call goes out) and back to automatic', async () => {
+    const patch = (name, body, token = admin) => srv.fetch(`/api/upstreams/${name}`, {
+      method: 'PATCH', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify(body),
+    });
+    assert.equal((await patch('tts', { breaker: 'forced_open' }, user.token)).status, 403);
+    assert.equal((await patch('nope', { breaker: 'forced_open' })).status, 404);
+    assert.equal((await patch('tts', { breaker: 'sideways' })).status, 400);
+    assert.equal((await patch('llm', { breaker: 'forced_open' })).status, 409, 'llm has no key');
+    const r = await patch('tts', { breaker: 'forced_open' });
+    assert.equal(r.status, 200);
+    assert.equal((await r.json()).breaker, 'forced_open');
+    const before = fake.count;
+    const t = await tts(srv, user.token, { text: `forced ${randomKey(3)}` });
+    assert.equal(t.status, 503);
+    assert.equal(t.json.error.code, 'upstream_unavailable');
+    assert.ok(Number(t.headers.get('retry-after')) >= 1);
+    assert.equal(fake.count, before);
+    const d = await getJson(srv, '/health/details');
+    assert.equal(d.body.checks.tts[0].status, 'warn');
+    assert.match(d.body.checks.tts[0].output, /forced open/);
+    assert.equal((await patch('tts', { breaker: 'auto' })).status, 200);
+    assert.equal((await tts(srv, user.token, { text: `auto again ${randomKey(3)}` })).status, 200);
+    assert.equal(fake.count, before + 1);
+  });
 });
 
 describe('the tts breaker', () => {
