@@ -167,6 +167,16 @@ static void on_done(void *ud, const osb_upstream_result_t *r) {
 }
 static const osb_upstream_cbs_t CBS = {.on_data = on_data, .on_done = on_done};
 
+/* Cancels its own call from inside on_data (a client that went away mid-stream). */
+static osb_upstream_call_t *self_call;
+static int chunks_seen;
+static int on_data_cancel(void *ud, const char *s, size_t n) {
+  chunks_seen++;
+  osb_upstream_cancel(self_call);
+  return 0;
+}
+static const osb_upstream_cbs_t CANCEL_CBS = {.on_data = on_data_cancel, .on_done = on_done};
+
 /* UV_RUN_ONCE blocks in poll after running due timers when nothing else
  * is pending: a ticking timer keeps each turn short. */
 static uv_timer_t tick;
@@ -304,6 +314,23 @@ static void a_cancelled_call_never_calls_back(void **state) {
   osb_sse_dispose(&q.parser);
 }
 
+static void a_stream_cancelled_from_its_own_callback_stops(void **state) {
+  osb_upstream_t *u = osb_upstream_register("t_selfcancel", url, 4, NULL);
+  mode = M_SSE;
+  probe_t p;
+  memset(&p, 0, sizeof(p));
+  chunks_seen = 0;
+  osb_upstream_req_t req = {.url = url, .body = "{}", .body_len = 2, .stream = true, .timeout_ms = 2000};
+  self_call = osb_upstream_call(u, &req, &CANCEL_CBS, &p);
+  while (chunks_seen == 0) uv_run(&loop, UV_RUN_ONCE);
+  for (int i = 0; i < 30; i++) uv_run(&loop, UV_RUN_ONCE);   /* the rest of the stream would arrive by now */
+  assert_int_equal(chunks_seen, 1);
+  assert_int_equal(p.done, 0);
+  assert_int_equal(osb_upstream_in_flight(u), 0);
+  assert_int_equal(u->br.cancelled, 1);
+  assert_int_equal(u->br.failures, 0);
+}
+
 static void the_bulkhead_queues_then_rejects(void **state) {
   osb_upstream_t *u = osb_upstream_register("t_bulk", url, 2, NULL);
   mode = M_STALL_HEAD;
@@ -415,6 +442,7 @@ int main(void) {
     cmocka_unit_test(the_response_size_is_limited),
     cmocka_unit_test(refused_and_dropped_connections_fail),
     cmocka_unit_test(a_cancelled_call_never_calls_back),
+    cmocka_unit_test(a_stream_cancelled_from_its_own_callback_stops),
     cmocka_unit_test(the_bulkhead_queues_then_rejects),
     cmocka_unit_test(five_failures_open_the_breaker_and_no_call_goes_out),
   };
