@@ -146,7 +146,7 @@ size_t osb__client_handles(void);   /* open uv handles (polls + timers), for tes
 
 /* upstream.c: curl finished (err set on c, status etc. filled). */
 void osb__call_finished(osb_upstream_call_t *c);
-/* Fail a call's transfer because a gap/timeout passed (sweep) or the user aborted. */
+/* Free a call's memory (its transfer must already be gone). */
 void osb__call_free(osb_upstream_call_t *c);
 
 #endif
