@@ -36,7 +36,7 @@
  * beyond DB_POOL_MIN unused for DB_IDLE_TIMEOUT_MS are closed, and the
  * others, if unused for an interval, answer SELECT 1 or are replaced.
  *
- * Hung queries (DB_QUERY_TIMEOUT_MS). Every session gets it as its
+ * Hung queries (DB_QUERY_TIMEOUT_MS, 0 = off). Every session gets it as its
  * statement_timeout, so a slow statement is cancelled by the server
  * (SQLSTATE 57014, answered 503, the connection stays). A server that stops
  * answering altogether (a stopped backend, a dead path without RST) is
@@ -132,7 +132,8 @@ static item_t *item_new(item_kind_t kind) {
 }
 
 static void item_push(conn_t *c, item_t *it) {
-  if (!it->deadline) it->deadline = osb_now_ms() + (uint64_t)P.cfg->db_query_timeout_ms + OSB__QUERY_GRACE_MS;
+  if (P.cfg->db_query_timeout_ms <= 0) it->deadline = UINT64_MAX;   /* DB_QUERY_TIMEOUT_MS=0: off */
+  else if (!it->deadline) it->deadline = osb_now_ms() + (uint64_t)P.cfg->db_query_timeout_ms + OSB__QUERY_GRACE_MS;
   osb_list_insert_tail(&c->items, &it->link);
 }
 
@@ -895,7 +896,7 @@ static void on_tick(uv_timer_t *t) {
        * last answer, whichever is later (a pipeline behind a slow query) */
       item_t *head = osb_container_of(c->items.next, item_t, link);
       uint64_t limit = (uint64_t)P.cfg->db_query_timeout_ms + OSB__QUERY_GRACE_MS;
-      if (head->deadline <= now && c->progress + limit <= now) conn_timed_out(c, now);
+      if (P.cfg->db_query_timeout_ms > 0 && head->deadline <= now && c->progress + limit <= now) conn_timed_out(c, now);
     }
   }
   pump();
