@@ -9,10 +9,10 @@ what=${1:-build}
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libhttp-parser-dev libwslay-dev
             libpq-dev libsqlite3-dev libjansson-dev libssl-dev libcurl4-openssl-dev
             libsodium-dev)
-test_pkgs=(libcmocka-dev postgresql nodejs npm)
-bench_pkgs=(wrk postgresql nodejs curl)
 # libFuzzer: Debian's clang 14 and its runtime (libclang_rt.fuzzer)
 fuzz_pkgs=(clang clang-14 libclang-rt-14-dev)
+test_pkgs=(libcmocka-dev postgresql nodejs npm)
+bench_pkgs=(wrk postgresql nodejs curl)
 
 pkgs=("${build_pkgs[@]}")
 case "$what" in
