@@ -4,7 +4,7 @@ BUILD_RELEASE := build/release
 BUILD_TEST := build/asan
 JOBS := $(shell nproc)
 
-.PHONY: all deps build build-test run test unit integration bench clean
+.PHONY: all deps build build-test run test unit integration bench fuzz chaos soak clean
 
 all: build
 
@@ -27,6 +27,22 @@ build-test:
 # and a real PostgreSQL; the summary line is "N passed, N failed".
 test: build-test
 	@scripts/test.sh
+
+# libFuzzer drivers (clang, build/fuzz): each runs FUZZ_SECONDS (default 60),
+# then a summary table. `make test` replays their corpora instead.
+fuzz:
+	@scripts/fuzz.sh run
+
+# Fault injection under load (PostgreSQL restart, SIGTERM drain, slow
+# WebSocket subscribers, floods) against the ASan build; CHAOS_SECONDS bounds
+# each load phase. Prints a summary and fails on any broken expectation.
+chaos: build-test
+	@scripts/chaos.sh
+
+# Mixed traffic for SOAK_SECONDS (default 600) under ASan/LSan: RSS and fd
+# slopes after warm-up, sanitizer reports, lost acknowledged messages.
+soak: build-test
+	@scripts/soak.sh
 
 bench:
 	@scripts/deps.sh bench

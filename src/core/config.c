@@ -129,6 +129,7 @@ const osb_config_var_t osb_config_vars[] = {
   INT("DB_POOL_MIN", db_pool_min, "2", 0, 1000, "connections kept open"),
   INT("DB_POOL_MAX", db_pool_max, "20", 1, 1000, "most connections open at once"),
   INT("DB_ACQUIRE_TIMEOUT_MS", db_acquire_timeout_ms, "2000", 1, H, "wait for a free connection, then 503"),
+  INT("DB_QUERY_TIMEOUT_MS", db_query_timeout_ms, "5000", 0, H, "a query with no answer by then fails (503) and its connection is retired (0 = off)"),
   INT("DB_HEALTH_INTERVAL_MS", db_health_interval_ms, "10000", 10, H, "health check of idle connections"),
   INT("DB_MAX_LIFETIME_MS", db_max_lifetime_ms, "1800000", 10, 24 * H, "recycle connections older than this"),
   INT("DB_IDLE_TIMEOUT_MS", db_idle_timeout_ms, "600000", 10, 24 * H, "close connections idle longer (above the minimum)"),

@@ -39,6 +39,7 @@ typedef struct osb_config {
   char *sqlite_path;
   int db_pool_min, db_pool_max;   /* min <= max is guaranteed */
   int db_acquire_timeout_ms;
+  int db_query_timeout_ms;    /* PostgreSQL: per query, server- and client-side */
   int db_health_interval_ms;
   int db_max_lifetime_ms, db_idle_timeout_ms;
   int query_cache_mb;     /* 0 = cache disabled */

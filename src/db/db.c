@@ -74,7 +74,7 @@ static struct {
   /* counters and metrics */
   uint64_t queries, errors, timeouts, reconnects;
   osb_metric_t *m_duration;
-  osb_series_t *m_acquire, *m_timeouts, *m_reconnects;
+  osb_series_t *m_acquire, *m_timeouts, *m_reconnects, *m_query_timeouts;
   osb_series_t *m_err_unavail, *m_err_conflict, *m_err_other;
 } D;
 
@@ -228,6 +228,10 @@ bool osb__op_is_write(const osb__op_t *op) { return op->si && op->si->write_mask
 void osb__count_timeout(void) {
   D.timeouts++;
   if (D.m_timeouts) osb_series_inc(D.m_timeouts, 1);
+}
+
+void osb__count_query_timeout(void) {
+  if (D.m_query_timeouts) osb_series_inc(D.m_query_timeouts, 1);
 }
 
 void osb__count_reconnect(void) {
@@ -542,6 +546,8 @@ static void metrics_init(void) {
                                    "Wait for a database connection", NULL, query_bounds, OSB_ARRAY_LEN(query_bounds)));
   D.m_timeouts = osb_metric_series0(osb_metric_counter("osb_db_acquire_timeouts_total",
                                     "Queries that found no connection within DB_ACQUIRE_TIMEOUT_MS", NULL));
+  D.m_query_timeouts = osb_metric_series0(osb_metric_counter("osb_db_query_timeouts_total",
+                                          "Connections retired because PostgreSQL did not answer within DB_QUERY_TIMEOUT_MS", NULL));
   D.m_reconnects = osb_metric_series0(osb_metric_counter("osb_db_reconnects_total",
                                       "Connections replaced after a failure", NULL));
   osb_metric_t *errs = osb_metric_counter("osb_db_errors_total", "Failed queries by kind", "kind");

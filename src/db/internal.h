@@ -112,6 +112,8 @@ void osb__op_started(osb__op_t *op);
 /* Failure bookkeeping shared by the backends. */
 void osb__count_timeout(void);
 void osb__count_reconnect(void);
+/* A connection retired for a query past DB_QUERY_TIMEOUT_MS (pg.c). */
+void osb__count_query_timeout(void);
 /* Log a failed statement: name and SQLSTATE / SQLite code, never values.
  * Conflicts and bad input are expected (debug); the rest is a warning. */
 void osb__log_query_error(const osb__op_t *op, int err, const char *code, const char *msg);

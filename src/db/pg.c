@@ -43,7 +43,19 @@
  * lifetime (DB_MAX_LIFETIME_MS ± 10 %) are closed and replaced (busy ones
  * retire: no new queries, closed once drained), idle ones
  * beyond DB_POOL_MIN unused for DB_IDLE_TIMEOUT_MS are closed, and the
- * others, if unused for an interval, answer SELECT 1 or are replaced. */
+ * others, if unused for an interval, answer SELECT 1 or are replaced.
+ *
+ * Hung queries (DB_QUERY_TIMEOUT_MS, 0 = off). Every session gets it as its
+ * statement_timeout, so a slow statement is cancelled by the server
+ * (SQLSTATE 57014, answered 503, the connection stays). A server that stops
+ * answering altogether (a stopped backend, a dead path without RST) is
+ * caught by the client-side deadline: each item sent carries one, and the
+ * tick timer (every 250 ms while the pool is open) retires a connection
+ * whose oldest unanswered item is past it, OSB__QUERY_GRACE_MS after the
+ * server's own timeout would have fired. The expired ops fail with
+ * OSB_EUNAVAIL (503) without a retry, reads behind them are resubmitted
+ * once elsewhere, and a PQcancel() goes out on the threadpool (it blocks)
+ * so the backend stops working for nobody once it runs again. */
 #include "db/internal.h"
 
 #include <libpq-fe.h>
@@ -57,6 +69,8 @@
 #define RETRY_MAX_MS 500
 #define READ_RETRIES 1
 #define MAX_CONNECTING 2
+#define TICK_MS 250
+#define OSB__QUERY_GRACE_MS 100
 
 typedef enum { I_OP, I_PREPARE, I_HEALTH, I_SYNC } item_kind_t;
 
@@ -66,6 +80,7 @@ typedef struct item {
   osb__op_t *op;           /* I_OP */
   uint32_t stmt_id;        /* I_PREPARE */
   PGresult *res;           /* the first result, if any */
+  uint64_t deadline;       /* no answer by then (loop ms): the server is not answering */
 } item_t;
 
 typedef enum { C_CONNECTING, C_READY } cstate_t;
@@ -90,6 +105,7 @@ typedef struct conn {
   uint64_t last_checked;     /* last health check answered (or connect) */
   bool health_pending;
   bool retiring;             /* past its lifetime while busy: no new work, closed once drained */
+  uint64_t progress;         /* last result received: the server is answering */
 } conn_t;
 
 static struct {
@@ -125,7 +141,11 @@ static item_t *item_new(item_kind_t kind) {
   return it;
 }
 
-static void item_push(conn_t *c, item_t *it) { osb_list_insert_tail(&c->items, &it->link); }
+static void item_push(conn_t *c, item_t *it) {
+  if (P.cfg->db_query_timeout_ms <= 0) it->deadline = UINT64_MAX;   /* DB_QUERY_TIMEOUT_MS=0: off */
+  else if (!it->deadline) it->deadline = osb_now_ms() + (uint64_t)P.cfg->db_query_timeout_ms + OSB__QUERY_GRACE_MS;
+  osb_list_insert_tail(&c->items, &it->link);
+}
 
 /* libpq's messages span lines ("...failed: X\n\tIs the server running...");
  * make them one log-friendly line. */
@@ -290,6 +310,7 @@ static int map_error(const osb__op_t *op, PGresult *r) {
     else if (strcmp(state, "23503") == 0) err = OSB_ENOTFOUND;
     else if (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0) err = OSB_EINVAL;   /* db.h */
     else if (conn_fatal_state(state)) err = OSB_EUNAVAIL;
+    else if (strcmp(state, "57014") == 0) err = OSB_EUNAVAIL;   /* statement_timeout (or a cancel) */
   }
   /* The constraint/table/column names help; the message text may quote a
    * value, so only the primary message of non-data errors is logged. */
@@ -528,7 +549,9 @@ static bool item_done(conn_t *c, item_t *it) {
         requeue_or_fail(op, OSB_EDB);
       } else {
         int err = map_error(op, r);
-        if (err == OSB_EUNAVAIL) keep = false;   /* the session is going away */
+        const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+        if (err == OSB_EUNAVAIL && !(state && strcmp(state, "57014") == 0))
+          keep = false;   /* the session is going away (a timed-out statement leaves it usable) */
         if (op->kind == OSB__OP_BEGIN || op->kind == OSB__OP_COMMIT) release_tx(c);
         if (op->kind == OSB__OP_ROLLBACK) {
           release_tx(c);
@@ -552,6 +575,7 @@ static bool process(conn_t *c) {
     if (PQisBusy(c->pg)) break;
     item_t *it = osb_container_of(c->items.next, item_t, link);
     PGresult *r = PQgetResult(c->pg);
+    c->progress = osb_now_ms();
     if (!r) {
       if (it->kind == I_SYNC) break;   /* not reached: a Sync result comes without a NULL */
       osb_list_remove(&it->link);
@@ -797,10 +821,14 @@ static bool conn_connect(conn_t *c, const char *hosts, const char *hostaddrs) {
   /* Defaults before dbname, so the URL can override them; host/hostaddr
    * after it, overriding the URL's host with the resolved addresses.
    * Keepalives let a dead peer (no RST) fail the connection instead of
-   * hanging its queries. */
+   * hanging its queries.
+   * statement_timeout is DB_QUERY_TIMEOUT_MS, enforced by the server as well
+   * as by the pool's own deadline (on_tick). */
+  char options[64];
+  snprintf(options, sizeof(options), "-c statement_timeout=%d", P.cfg->db_query_timeout_ms);
   const char *kw[] = { "application_name", "keepalives_idle", "keepalives_interval", "keepalives_count",
-                       "dbname", hostaddrs ? "host" : NULL, "hostaddr", NULL };
-  const char *vals[] = { "osbackend", "10", "5", "3", P.cfg->database_url, hosts, hostaddrs, NULL };
+                       "options", "dbname", hostaddrs ? "host" : NULL, "hostaddr", NULL };
+  const char *vals[] = { "osbackend", "10", "5", "3", options, P.cfg->database_url, hosts, hostaddrs, NULL };
   c->pg = PQconnectStartParams(kw, vals, 1);
   if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
     connect_failed(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
@@ -858,7 +886,7 @@ static bool conn_start(void) {
   P.nconns++;
   P.nconnecting++;
   c->connect_deadline = osb_now_ms() + CONNECT_TIMEOUT_MS;
-  if (!uv_is_active((uv_handle_t *)&P.tick_timer)) uv_timer_start(&P.tick_timer, on_tick, 250, 250);
+  if (!uv_is_active((uv_handle_t *)&P.tick_timer)) uv_timer_start(&P.tick_timer, on_tick, TICK_MS, TICK_MS);
   if (!P.resolve_host) return conn_connect(c, NULL, NULL);
   /* A name: resolve on the threadpool; libpq starts in on_resolved. The
    * connect deadline (on_tick) covers a resolver that does not answer. */
@@ -929,14 +957,77 @@ static void on_retry(uv_timer_t *t) {
   osb__drain();
 }
 
+/* PQcancel() connects to the server and waits for it to hang up: it blocks,
+ * so it runs on the threadpool. One at a time: the connection is retired
+ * either way, the cancel only spares the server the work. (A server that
+ * is unreachable holds that thread until TCP gives up.) */
+typedef struct cancel_req { uv_work_t w; PGcancel *cancel; } cancel_req_t;
+static bool cancel_pending;
+
+static void cancel_work(uv_work_t *w) {
+  cancel_req_t *r = osb_container_of(w, cancel_req_t, w);
+  char err[256];
+  (void)PQcancel(r->cancel, err, sizeof(err));
+}
+
+static void cancel_done(uv_work_t *w, int status) {
+  cancel_req_t *r = osb_container_of(w, cancel_req_t, w);
+  PQfreeCancel(r->cancel);
+  free(r);
+  cancel_pending = false;
+}
+
+static void send_cancel(conn_t *c) {
+  if (cancel_pending || P.closing) return;
+  PGcancel *pc = PQgetCancel(c->pg);
+  if (!pc) return;
+  cancel_req_t *r = osb_calloc(1, sizeof(*r));
+  r->cancel = pc;
+  if (uv_queue_work(osb_loop(), &r->w, cancel_work, cancel_done) != 0) {
+    PQfreeCancel(pc);
+    free(r);
+    return;
+  }
+  cancel_pending = true;
+}
+
+/* The oldest unanswered item is past its deadline: the server stopped
+ * answering on this connection. Fail what expired (no retry: it would only
+ * wait again), cancel it on the server, retire the connection. */
+static void conn_timed_out(conn_t *c, uint64_t now) {
+  int expired = 0;
+  osb_list_t *pos;
+  for (pos = c->items.next; pos != &c->items; pos = pos->next) {
+    item_t *it = osb_container_of(pos, item_t, link);
+    if (it->deadline > now || c->progress + (uint64_t)P.cfg->db_query_timeout_ms + OSB__QUERY_GRACE_MS > now) break;
+    if (it->kind == I_OP) {
+      it->op->retries = READ_RETRIES;
+      expired++;
+    }
+  }
+  osb_log(OSB_LOG_WARN, "db", "no answer from PostgreSQL within DB_QUERY_TIMEOUT_MS=%d: %d quer%s failed, "
+          "connection retired", P.cfg->db_query_timeout_ms, expired, expired == 1 ? "y" : "ies");
+  osb__count_query_timeout();
+  send_cancel(c);
+  conn_close(c, OSB_EUNAVAIL);
+}
+
 static void on_tick(uv_timer_t *t) {
   uint64_t now = osb_now_ms();
   osb_list_t *pos, *tmp;
   osb_list_foreach_safe(pos, tmp, &P.conns) {
     conn_t *c = osb_container_of(pos, conn_t, link);
-    if (c->state == C_CONNECTING && now >= c->connect_deadline) connect_failed(c, "timeout expired");
+    if (c->state == C_CONNECTING && now >= c->connect_deadline) {
+      connect_failed(c, "timeout expired");
+    } else if (c->state == C_READY && !osb_list_empty(&c->items)) {
+      /* the head waits on the server; measured from its send or from the
+       * last answer, whichever is later (a pipeline behind a slow query) */
+      item_t *head = osb_container_of(c->items.next, item_t, link);
+      uint64_t limit = (uint64_t)P.cfg->db_query_timeout_ms + OSB__QUERY_GRACE_MS;
+      if (P.cfg->db_query_timeout_ms > 0 && head->deadline <= now && c->progress + limit <= now) conn_timed_out(c, now);
+    }
   }
-  if (P.nconnecting == 0) uv_timer_stop(t);
+  pump();
   osb__drain();
 }
 
@@ -1098,6 +1189,8 @@ int osb__pg_start(const osb_config_t *cfg, const osb__backend_t **out) {
   osb_core_step_add("pg", OSB_STEP_PG, pg_step, NULL);
   uv_timer_start(&P.health_timer, health_tick, (uint64_t)cfg->db_health_interval_ms,
                  (uint64_t)cfg->db_health_interval_ms);
+  /* connect deadlines and query deadlines; unref'd, it never keeps the loop alive */
+  uv_timer_start(&P.tick_timer, on_tick, TICK_MS, TICK_MS);
   grow();
   osb_log(OSB_LOG_INFO, "db", "postgresql pool %d..%d at %s", cfg->db_pool_min, cfg->db_pool_max, redacted);
   *out = &pg_backend;
