@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "apps/auth_routes.h"
+#include "apps/dashboard.h"
 #include "apps/market.h"
 #include "auth/auth.h"
 #include "core/config.h"
@@ -47,6 +48,7 @@ static void finish_shutdown(void) {
   uv_timer_stop(&shutdown_timer);
   uv_timer_stop(&shutdown_poll);
   osb_http_server_stop();
+  osb_dashboard_stop();
   osb_db_close();
   uv_close((uv_handle_t *)&shutdown_timer, NULL);
   uv_close((uv_handle_t *)&shutdown_poll, NULL);
@@ -107,11 +109,13 @@ static int serve(void) {
   osb_rt_set_store(osb_rt_store_db_new(&loop));
   osb_realtime_api_routes();
   osb_market_routes();
+  osb_dashboard_routes();
   rc = osb_http_server_start(&loop);
   if (rc != 0) {
     exit_code = 1;
     goto out;
   }
+  osb_dashboard_start(&loop);
 
   uv_signal_init(&loop, &sig_term);
   uv_signal_init(&loop, &sig_int);
@@ -137,6 +141,7 @@ out:
     exit_code = 1;
   }
   osb_log_batch_stop();
+  osb_dashboard_stop();
   osb_rt_stop();
   osb_http_server_dispose();
   osb_auth_dispose();
