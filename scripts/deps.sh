@@ -7,7 +7,8 @@ what=${1:-build}
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libhttp-parser-dev libwslay-dev
             libpq-dev libsqlite3-dev libjansson-dev libssl-dev libcurl4-openssl-dev
             libsodium-dev)
-test_pkgs=(libcmocka-dev postgresql nodejs npm)
+# chromium: the dashboard browser tests (playwright-core drives it); tmux: `osbackend top` under a pseudo-terminal.
+test_pkgs=(libcmocka-dev postgresql nodejs npm chromium tmux)
 bench_pkgs=(wrk postgresql nodejs curl)
 
 pkgs=("${build_pkgs[@]}")

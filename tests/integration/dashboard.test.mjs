@@ -147,7 +147,7 @@ describe('dashboard:metrics sampler', () => {
     assert.equal(r.status, 200);
     const h = await r.json();
     assert.equal(h.channel, 'dashboard:metrics');
-    assert.ok(h.items.length >= 4, `every sample of the earlier tests (${h.items.length})`);
+    assert.ok(h.items.length >= 2, `at least the two samples above (${h.items.length})`);
     for (let i = 1; i < h.items.length; i++) {
       assert.ok(h.items[i].seq > h.items[i - 1].seq, 'ascending seq');
       assert.ok(h.items[i].data.ts >= h.items[i - 1].data.ts);
