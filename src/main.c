@@ -11,6 +11,7 @@
 #include "apps/auth_routes.h"
 #include "apps/dashboard.h"
 #include "apps/market.h"
+#include "apps/top.h"
 #include "auth/auth.h"
 #include "core/config.h"
 #include "core/core.h"
@@ -35,6 +36,7 @@ static void usage(FILE *out) {
           "       osbackend check-config         validate and print the configuration (secrets redacted)\n"
           "       osbackend migrate              apply pending database migrations\n"
           "       osbackend create-user --email E --role admin|user|service   (password on stdin)\n"
+          "       osbackend top [--url ws://host:port/ws]   live figures in the terminal (token: OSB_TOKEN)\n"
           "       osbackend version              print the version\n");
 }
 
@@ -162,6 +164,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(cmd, "migrate") == 0) return osb_db_migrate_cli();
+  if (strcmp(cmd, "top") == 0) return osb_top_main(argc - 1, argv + 1);
   if (strcmp(cmd, "check-config") == 0) return osb_config_check_main(stdout, stderr);
   bool create_user = strcmp(cmd, "create-user") == 0;
   if (!create_user && strcmp(cmd, "serve") != 0) {
