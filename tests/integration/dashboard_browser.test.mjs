@@ -161,6 +161,42 @@ describe('dashboard in Chromium', { skip }, () => {
     await ctx.close();
   });
 
+  // No breaker registry exists on this branch yet, so the server cannot be
+  // made to report an open breaker; the page's side is tested by feeding it a
+  // history whose newest sample says so. After the breaker work is merged this
+  // should force a real breaker open instead.
+  test('a breaker reported open shows red, a warn component amber, the summary "failing"', async () => {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await ctx.newPage();
+    await page.route('**/api/dashboard/history', async (route) => {
+      const res = await route.fetch();
+      const h = await res.json();
+      const base = h.items.length ? h.items[h.items.length - 1] : { seq: 0, data: null };
+      const data = base.data ?? {
+        type: 'metrics', http: { rps: 1, p50_ms: 1, p95_ms: 1, p99_ms: 1, error_rate: 0 },
+        db: { active: 0, idle: 1, max: 4, waiting: 0 }, ws: { connections: 1 }, cache: { hit_ratio: null },
+        process: { rss_bytes: 1e8, cpu_pct: 1 }, components: { database: 'pass' },
+      };
+      const fake = { ...data, ts: Date.now() + 60000, breakers: { llm: 'open', tts: 'half_open' },
+        components: { ...data.components, cache: 'warn' } };
+      await route.fulfill({ response: res, json: { ...h, items: [...h.items, { seq: base.seq, data: fake }] } });
+    });
+    await page.goto(srv.url('/dashboard'));
+    await page.waitForSelector('#signin:not([hidden])', { timeout: 20000 });
+    await page.fill('#email', admin.email);
+    await page.fill('#password', admin.password);
+    await page.click('#signin-form button[type=submit]');
+    await page.waitForSelector('[data-metric="breakers.llm"].br-open', { timeout: 20000, state: 'attached' });
+    const colour = (sel) => page.$eval(sel, (el) => getComputedStyle(el).backgroundColor);
+    assert.equal(await colour('[data-metric="breakers.llm"]'), 'rgb(248, 81, 73)', 'open: red');
+    assert.equal(await colour('[data-metric="breakers.tts"]'), 'rgb(210, 153, 34)', 'half-open: amber');
+    assert.equal(await colour('[data-metric="components.cache"]'), 'rgb(210, 153, 34)', 'warn: amber');
+    assert.equal(await colour('[data-metric="components.database"]'), 'rgb(46, 160, 67)', 'pass: green');
+    assert.equal(await page.textContent('#overall'), 'failing');
+    await page.screenshot({ path: join(OUT_DIR, 'dashboard-breaker-open.png') });
+    await ctx.close();
+  });
+
   test('a signed-in non-admin sees "admins only" and no figures', async () => {
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     const page = await ctx.newPage();

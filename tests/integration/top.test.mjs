@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import WebSocket from 'ws';
-import { startServer, randomKey, BIN } from './lib/server.mjs';
+import { startServer, randomKey, BIN, runBinary } from './lib/server.mjs';
 import { createUser, login } from './lib/admin.mjs';
 
 let haveTmux = true;
@@ -92,4 +92,16 @@ describe('osbackend top', { skip: !haveTmux }, () => {
     assert.match(stty, /(^|\s)icanon(\s|$)/, 'canonical mode restored');
     assert.match(stty, /(^|\s)echo(\s|$)/, 'echo restored');
   });
+});
+
+test('osbackend top refuses what it cannot do with status 2 and says why', async () => {
+  const tls = await runBinary(['top', '--url', 'wss://example.test/ws']);
+  assert.equal(tls.code, 2);
+  assert.match(tls.stderr, /TLS .* not supported/);
+  const bad = await runBinary(['top', '--frobnicate']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /unknown argument '--frobnicate'/);
+  const help = await runBinary(['top', '--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /OSB_TOKEN/);
 });
