@@ -7,11 +7,12 @@ what=${1:-build}
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libhttp-parser-dev libwslay-dev
             libpq-dev libsqlite3-dev libjansson-dev libssl-dev libcurl4-openssl-dev
             libsodium-dev)
-# chromium: the dashboard browser tests (playwright-core drives it); tmux: `osbackend top` under a pseudo-terminal.
-test_pkgs=(libcmocka-dev postgresql nodejs npm chromium tmux)
+test_pkgs=(libcmocka-dev postgresql nodejs npm)
 bench_pkgs=(wrk postgresql nodejs curl)
 
 pkgs=("${build_pkgs[@]}")
+# chromium: the dashboard browser tests (playwright-core drives it); tmux: `osbackend top` under a pseudo-terminal.
+test_pkgs+=(chromium tmux)
 case "$what" in
   test)  pkgs+=("${test_pkgs[@]}") ;;
   bench) pkgs+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;

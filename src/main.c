@@ -9,9 +9,7 @@
 #include <uv.h>
 
 #include "apps/auth_routes.h"
-#include "apps/dashboard.h"
 #include "apps/market.h"
-#include "apps/top.h"
 #include "auth/auth.h"
 #include "core/config.h"
 #include "core/core.h"
@@ -22,6 +20,8 @@
 #include "obs/log.h"
 #include "obs/metrics.h"
 #include "apps/realtime_api.h"
+#include "apps/dashboard.h"
+#include "apps/top.h"
 #include "realtime/realtime.h"
 
 static uv_loop_t loop;
@@ -97,6 +97,7 @@ static int serve(void) {
   osb_health_set("http", OSB_HEALTH_PASS, "listening", false);
 
   osb_obs_routes();
+  osb_dashboard_routes();
   int rc = osb_db_init(osb_cfg);
   if (rc != 0) {
     exit_code = 1;
@@ -111,7 +112,6 @@ static int serve(void) {
   osb_rt_set_store(osb_rt_store_db_new(&loop));
   osb_realtime_api_routes();
   osb_market_routes();
-  osb_dashboard_routes();
   rc = osb_http_server_start(&loop);
   if (rc != 0) {
     exit_code = 1;
