@@ -40,6 +40,8 @@ describe('osbackend top', { skip: !haveTmux }, () => {
   });
   after(async () => {
     try { execFileSync('tmux', ['-L', sock, 'kill-server'], { stdio: 'ignore' }); } catch { /* already gone */ }
+    // kill-server leaves the socket file behind.
+    rmSync(join(process.env.TMUX_TMPDIR || '/tmp', `tmux-${process.getuid()}`, sock), { force: true });
     await srv?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
