@@ -15,6 +15,8 @@ test_pkgs=(libcmocka-dev postgresql nodejs npm)
 bench_pkgs=(wrk postgresql nodejs curl sqlite3)
 
 pkgs=("${build_pkgs[@]}")
+# chromium: the dashboard browser tests (playwright-core drives it); tmux: `osbackend top` under a pseudo-terminal.
+test_pkgs+=(chromium tmux)
 case "$what" in
   test)  pkgs+=("${test_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
   fuzz)  pkgs+=("${fuzz_pkgs[@]}") ;;

@@ -21,6 +21,8 @@
 #include "obs/log.h"
 #include "obs/metrics.h"
 #include "apps/realtime_api.h"
+#include "apps/dashboard.h"
+#include "apps/top.h"
 #include "realtime/realtime.h"
 #include "upstream/upstream.h"
 #include "apps/voice_routes.h"
@@ -38,6 +40,7 @@ static void usage(FILE *out) {
           "       osbackend check-config         validate and print the configuration (secrets redacted)\n"
           "       osbackend migrate              apply pending database migrations\n"
           "       osbackend create-user --email E --role admin|user|service   (password on stdin)\n"
+          "       osbackend top [--url ws://host:port/ws]   live figures in the terminal (token: OSB_TOKEN)\n"
           "       osbackend version              print the version\n");
 }
 
@@ -64,6 +67,7 @@ static void finish_shutdown(void) {
   uv_timer_stop(&shutdown_timer);
   uv_timer_stop(&shutdown_poll);
   osb_http_server_stop();
+  osb_dashboard_stop();
   osb_upstream_close();
   osb_rt_stop();
   osb_db_close();
@@ -111,6 +115,7 @@ static int serve(void) {
   osb_health_set("http", OSB_HEALTH_PASS, "listening", false);
 
   osb_obs_routes();
+  osb_dashboard_routes();
   int rc = osb_db_init(osb_cfg);
   if (rc != 0) {
     exit_code = 1;
@@ -138,6 +143,7 @@ static int serve(void) {
     exit_code = 1;
     goto out;
   }
+  osb_dashboard_start(&loop);
 
   uv_signal_init(&loop, &sig_term);
   uv_signal_init(&loop, &sig_int);
@@ -175,6 +181,7 @@ out:
   }
   osb_core_shutdown_reset();
   osb_log_batch_stop();
+  osb_dashboard_stop();
   osb_rt_stop();
   osb_voice_dispose();
   osb_upstream_dispose();
@@ -197,6 +204,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(cmd, "migrate") == 0) return osb_db_migrate_cli();
+  if (strcmp(cmd, "top") == 0) return osb_top_main(argc - 1, argv + 1);
   if (strcmp(cmd, "check-config") == 0) return osb_config_check_main(stdout, stderr);
   bool create_user = strcmp(cmd, "create-user") == 0;
   if (!create_user && strcmp(cmd, "serve") != 0) {

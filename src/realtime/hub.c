@@ -699,6 +699,12 @@ static void start_replay(osb__rt_sub_t *sub) {
 
 /* ---- introspection ---- */
 
+size_t osb_rt_subscribers(const char *channel) {
+  if (!osb__rt || !channel) return 0;
+  osb__rt_channel_t *c = osb__rt_channel_find(channel, strlen(channel));
+  return c ? c->nsubs : 0;
+}
+
 json_t *osb_rt_channels_json(void) {
   osb__rt_hub_t *hub = osb__rt;
   json_t *arr = json_array();

@@ -184,6 +184,10 @@ json_t *osb_rt_channels_json(void);
  * strangers who is watching. New reference; NULL if the name is not in the
  * namespace table. */
 json_t *osb_rt_presence_json(const char *channel, const osb_rt_who_t *who);
+/* Subscribers of `channel` on this instance right now; 0 for a channel
+ * nobody subscribes to, a name outside the table, or before osb_rt_start.
+ * No allocation (the dashboard sampler asks once a second). */
+size_t osb_rt_subscribers(const char *channel);
 
 /* ---- the message store seam (durable channels) ----
  * A row as stored: data is compact JSON text, ts_ms the publish time (ms
