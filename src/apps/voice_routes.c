@@ -86,13 +86,8 @@ static void post_tts(osb_req_t *req) {
 
 static void on_audio(void *ud, int err, const osb_db_result_t *res) {
   osb_req_t *req = ud;
-  if (err == OSB_EUNAVAIL) {
-    osb_res_header(req, "Retry-After", "1");
-    osb_res_error(req, 503, "db_unavailable", "the database is unavailable");
-    return;
-  }
   if (err) {
-    osb_res_error(req, 500, "db_error", "database error");
+    osb_res_error_code(req, err, err == OSB_EUNAVAIL ? "the database is unavailable" : "database error");
     return;
   }
   if (osb_db_nrows(res) == 0) {

@@ -121,12 +121,18 @@ export async function pgRestart({ loadMs = 3000, downMs = 1500, workers = 6 } = 
   const r = report('pg-restart');
   if (!PG_URL || !PG_SCRIPT) { r.check('PostgreSQL available (OSB_TEST_PG_URL, OSB_PG_SCRIPT)', false); return r.done(); }
   const key = randomKey(16);
-  const channel = `notify:chaos${randomKey(3)}`;
   const srv = await startServer({
     pg: true,
     env: { JWT_SECRET: randomKey(32), SERVICE_API_KEY: key, DB_POOL_MIN: '2', DB_POOL_MAX: '6', QUERY_CACHE_MB: '0',
            RATE_LIMIT_RPS: '1000000', RATE_LIMIT_BURST: '1000000' },
   });
+  // A durable channel's seq comes from its owner row (docs/protocol.md): the
+  // notify: channel of a real user.
+  const reg = await timedFetch(srv, '/api/auth/register', {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email: `chaos-${randomKey(4)}@example.test`, password: `chaos ${randomKey(8)} pw` }),
+  });
+  const channel = `notify:${JSON.parse(reg.text || '{}').user?.id ?? 'missing'}`;
   const results = [];
   const acked = new Set();
   let stopAt = 0, downAt = 0, upAt = 0;

@@ -27,6 +27,6 @@ test('chaos: SIGTERM under load drains (in-flight finish, WebSockets 1001, exit 
 test('chaos: 10 % of subscribers stop reading during fan-out', () =>
   run(() => slowSubscribers({ conns: 20, publishMs: 4000, rate: 50, slackMs: 25 })));
 
-// p99 bound for the ASan build on a shared CI machine; `make chaos` uses 10 ms.
+// p99 bound for the ASan build on a shared CI machine (50 ms); `make chaos` uses 10 ms.
 test('chaos: floods refused with their documented status while a good client is served', () =>
-  run(() => floods({ slowloris: 300, wsMax: 30, wsExtra: 20, p99Ms: Number(process.env.CHAOS_P99_MS || 25) })));
+  run(() => floods({ slowloris: 300, wsMax: 30, wsExtra: 20, p99Ms: Number(process.env.CHAOS_P99_MS || 50) })));

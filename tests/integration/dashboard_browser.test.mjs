@@ -16,7 +16,7 @@ import { join, dirname } from 'node:path';
 import net from 'node:net';
 import WebSocket from 'ws';
 import { startServer, randomKey, BIN } from './lib/server.mjs';
-import { createUser } from './lib/admin.mjs';
+import { createUser, login } from './lib/admin.mjs';
 
 const CHROMIUM = process.env.OSB_CHROMIUM || ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
 const OUT_DIR = process.env.OSB_TOOLS_DIR || dirname(BIN);
@@ -54,7 +54,10 @@ describe('dashboard in Chromium', { skip }, () => {
   let srv, browser, dir, env, admin, user;
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'osb-dash-'));
-    env = { PORT: String(await freePort()), SQLITE_PATH: join(dir, 'osb.db'), COOKIE_SECURE: '0', JWT_SECRET: randomKey(32) };
+    // An LLM upstream that is configured (so its breaker is live, not
+    // "disabled") but never called: the forced-open test flips it.
+    env = { PORT: String(await freePort()), SQLITE_PATH: join(dir, 'osb.db'), COOKIE_SECURE: '0', JWT_SECRET: randomKey(32),
+            LLM_API_KEY: randomKey(16), LLM_BASE_URL: 'http://127.0.0.1:9/v1' };
     srv = await startServer({ env, keepDir: true });
     admin = await createUser(srv.env, 'admin');
     user = await createUser(srv.env, 'user');
@@ -161,10 +164,33 @@ describe('dashboard in Chromium', { skip }, () => {
     await ctx.close();
   });
 
-  // No breaker registry exists on this branch yet, so the server cannot be
-  // made to report an open breaker; the page's side is tested by feeding it a
-  // history whose newest sample says so. After the breaker work is merged this
-  // should force a real breaker open instead.
+  test('a breaker forced open on the server (PATCH /api/upstreams/llm) turns red on the page, then green again', async () => {
+    const { access_token: token } = await login(srv, admin.email, admin.password);
+    const flip = (breaker) => srv.fetch('/api/upstreams/llm', {
+      method: 'PATCH', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ breaker }),
+    });
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await ctx.newPage();
+    await page.goto(srv.url('/dashboard'));
+    await page.waitForSelector('#signin:not([hidden])', { timeout: 20000 });
+    await page.fill('#email', admin.email);
+    await page.fill('#password', admin.password);
+    await page.click('#signin-form button[type=submit]');
+    await page.waitForSelector('[data-metric="breakers.llm"].br-closed', { timeout: 20000, state: 'attached' });
+    const colour = (sel) => page.$eval(sel, (el) => getComputedStyle(el).backgroundColor);
+    assert.equal(await colour('[data-metric="breakers.llm"]'), 'rgb(46, 160, 67)', 'closed: green');
+    assert.equal((await flip('forced_open')).status, 200);
+    await page.waitForSelector('[data-metric="breakers.llm"].br-open', { timeout: 20000, state: 'attached' });
+    assert.equal(await colour('[data-metric="breakers.llm"]'), 'rgb(248, 81, 73)', 'forced open: red');
+    await page.screenshot({ path: join(OUT_DIR, 'dashboard-breaker-forced-open.png') });
+    assert.equal((await flip('auto')).status, 200);
+    await page.waitForSelector('[data-metric="breakers.llm"].br-closed', { timeout: 20000, state: 'attached' });
+    await ctx.close();
+  });
+
+  // Colours of the states a live server rarely shows at once (half-open, a
+  // warn component): the page is fed a history whose newest sample has them.
   test('a breaker reported open shows red, a warn component amber, the summary "failing"', async () => {
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     const page = await ctx.newPage();

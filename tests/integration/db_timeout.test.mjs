@@ -63,7 +63,7 @@ test('a stopped backend: the query fails with 503 after DB_QUERY_TIMEOUT_MS, the
     const failed = all.filter((r) => r.status === 503);
     assert.ok(failed.length >= 1, JSON.stringify(all.map((r) => r.status)));
     for (const r of failed) {
-      assert.equal(r.body.error.code, 'db_unavailable');
+      assert.equal(r.body.error.code, 'unavailable');
       assert.ok(r.ms >= 900 && r.ms < 3000, `503 after ${r.ms} ms`);
     }
     // nobody waited for keepalives (10 s + 3 × 5 s): every request ended within 2 timeouts and a reconnect
@@ -98,7 +98,7 @@ test('a slow statement is cancelled by the server-side statement_timeout: 503, t
       locker.stdin.end('ROLLBACK;\n');
     }
     assert.equal(r.status, 503);
-    assert.equal(r.body.error.code, 'db_unavailable');
+    assert.equal(r.body.error.code, 'unavailable');
     assert.ok(r.ms >= 700 && r.ms < 2500, `503 after ${r.ms} ms`);
     assert.equal((await timed(srv, '/api/market/procedures/5')).status, 200);
     assert.deepEqual(pids(name), before, 'the same backend serves on: the session survived its statement timeout');
