@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "core/config.h"
+#include "http/http.h"
 #include "obs/health.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
@@ -72,23 +73,6 @@ void osb_principal_free(osb_principal_t *p) {
   free(p->user_id);
   free(p->email);
   free(p);
-}
-
-const char *osb_role_name(osb_role_t r) {
-  switch (r) {
-    case OSB_ROLE_USER: return "user";
-    case OSB_ROLE_ADMIN: return "admin";
-    case OSB_ROLE_SERVICE: return "service";
-    default: return "none";
-  }
-}
-
-osb_role_t osb_role_parse(const char *s) {
-  if (!s) return OSB_ROLE_NONE;
-  if (strcmp(s, "user") == 0) return OSB_ROLE_USER;
-  if (strcmp(s, "admin") == 0) return OSB_ROLE_ADMIN;
-  if (strcmp(s, "service") == 0) return OSB_ROLE_SERVICE;
-  return OSB_ROLE_NONE;
 }
 
 static bool role_satisfies(osb_role_t have, osb_role_t need) {

@@ -16,6 +16,16 @@ int osb_json_dump_append(const json_t *j, osb_msg_t **m) {
   return 0;
 }
 
+static int to_buf(const char *buf, size_t size, void *data) {
+  osb_buf_append(data, buf, size);
+  return 0;
+}
+
+int osb_json_dump_buf(const json_t *j, osb_buf_t *b) {
+  if (!j || json_dump_callback(j, to_buf, b, OSB_JSON_FLAGS) != 0) return OSB_EINVAL;
+  return 0;
+}
+
 osb_msg_t *osb_json_dump_msg(const json_t *j, size_t headroom) {
   osb_msg_t *m = osb_msg_new(headroom, 128);
   if (osb_json_dump_append(j, &m) != 0) {

@@ -25,6 +25,10 @@ int osb_json_dump_append(const json_t *j, osb_msg_t **m);
  * holding the serialization of j; NULL if j cannot be serialized. */
 osb_msg_t *osb_json_dump_msg(const json_t *j, size_t headroom);
 
+/* Append the serialization of j (borrowed) to b (log fields). Returns 0,
+ * or OSB_EINVAL (b then holds what was written). */
+int osb_json_dump_buf(const json_t *j, osb_buf_t *b);
+
 /* The serialization as NUL-terminated text (free() it), *len its length
  * (len may be NULL); NULL if j cannot be serialized. */
 char *osb_json_dumps(const json_t *j, size_t *len);
