@@ -219,6 +219,7 @@ size_t osb_utf8_trim(const char *s, size_t n) {
 
 void osb_buf_consume(osb_buf_t *b, size_t n) {
   osb_assert(n <= b->len);
+  if (n == 0) return;   /* also a buffer never allocated (memmove of NULL) */
   memmove(b->base, b->base + n, b->len - n);
   b->len -= n;
   if (b->base) b->base[b->len] = 0;

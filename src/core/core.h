@@ -109,12 +109,16 @@ void osb_buf_append(osb_buf_t *b, const void *p, size_t n);
 static inline void osb_buf_puts(osb_buf_t *b, const char *s) { osb_buf_append(b, s, strlen(s)); }
 void osb_buf_printf(osb_buf_t *b, const char *fmt, ...) OSB_PRINTF(2, 3);
 void osb_buf_vprintf(osb_buf_t *b, const char *fmt, va_list ap);
-/* Appends "s" JSON-escaped, with quotes. Always valid JSON: bytes that are
- * not well-formed UTF-8 become \ufffd. */
+/* Appends "s" JSON-escaped, with quotes: the one JSON string escaper.
+ * Always valid JSON: bytes that are not well-formed UTF-8 become \ufffd;
+ * control characters and DEL are escaped, so a log line stays one line. */
 void osb_buf_json_str(osb_buf_t *b, const char *s, size_t n);
 /* The length of s[0..n) without a UTF-8 sequence cut off at its end (for
  * text truncated to a buffer): never splits a character. */
 size_t osb_utf8_trim(const char *s, size_t n);
+void osb_buf_consume(osb_buf_t *b, size_t n);                  /* drop n bytes from the front */
+static inline void osb_buf_reset(osb_buf_t *b) { b->len = 0; if (b->base) b->base[0] = 0; }
+void osb_buf_free(osb_buf_t *b);
 
 /* ---- UTF-8: the one validator (RFC 3629: no overlong forms, no
  * surrogates, nothing above U+10FFFF) ---- */
@@ -123,9 +127,6 @@ size_t osb_utf8_trim(const char *s, size_t n);
 size_t osb_utf8_seq_len(const void *s, size_t n);
 /* True if s[0..n) is entirely well-formed UTF-8 (WebSocket text, 1007). */
 bool osb_utf8_valid(const void *s, size_t n);
-void osb_buf_consume(osb_buf_t *b, size_t n);                  /* drop n bytes from the front */
-static inline void osb_buf_reset(osb_buf_t *b) { b->len = 0; if (b->base) b->base[0] = 0; }
-void osb_buf_free(osb_buf_t *b);
 
 /* ---- osb_msg_t: refcounted immutable bytes ----
  * One serialized reply or WebSocket frame written to any number of

@@ -77,7 +77,7 @@ static kt_entry_t *lru_head(osb_kt_t *t) {
 static void evict(osb_kt_t *t, uint64_t now_ms) {
   for (int i = 0; i < EVICT_PER_CALL; i++) {
     kt_entry_t *e = lru_head(t);
-    if (!e || now_ms - e->touched_ms < t->idle_ms) break;
+    if (!e || t->idle_ms == 0 || now_ms - e->touched_ms < t->idle_ms) break;
     unlink_entry(t, e);
   }
   while (t->count >= t->max_entries) unlink_entry(t, lru_head(t));
