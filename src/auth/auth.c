@@ -488,8 +488,8 @@ static void on_require_verified(void *ud, int err, osb_principal_t *p) {
   /* Asynchronous completion: settle the request here. */
   if (err < 0) {
     if (err == OSB_EUNAVAIL || err == OSB_EDB) {
-      osb_res_header(c->req, "Retry-After", "1");
-      osb_res_error(c->req, 503, "unavailable", "cannot verify the token right now");
+      /* a database error here is a 503 (retry), not a 500 */
+      osb_res_error_code(c->req, OSB_EUNAVAIL, "cannot verify the token right now");
     } else {
       answer_401(c->req, err, true);
     }

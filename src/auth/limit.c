@@ -13,8 +13,9 @@
 #include "auth/internal.h"
 
 #include <math.h>
-#include "core/tbucket.h"
 #include <stdlib.h>
+
+#include "core/tbucket.h"
 
 typedef osb_tbucket_t bucket_t;   /* core/tbucket.h */
 
