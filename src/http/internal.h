@@ -201,8 +201,6 @@ bool osb__req_forwarded(const osb_req_t *req, const char *name, int hops, char *
  * IPv4 or IPv6 address (no port, no brackets): else false, and the caller
  * keeps the peer address. */
 bool osb__req_forwarded_ip(const osb_req_t *req, int hops, char *out, size_t outlen);
-/* What kind of JSON error `e` is, in words that never quote the input. */
-const char *osb__json_error_kind(const json_error_t *e);
 
 /* response.c */
 void osb__res_simple_error(osb__conn_t *c, int status, const char *code, const char *message, bool close);

@@ -440,25 +440,6 @@ static void do_presence(osb__rt_client_t *cl, json_t *id, json_t *msg) {
 
 /* ---- dispatch ---- */
 
-/* What went wrong in a JSON text, in words of our own: jansson's e.text
- * quotes the input ("... near '<token>'"), and a client's message may hold
- * a password or a token, so it is never echoed (issue 8, defect 11). */
-static const char *json_error_kind(const json_error_t *e) {
-  switch (json_error_code(e)) {
-    case json_error_premature_end_of_input: return "unexpected end of input";
-    case json_error_end_of_input_expected: return "text after the JSON value";
-    case json_error_invalid_utf8: return "invalid UTF-8";
-    case json_error_null_character: return "NUL character";
-    case json_error_null_byte_in_key: return "NUL byte in an object key";
-    case json_error_duplicate_key: return "duplicate object key";
-    case json_error_numeric_overflow: return "number out of range";
-    case json_error_stack_overflow: return "nested too deeply";
-    case json_error_out_of_memory: return "too large";
-    case json_error_invalid_syntax:
-    default: return "invalid syntax";
-  }
-}
-
 static void dispatch(osb__rt_client_t *cl, bool binary, const char *data, size_t len) {
   osb__rt_stats_t *st = &osb__rt->st;
   if (binary) {
@@ -472,7 +453,7 @@ static void dispatch(osb__rt_client_t *cl, bool binary, const char *data, size_t
     osb_series_inc(st->in[IN_INVALID], 1);
     if (msg) osb__rt_send_error(cl, NULL, "bad_json", "a message is a JSON object");
     else osb__rt_send_error(cl, NULL, "bad_json", "invalid JSON at line %d, column %d (byte %d): %s", e.line,
-                            e.column, e.position, json_error_kind(&e));
+                            e.column, e.position, osb_json_error_kind(&e));
     json_decref(msg);
     return;
   }

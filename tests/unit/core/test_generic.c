@@ -230,6 +230,24 @@ static void json_escaper_escapes_del(void **state) {
   osb_buf_free(&b);
 }
 
+static void json_error_kind_never_quotes_input(void **state) {
+  struct { const char *text; const char *kind; } cases[] = {
+    {"{\"password\":\"hunter2", "unexpected end of input"},
+    {"{\"a\":1} trailing-secret", "text after the JSON value"},
+    {"{\"a\": secret-token}", "invalid syntax"},
+    {"[\"\xff\"]", "invalid UTF-8"},
+  };
+  for (size_t i = 0; i < OSB_ARRAY_LEN(cases); i++) {
+    json_error_t e;
+    json_t *j = json_loads(cases[i].text, 0, &e);
+    assert_null(j);
+    const char *k = osb_json_error_kind(&e);
+    assert_string_equal(k, cases[i].kind);
+    assert_null(strstr(k, "secret"));
+    assert_null(strstr(k, "hunter2"));
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(utf8_accepts_well_formed),
@@ -245,6 +263,7 @@ int main(void) {
     cmocka_unit_test(role_names_round_trip),
     cmocka_unit_test(json_dump_buf_format),
     cmocka_unit_test(json_escaper_escapes_del),
+    cmocka_unit_test(json_error_kind_never_quotes_input),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
