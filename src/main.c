@@ -11,12 +11,12 @@
 #include "apps/auth_routes.h"
 #include "apps/crm.h"
 #include "apps/market.h"
+#include "apps/ops.h"
 #include "auth/auth.h"
 #include "core/config.h"
 #include "core/core.h"
 #include "db/db.h"
 #include "http/http.h"
-#include "obs/endpoints.h"
 #include "obs/health.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
@@ -114,7 +114,7 @@ static int serve(void) {
   osb_log_batch_start();
   osb_health_set("http", OSB_HEALTH_PASS, "listening", false);
 
-  osb_obs_routes();
+  osb_ops_routes();
   osb_dashboard_routes();
   int rc = osb_db_init(osb_cfg);
   if (rc != 0) {
@@ -187,7 +187,7 @@ out:
   osb_upstream_dispose();
   osb_http_server_dispose();
   osb_auth_dispose();
-  osb_obs_dispose();
+  osb_ops_dispose();
   osb_health_reset();
   osb_metrics_reset();
   return exit_code;

@@ -2,6 +2,8 @@
  * route files (see apputil.h). */
 #include "apps/apputil.h"
 
+#include "http/http.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>

@@ -12,9 +12,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "http/http.h"
+#include "core/core.h"
 
 typedef struct json_t json_t;
+typedef struct osb_req osb_req_t;   /* http/http.h */
 
 /* ---- validation ----
  * A collector of field errors; `fields` is created on the first error. */

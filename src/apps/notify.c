@@ -1,5 +1,6 @@
 /* notify.c: notifications, stored first, then delivered (see notify.h). */
 #include "apps/notify.h"
+#include "db/db.h"
 
 #include <jansson.h>
 #include <stdio.h>

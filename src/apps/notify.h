@@ -14,9 +14,8 @@
 #ifndef OSB_APPS_NOTIFY_H
 #define OSB_APPS_NOTIFY_H
 
-#include "db/db.h"
-
 typedef struct json_t json_t;
+typedef struct osb_db_tx osb_db_tx_t;   /* db/db.h */
 
 /* Queue in `tx` what stores one notification for `user_id` and its event on
  * notify:<user_id> (osb_rt_tx_publish_at with the notification's seq, so it

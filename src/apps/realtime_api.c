@@ -22,7 +22,7 @@ static void published(void *ud, int err, uint64_t seq) {
       osb_res_error_code(req, err, "data is larger than WS_MAX_MESSAGE_BYTES");
       return;
     case OSB_ENOTFOUND:
-      osb_res_error(req, 404, "not_found", "the channel's owner (user or conversation) does not exist");
+      osb_res_error_code(req, err, "the channel's owner (user or conversation) does not exist");
       return;
     case OSB_ECONFLICT:
       osb_res_error_code(req, err, "sequence conflict");

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "core/config.h"
+#include "http/http.h"
 #include "obs/health.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
@@ -72,23 +73,6 @@ void osb_principal_free(osb_principal_t *p) {
   free(p->user_id);
   free(p->email);
   free(p);
-}
-
-const char *osb_role_name(osb_role_t r) {
-  switch (r) {
-    case OSB_ROLE_USER: return "user";
-    case OSB_ROLE_ADMIN: return "admin";
-    case OSB_ROLE_SERVICE: return "service";
-    default: return "none";
-  }
-}
-
-osb_role_t osb_role_parse(const char *s) {
-  if (!s) return OSB_ROLE_NONE;
-  if (strcmp(s, "user") == 0) return OSB_ROLE_USER;
-  if (strcmp(s, "admin") == 0) return OSB_ROLE_ADMIN;
-  if (strcmp(s, "service") == 0) return OSB_ROLE_SERVICE;
-  return OSB_ROLE_NONE;
 }
 
 static bool role_satisfies(osb_role_t have, osb_role_t need) {
@@ -504,8 +488,8 @@ static void on_require_verified(void *ud, int err, osb_principal_t *p) {
   /* Asynchronous completion: settle the request here. */
   if (err < 0) {
     if (err == OSB_EUNAVAIL || err == OSB_EDB) {
-      osb_res_header(c->req, "Retry-After", "1");
-      osb_res_error(c->req, 503, "unavailable", "cannot verify the token right now");
+      /* a database error here is a 503 (retry), not a 500 */
+      osb_res_error_code(c->req, OSB_EUNAVAIL, "cannot verify the token right now");
     } else {
       answer_401(c->req, err, true);
     }

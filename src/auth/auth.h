@@ -11,16 +11,13 @@
 #define OSB_AUTH_H
 
 #include <stdbool.h>
-#include "http/http.h"
+#include "core/core.h"   /* osb_role_t */
 
 typedef struct json_t json_t;
-
-typedef enum {
-  OSB_ROLE_NONE = 0,
-  OSB_ROLE_USER = 1,
-  OSB_ROLE_ADMIN = 2,
-  OSB_ROLE_SERVICE = 3,
-} osb_role_t;
+/* http/http.h's, declared again (identical typedefs) so this header does
+ * not pull in the HTTP module's (docs/architecture.md). */
+typedef struct osb_req osb_req_t;
+typedef void (*osb_handler_fn)(osb_req_t *req);
 
 typedef struct osb_principal {
   char *user_id;      /* local user id (text); "service" for the service key */
@@ -33,8 +30,7 @@ typedef struct osb_principal {
 
 osb_principal_t *osb_principal_new(const char *user_id, const char *email, osb_role_t role);
 void osb_principal_free(osb_principal_t *p);
-const char *osb_role_name(osb_role_t r);
-osb_role_t osb_role_parse(const char *s);   /* OSB_ROLE_NONE if unknown */
+/* osb_role_name / osb_role_parse: core.h, next to osb_role_t. */
 
 /* Verify a token string. Calls cb exactly once, possibly before returning
  * (locally verifiable tokens) or later (a first-seen external user is

@@ -5,8 +5,8 @@
  * unless stated otherwise:
  *   b64url.c    base64url without padding, strict decoder
  *   jwt.c       HS256 sign/verify with an algorithm allowlist
- *   keytab.c    bounded, keyed-hash LRU table (rate limits, throttles, caches)
- *   limit.c     token bucket per client, failed-login throttle
+ *   limit.c     token bucket per client (core/tbucket.h) in a keytab
+ *               (core/keytab.h), failed-login throttle
  *   password.c  Argon2id on the libuv threadpool with a concurrency cap
  *   cookie.c    Set-Cookie lines and the signed double-submit CSRF token
  *   secret.c    JWT secret: configured, or generated once into the data dir
@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/core.h"
+#include "core/crypto.h"
+#include "core/keytab.h"
 
 typedef struct json_t json_t;
 
@@ -65,21 +67,19 @@ int osb__jwt_verify(const char *token, size_t len, const void *key, size_t keyle
                     int64_t now_s, int64_t skew_s, json_t **claims);
 const char *osb__jwt_strerror(int err);
 
-/* ---- keytab: bounded LRU map from byte-string keys to fixed-size values ----
- * Buckets are indexed by SipHash-2-4 under a per-table random key, so keys a
- * peer chooses (e-mails, IPs) cannot be crafted to collide. At most
- * `max_entries` live entries: inserting evicts entries idle for `idle_ms`
- * (a few per call), and past the cap the least recently used one. */
-typedef struct osb__kt osb__kt_t;
-osb__kt_t *osb__kt_new(size_t max_entries, size_t valsize, uint64_t idle_ms);
-/* The value for key, moved to most-recently-used and stamped `now_ms`.
- * With create, a missing key is inserted zero-filled (*created = true).
- * The pointer is valid until the next call that may insert or delete. */
-void *osb__kt_get(osb__kt_t *t, const char *key, size_t keylen, uint64_t now_ms,
-                  bool create, bool *created);
-void osb__kt_del(osb__kt_t *t, const char *key, size_t keylen);
-size_t osb__kt_count(const osb__kt_t *t);
-void osb__kt_free(osb__kt_t *t);
+/* ---- keytab: core's (core/keytab.h), under the names auth's files and
+ * tests have always used ---- */
+typedef osb_kt_t osb__kt_t;
+static inline osb__kt_t *osb__kt_new(size_t max_entries, size_t valsize, uint64_t idle_ms) {
+  return osb_kt_new(max_entries, valsize, idle_ms);
+}
+static inline void *osb__kt_get(osb__kt_t *t, const char *key, size_t keylen, uint64_t now_ms,
+                                bool create, bool *created) {
+  return osb_kt_get(t, key, keylen, now_ms, create, created);
+}
+static inline void osb__kt_del(osb__kt_t *t, const char *key, size_t keylen) { osb_kt_del(t, key, keylen); }
+static inline size_t osb__kt_count(const osb__kt_t *t) { return osb_kt_count(t); }
+static inline void osb__kt_free(osb__kt_t *t) { osb_kt_free(t); }
 
 /* ---- token bucket per client ---- */
 typedef struct osb__rl osb__rl_t;
@@ -169,12 +169,14 @@ bool osb__csrf_check(const void *key, size_t keylen, const char *user_id, const 
  * is not a plausible address (empty, too long, no single '@' with text on
  * both sides, control characters or spaces inside). */
 char *osb__email_normalize(const char *in);
-/* SHA-256 of s as 64 hex characters + NUL. */
-void osb__sha256_hex(char out[65], const void *p, size_t n);
-/* HMAC-SHA256. Keeps a few keyed contexts per thread (see util.c);
- * osb__hmac_cache_clear() frees this thread's and wipes their key copies. */
-void osb__hmac_sha256(unsigned char out[32], const void *key, size_t keylen, const void *p, size_t n);
-void osb__hmac_cache_clear(void);
+/* SHA-256 and HMAC-SHA256 are core's (core/crypto.h); these are the names
+ * auth's files and tests have always used. */
+static inline void osb__sha256_hex(char out[65], const void *p, size_t n) { osb_sha256_hex(out, p, n); }
+static inline void osb__hmac_sha256(unsigned char out[32], const void *key, size_t keylen, const void *p,
+                                    size_t n) {
+  osb_hmac_sha256(out, key, keylen, p, n);
+}
+static inline void osb__hmac_cache_clear(void) { osb_hmac_cache_clear(); }
 
 /* ---- secret.c: the JWT signing key ---- */
 /* The key: JWT_SECRET if set; else (embedded default) the contents of

@@ -15,10 +15,9 @@
 #include <math.h>
 #include <stdlib.h>
 
-typedef struct bucket {
-  double tokens;
-  uint64_t last_ms;
-} bucket_t;
+#include "core/tbucket.h"
+
+typedef osb_tbucket_t bucket_t;   /* core/tbucket.h */
 
 struct osb__rl {
   osb__kt_t *kt;
@@ -37,23 +36,10 @@ osb__rl_t *osb__rl_new(double rps, double burst, size_t max_clients) {
 void osb__rl_take(osb__rl_t *rl, const char *key, size_t keylen, uint64_t now_ms, osb__rl_result_t *out) {
   bool created;
   bucket_t *b = osb__kt_get(rl->kt, key, keylen, now_ms, true, &created);
-  if (created) {
-    b->tokens = rl->burst;
-  } else if (now_ms > b->last_ms) {
-    b->tokens += (double)(now_ms - b->last_ms) * rl->rps / 1000.0;
-    if (b->tokens > rl->burst) b->tokens = rl->burst;
-  }
-  b->last_ms = now_ms;
+  if (created) osb_tbucket_init(b, rl->burst, now_ms);
   out->limit = (unsigned)rl->burst;
-  out->retry_after_s = 0;
-  if (b->tokens >= 1.0) {
-    b->tokens -= 1.0;
-    out->allowed = true;
-  } else {
-    out->allowed = false;
-    unsigned ra = (unsigned)ceil((1.0 - b->tokens) / rl->rps);
-    out->retry_after_s = ra ? ra : 1;
-  }
+  out->allowed = osb_tbucket_take(b, rl->rps, rl->burst, now_ms);
+  out->retry_after_s = out->allowed ? 0 : osb_tbucket_wait_s(b, rl->rps);
   out->remaining = (unsigned)floor(b->tokens);
   out->reset_s = (unsigned)ceil((rl->burst - b->tokens) / rl->rps);
 }

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #include "core/config.h"
+#include "http/http.h"
 #include "obs/log.h"
 
 #define REFRESH_BYTES 32

@@ -133,9 +133,11 @@ void osb_buf_printf(osb_buf_t *b, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
- * forms, no surrogates, nothing above U+10FFFF), or 0 if it is not one. */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
+/* ---- UTF-8 ---- */
+
+size_t osb_utf8_seq_len(const void *p, size_t n) {
+  const unsigned char *s = p;
+  if (n == 0) return 0;
   unsigned char c = s[0];
   size_t len;
   unsigned char lo = 0x80, hi = 0xbf;   /* bounds of the second byte */
@@ -148,6 +150,18 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
   for (size_t i = 2; i < len; i++)
     if ((s[i] & 0xc0) != 0x80) return 0;
   return len;
+}
+
+bool osb_utf8_valid(const void *p, size_t n) {
+  const unsigned char *s = p;
+  size_t i = 0;
+  while (i < n) {
+    if (s[i] < 0x80) { i++; continue; }
+    size_t len = osb_utf8_seq_len(s + i, n - i);
+    if (!len) return false;
+    i += len;
+  }
+  return true;
 }
 
 void osb_buf_json_str(osb_buf_t *b, const char *s, size_t n) {
@@ -170,7 +184,7 @@ void osb_buf_json_str(osb_buf_t *b, const char *s, size_t n) {
     if (esc) {
       char e[2] = {'\\', esc};
       osb_buf_append(b, e, 2);
-    } else if (c < 0x20) {
+    } else if (c < 0x20 || c == 0x7f) {   /* DEL too: log lines stay printable */
       char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
       osb_buf_append(b, e, 6);
     } else if (c < 0x80) {
@@ -179,7 +193,7 @@ void osb_buf_json_str(osb_buf_t *b, const char *s, size_t n) {
     } else {
       /* JSON text is UTF-8: a byte that does not start a well-formed
        * sequence becomes U+FFFD, so the result always parses. */
-      size_t len = utf8_seq((const unsigned char *)s + i, n - i);
+      size_t len = osb_utf8_seq_len(s + i, n - i);
       if (len) {
         osb_buf_append(b, s + i, len);
         i += len - 1;
@@ -205,6 +219,7 @@ size_t osb_utf8_trim(const char *s, size_t n) {
 
 void osb_buf_consume(osb_buf_t *b, size_t n) {
   osb_assert(n <= b->len);
+  if (n == 0) return;   /* also a buffer never allocated (memmove of NULL) */
   memmove(b->base, b->base + n, b->len - n);
   b->len -= n;
   if (b->base) b->base[b->len] = 0;
@@ -264,6 +279,25 @@ void osb_msg_unref(osb_msg_t *m) {
   if (!m) return;
   osb_assert(m->refcnt > 0);
   if (--m->refcnt == 0) free(m);
+}
+
+/* ---- roles ---- */
+
+const char *osb_role_name(osb_role_t r) {
+  switch (r) {
+    case OSB_ROLE_USER: return "user";
+    case OSB_ROLE_ADMIN: return "admin";
+    case OSB_ROLE_SERVICE: return "service";
+    default: return "none";
+  }
+}
+
+osb_role_t osb_role_parse(const char *s) {
+  if (!s) return OSB_ROLE_NONE;
+  if (strcmp(s, "user") == 0) return OSB_ROLE_USER;
+  if (strcmp(s, "admin") == 0) return OSB_ROLE_ADMIN;
+  if (strcmp(s, "service") == 0) return OSB_ROLE_SERVICE;
+  return OSB_ROLE_NONE;
 }
 
 /* ---- helpers ---- */

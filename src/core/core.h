@@ -48,6 +48,18 @@ enum {
 };
 const char *osb_strerror(int err);
 
+/* ---- roles: who a principal is. auth decides a request's or a WebSocket's
+ * role (auth/auth.h); realtime and apps only read it, so the type lives
+ * here and their headers need not include auth's. ---- */
+typedef enum {
+  OSB_ROLE_NONE = 0,
+  OSB_ROLE_USER = 1,
+  OSB_ROLE_ADMIN = 2,
+  OSB_ROLE_SERVICE = 3,
+} osb_role_t;
+const char *osb_role_name(osb_role_t r);    /* "user", "admin", "service"; "none" */
+osb_role_t osb_role_parse(const char *s);   /* OSB_ROLE_NONE if unknown or NULL */
+
 /* ---- allocation: abort on OOM ---- */
 void *osb_malloc(size_t n);
 void *osb_calloc(size_t n, size_t size);
@@ -92,13 +104,14 @@ typedef struct osb_buf { char *base; size_t len, cap; } osb_buf_t;
 #define OSB_BUF_INIT { NULL, 0, 0 }
 
 void osb_buf_reserve(osb_buf_t *b, size_t extra);             /* aborts on OOM */
-int osb_buf_try_reserve(osb_buf_t *b, size_t extra, size_t limit) OSB_MUSTCHECK; /* -OSB_ETOOBIG past limit */
+int osb_buf_try_reserve(osb_buf_t *b, size_t extra, size_t limit) OSB_MUSTCHECK; /* OSB_ETOOBIG past limit */
 void osb_buf_append(osb_buf_t *b, const void *p, size_t n);
 static inline void osb_buf_puts(osb_buf_t *b, const char *s) { osb_buf_append(b, s, strlen(s)); }
 void osb_buf_printf(osb_buf_t *b, const char *fmt, ...) OSB_PRINTF(2, 3);
 void osb_buf_vprintf(osb_buf_t *b, const char *fmt, va_list ap);
-/* Appends "s" JSON-escaped, with quotes. Always valid JSON: bytes that are
- * not well-formed UTF-8 become \ufffd. */
+/* Appends "s" JSON-escaped, with quotes: the one JSON string escaper.
+ * Always valid JSON: bytes that are not well-formed UTF-8 become \ufffd;
+ * control characters and DEL are escaped, so a log line stays one line. */
 void osb_buf_json_str(osb_buf_t *b, const char *s, size_t n);
 /* The length of s[0..n) without a UTF-8 sequence cut off at its end (for
  * text truncated to a buffer): never splits a character. */
@@ -106,6 +119,14 @@ size_t osb_utf8_trim(const char *s, size_t n);
 void osb_buf_consume(osb_buf_t *b, size_t n);                  /* drop n bytes from the front */
 static inline void osb_buf_reset(osb_buf_t *b) { b->len = 0; if (b->base) b->base[0] = 0; }
 void osb_buf_free(osb_buf_t *b);
+
+/* ---- UTF-8: the one validator (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF) ---- */
+/* Length (1-4) of the well-formed sequence at s[0..n), n > 0; 0 if the bytes
+ * there are not one (invalid lead, bad continuation, truncated). */
+size_t osb_utf8_seq_len(const void *s, size_t n);
+/* True if s[0..n) is entirely well-formed UTF-8 (WebSocket text, 1007). */
+bool osb_utf8_valid(const void *s, size_t n);
 
 /* ---- osb_msg_t: refcounted immutable bytes ----
  * One serialized reply or WebSocket frame written to any number of

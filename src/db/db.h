@@ -30,7 +30,7 @@
  * for every INSERT/UPDATE/DELETE, even when it is not cached anywhere.
  * At most 64 distinct table names program-wide.
  *
- * Schema conventions (see src/db/migrations.c and docs/database.md):
+ * Schema conventions (see src/db/schema.c and docs/database.md):
  * - ids are text UUIDs (v4, lowercase, 36 chars; make one with osb_db_uuid())
  *   for users, refresh_tokens, agents, conversations, messages, crm_contacts
  *   and notifications; market_procedures.id is an integer 1..N;

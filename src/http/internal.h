@@ -177,7 +177,7 @@ typedef struct osb__match {
   const char *pnames[OSB__MAX_PARAMS];
   char *pvalues[OSB__MAX_PARAMS];
 } osb__match_t;
-/* 0 found; OSB_ENOTFOUND no path; -OSB_EDENIED path exists, method not (allow set). */
+/* 0 found; OSB_ENOTFOUND no path; OSB_EDENIED path exists, method not (allow set). */
 /* `path` is the raw (still percent-encoded) path: it is split at '/' first
  * and each segment decoded on its own, so an encoded slash (%2F) is part of
  * a segment, never a separator. Parameter values are decoded. */
@@ -201,8 +201,6 @@ bool osb__req_forwarded(const osb_req_t *req, const char *name, int hops, char *
  * IPv4 or IPv6 address (no port, no brackets): else false, and the caller
  * keeps the peer address. */
 bool osb__req_forwarded_ip(const osb_req_t *req, int hops, char *out, size_t outlen);
-/* What kind of JSON error `e` is, in words that never quote the input. */
-const char *osb__json_error_kind(const json_error_t *e);
 
 /* response.c */
 void osb__res_simple_error(osb__conn_t *c, int status, const char *code, const char *message, bool close);
@@ -238,7 +236,8 @@ size_t osb__edge_fd_budget(void);
 /* ws.c */
 void osb__ws_init(void);
 void osb__ws_dispose_module(void);
-bool osb__utf8_valid(const uint8_t *s, size_t n);
+/* The old name of core's validator (the fuzz drivers call it). */
+static inline bool osb__utf8_valid(const uint8_t *s, size_t n) { return osb_utf8_valid(s, n); }
 bool osb__ws_is_upgrade(osb_req_t *req);
 void osb__ws_upgrade(osb_req_t *req);   /* finishes the request */
 void osb__ws_on_data(osb__conn_t *c, const char *data, size_t len);

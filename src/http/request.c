@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "core/config.h"
+#include "core/json.h"
 
 /* ---- arena: blocks chained from the request, freed (or kept for reuse) with it ---- */
 
@@ -236,22 +237,6 @@ const char *osb_req_body(const osb_req_t *req, size_t *len) {
   return req->body.base ? req->body.base : "";
 }
 
-const char *osb__json_error_kind(const json_error_t *e) {
-  switch (json_error_code(e)) {
-    case json_error_premature_end_of_input: return "unexpected end of input";
-    case json_error_end_of_input_expected: return "text after the JSON value";
-    case json_error_invalid_syntax: return "syntax error";
-    case json_error_invalid_utf8: return "invalid UTF-8";
-    case json_error_null_character: return "NUL character";
-    case json_error_null_byte_in_key: return "NUL byte in an object key";
-    case json_error_duplicate_key: return "duplicate object key";
-    case json_error_numeric_overflow: return "number out of range";
-    case json_error_stack_overflow: return "nested too deeply";
-    case json_error_out_of_memory: return "out of memory";
-    default: return "invalid JSON";
-  }
-}
-
 json_t *osb_req_json(osb_req_t *req) {
   if (req->json) return req->json;
   if (req->body.len == 0) {
@@ -264,7 +249,7 @@ json_t *osb_req_json(osb_req_t *req) {
     /* Position and kind only: jansson's text quotes the input ("near
      * '\"passw...'"), which would echo a password back and into logs. */
     osb_res_error(req, 400, "invalid_json", "invalid JSON at line %d column %d (byte %d): %s", e.line, e.column,
-                  e.position, osb__json_error_kind(&e));
+                  e.position, osb_json_error_kind(&e));
     return NULL;
   }
   if (!json_is_object(j)) {

@@ -35,6 +35,7 @@
 
 #include "core/config.h"
 #include "core/json.h"
+#include "core/tbucket.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
 
@@ -43,8 +44,7 @@ struct osb__ws_state {
   uint64_t last_ping;         /* loop ms of the last ping sent */
   uint64_t frame_since;       /* loop ms the partial frame in conn->in began; 0 = none */
   uint64_t msg_since;         /* loop ms the fragmented message in `msg` began; 0 = none */
-  double ctl_tokens;          /* inbound control-frame bucket (WS_CONTROL_FRAMES_PER_S) */
-  uint64_t ctl_refill;        /* loop ms of its last refill */
+  osb_tbucket_t ctl;          /* inbound control-frame bucket (WS_CONTROL_FRAMES_PER_S) */
   osb_buf_t msg;              /* data message being reassembled */
   uint8_t msg_opcode;         /* 0 = none in progress */
   bool close_sent;
@@ -114,32 +114,6 @@ static osb_msg_t *close_frame(uint16_t code, const char *reason) {
   return osb_ws_frame_new(0x8, p, 2 + rl);
 }
 
-/* ---- UTF-8 ---- */
-
-bool osb__utf8_valid(const uint8_t *s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    uint8_t c = s[i];
-    if (c < 0x80) { i++; continue; }
-    size_t need;
-    uint32_t cp;
-    if (c >= 0xc2 && c <= 0xdf) { need = 1; cp = c & 0x1f; }
-    else if (c >= 0xe0 && c <= 0xef) { need = 2; cp = c & 0x0f; }
-    else if (c >= 0xf0 && c <= 0xf4) { need = 3; cp = c & 0x07; }
-    else return false;
-    if (i + need >= n) return false;
-    for (size_t k = 1; k <= need; k++) {
-      uint8_t cc = s[i + k];
-      if ((cc & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10ffff))) return false;
-    if (cp >= 0xd800 && cp <= 0xdfff) return false;
-    i += need + 1;
-  }
-  return true;
-}
-
 /* ---- the default handler: welcome, ping → pong, anything else → error ---- */
 
 static void def_open(osb_ws_t *ws, osb_req_t *req) {
@@ -174,8 +148,6 @@ void osb_ws_set_handler(const osb_ws_handler_t *h) { handler = h ? h : &default_
 /* ---- accessors ---- */
 
 uint64_t osb_ws_id(const osb_ws_t *ws) { return CONN(ws)->id; }
-const char *osb_ws_ip(const osb_ws_t *ws) { return CONN(ws)->ip; }
-size_t osb_ws_queued_bytes(const osb_ws_t *ws) { return CONN(ws)->queued_bytes; }
 bool osb_ws_closing(const osb_ws_t *ws) { return CONN(ws)->closing || CONN(ws)->ws->close_sent; }
 void *osb_ws_data(const osb_ws_t *ws) { return CONN(ws)->ws->data; }
 void osb_ws_set_data(osb_ws_t *ws, void *data) { CONN(ws)->ws->data = data; }
@@ -285,13 +257,7 @@ static bool control_admit(osb__conn_t *c) {
   int rate = osb_cfg->ws_control_frames_per_s;
   if (rate <= 0) return true;
   uint64_t now = uv_now(osb__srv.loop);
-  double burst = 2.0 * rate;
-  w->ctl_tokens += (double)(now - w->ctl_refill) * rate / 1000.0;
-  if (w->ctl_tokens > burst) w->ctl_tokens = burst;
-  w->ctl_refill = now;
-  if (w->ctl_tokens < 1) return false;
-  w->ctl_tokens -= 1;
-  return true;
+  return osb_tbucket_take(&w->ctl, rate, 2.0 * rate, now);
 }
 
 /* One complete frame: opcode, fin, payload (unmasked). Returns false to stop reading. */
@@ -596,8 +562,8 @@ void osb__ws_upgrade(osb_req_t *req) {
   c->phase = OSB__PHASE_WS;
   c->deadline = 0;
   c->ws = osb_calloc(1, sizeof(*c->ws));
-  c->ws->last_rx = c->ws->last_ping = c->ws->ctl_refill = uv_now(osb__srv.loop);
-  c->ws->ctl_tokens = 2.0 * osb_cfg->ws_control_frames_per_s;
+  c->ws->last_rx = c->ws->last_ping = uv_now(osb__srv.loop);
+  osb_tbucket_init(&c->ws->ctl, 2.0 * osb_cfg->ws_control_frames_per_s, c->ws->last_rx);
   /* closing, a peer that takes nothing this long while output is left unsent is reset */
   c->stall_ms = (uint32_t)osb_cfg->ws_idle_timeout_ms;
   ws_open++;

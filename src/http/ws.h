@@ -59,8 +59,8 @@ osb_msg_t *osb_ws_frame_json(const json_t *j);
  * payload into a frame by writing the header into its headroom. */
 void osb_ws_frame_finish(osb_msg_t *m, int opcode);
 
-/* Queue a frame (takes a reference). Returns 0, -OSB_ECLOSED if the
- * connection is closing, or -OSB_ESLOW if this frame pushed it past the send
+/* Queue a frame (takes a reference). Returns 0, OSB_ECLOSED if the
+ * connection is closing, or OSB_ESLOW if this frame pushed it past the send
  * buffer limit (the connection is then being closed with 1013). Never blocks
  * and never copies. */
 int osb_ws_send(osb_ws_t *ws, osb_msg_t *frame);
@@ -71,8 +71,6 @@ int osb_ws_send_json(osb_ws_t *ws, json_t *j);
 void osb_ws_close(osb_ws_t *ws, uint16_t code, const char *reason);
 
 uint64_t osb_ws_id(const osb_ws_t *ws);
-const char *osb_ws_ip(const osb_ws_t *ws);
-size_t osb_ws_queued_bytes(const osb_ws_t *ws);
 bool osb_ws_closing(const osb_ws_t *ws);
 void *osb_ws_data(const osb_ws_t *ws);
 void osb_ws_set_data(osb_ws_t *ws, void *data);

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "core/config.h"
+#include "core/json.h"
 
 int osb__log_level = OSB_LOG_INFO;
 static int log_format = OSB_LOGFMT_JSON;
@@ -85,39 +86,20 @@ int osb_log_level_parse(const char *s) {
   return -1;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if the
- * bytes there are not one (truncated, overlong, surrogate, > U+10FFFF). */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-  unsigned c = s[0];
-  size_t len;
-  unsigned min;
-  if (c < 0x80) return 1;
-  if (c >= 0xc2 && c <= 0xdf) { len = 2; min = 0x80; }
-  else if ((c & 0xf0) == 0xe0) { len = 3; min = 0x800; }
-  else if (c >= 0xf0 && c <= 0xf4) { len = 4; min = 0x10000; }
-  else return 0;
-  if (n < len) return 0;
-  unsigned cp = c & (0x7f >> len);
-  for (size_t i = 1; i < len; i++) {
-    if ((s[i] & 0xc0) != 0x80) return 0;
-    cp = (cp << 6) | (s[i] & 0x3f);
-  }
-  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-  return len;
-}
-
-/* Append s as a JSON string (with quotes), or for text output (quoted =
- * false) as the same escapes without quotes, so a value never spans lines. */
+/* Append s as a JSON string (with quotes: core's one escaper), or for text
+ * output (quoted = false) as the same escapes without quotes, so a value
+ * never spans lines. */
 static void put_escaped(osb_buf_t *b, const char *s, size_t n, bool quoted) {
   static const char hex[] = "0123456789abcdef";
+  if (quoted) {
+    osb_buf_json_str(b, s, n);
+    return;
+  }
   const unsigned char *p = (const unsigned char *)s;
-  if (quoted) osb_buf_append(b, "\"", 1);
   for (size_t i = 0; i < n;) {
     unsigned char c = p[i];
     const char *esc = NULL;
     switch (c) {
-      case '"': esc = quoted ? "\\\"" : NULL; break;
-      case '\\': esc = quoted ? "\\\\" : NULL; break;
       case '\n': esc = "\\n"; break;
       case '\r': esc = "\\r"; break;
       case '\t': esc = "\\t"; break;
@@ -131,27 +113,24 @@ static void put_escaped(osb_buf_t *b, const char *s, size_t n, bool quoted) {
       osb_buf_append(b, e, 6);
       i++;
     } else {
-      size_t len = utf8_len(p + i, n - i);
+      size_t len = osb_utf8_seq_len(p + i, n - i);
       if (len) {
         osb_buf_append(b, p + i, len);
         i += len;
       } else {
-        osb_buf_puts(b, quoted ? "\\ufffd" : "\xef\xbf\xbd");
+        osb_buf_puts(b, "\xef\xbf\xbd");
         i++;
       }
     }
   }
-  if (quoted) osb_buf_append(b, "\"", 1);
-}
-
-static int dump_cb(const char *p, size_t n, void *ud) {
-  osb_buf_append(ud, p, n);
-  return 0;
 }
 
 static void put_json_value(osb_buf_t *b, json_t *v) {
-  if (json_dump_callback(v, dump_cb, b, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+  size_t at = b->len;
+  if (osb_json_dump_buf(v, b) != 0) {   /* the one serializer (core/json.h) */
+    b->len = at;
     osb_buf_puts(b, "null");
+  }
 }
 
 /* Text values stay bare when that is unambiguous, else JSON-quoted. */

@@ -71,7 +71,8 @@ double osb_series_quantile(const osb_series_t *s, double q);
 /* Label value i (family label order) of a series; NULL past the last label. */
 const char *osb_series_label(const osb_series_t *s, size_t i);
 
-/* ---- reading a family as a whole (the dashboard) ---- */
+/* ---- reading a family as a whole (for an operations dashboard in apps,
+ * which reads figures here and serves them itself) ---- */
 
 /* The registered family called `name`, or NULL. */
 osb_metric_t *osb_metric_find(const char *name);

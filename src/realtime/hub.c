@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <uv.h>
 
-#include "http/ws.h"
 #include "obs/log.h"
 #include "realtime/internal.h"
 
@@ -168,7 +167,7 @@ static osb_msg_t *message_frame(const osb__rt_channel_t *ch, uint64_t seq, const
   int sn = snprintf(head + hn, sizeof(head) - (size_t)hn, "\",\"seq\":%" PRIu64 ",\"data\":", seq);
   int tn = snprintf(tail, sizeof(tail), ",\"ts\":%" PRIu64 "}", ts);
   size_t total = (size_t)hn + ch->namelen + (size_t)sn + len + (size_t)tn;
-  osb_msg_t *m = osb_msg_new(OSB_WS_HEADROOM, total);
+  osb_msg_t *m = osb_msg_new(osb__rt->tr->headroom, total);
   char *p = m->data;
   memcpy(p, head, (size_t)hn), p += hn;
   memcpy(p, ch->name, ch->namelen), p += ch->namelen;
@@ -449,7 +448,7 @@ static void deliver_transient(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, voi
     int tn = snprintf(tail, sizeof(tail), ",\"ts\":%" PRIu64 "}", pub->ts_ms ? pub->ts_ms : osb_wallclock_ms());
     static const char mid[] = "\",\"data\":";
     size_t total = (size_t)hn + ch->namelen + sizeof(mid) - 1 + pub->len + (size_t)tn;
-    osb_msg_t *m = osb_msg_new(OSB_WS_HEADROOM, total);
+    osb_msg_t *m = osb_msg_new(osb__rt->tr->headroom, total);
     char *p = m->data;
     memcpy(p, head, (size_t)hn), p += hn;
     memcpy(p, ch->name, ch->namelen), p += ch->namelen;

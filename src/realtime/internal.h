@@ -23,6 +23,7 @@
 #define OSB_REALTIME_INTERNAL_H
 
 #include <jansson.h>
+#include "core/tbucket.h"
 #include "obs/metrics.h"
 #include "realtime/realtime.h"
 
@@ -34,8 +35,11 @@ typedef struct osb__rt_transport {
   /* Start closing `conn` with a WebSocket close code; idempotent. */
   void (*close)(void *conn, uint16_t code, const char *reason);
   /* Write the frame header for a text payload built in
-   * osb_msg_new(OSB_WS_HEADROOM, n) (osb_ws_frame_finish). */
+   * osb_msg_new(headroom, n) (osb_ws_frame_finish). */
   void (*finish)(osb_msg_t *m);
+  /* Bytes every frame keeps in front of its payload for finish()
+   * (OSB_WS_HEADROOM; 0 for a fake that leaves payloads unframed). */
+  size_t headroom;
 } osb__rt_transport_t;
 
 /* Token verification (osb_auth_verify_token, wrapped so the hub never owns
@@ -207,8 +211,7 @@ struct osb__rt_client {
   bool busy;
   uint8_t pumping;              /* > 0 while pump/dispatch runs */
   /* rate limit: token bucket, and rejected messages in the current window */
-  double tokens;
-  uint64_t refill_ms;
+  osb_tbucket_t bucket;       /* messages (msg_rate, msg_burst) */
   uint64_t abuse_window_ms;
   uint32_t abuse;
   uint32_t backlog_n;

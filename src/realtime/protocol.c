@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "core/json.h"
+#include "core/tbucket.h"
 #include "obs/log.h"
 #include "realtime/internal.h"
 
@@ -19,7 +20,7 @@ enum { IN_AUTH, IN_SUBSCRIBE, IN_UNSUBSCRIBE, IN_PUBLISH, IN_PRESENCE, IN_PING, 
 /* ---- sending ---- */
 
 osb_msg_t *osb__rt_frame_json(const json_t *j) {
-  osb_msg_t *m = osb_msg_new(10 /* OSB_WS_HEADROOM */, 128);
+  osb_msg_t *m = osb_msg_new(osb__rt->tr->headroom, 128);
   osb_json_dump_append(j, &m);   /* the one serializer: REST's number format */
   osb__rt->tr->finish(m);
   return m;
@@ -62,21 +63,11 @@ static json_t *with_id(json_t *j, json_t *id) {
   return j;
 }
 
-/* Role names as auth.c spells them (kept here so the hub links without auth.c). */
-static const char *role_name(osb_role_t r) {
-  switch (r) {
-    case OSB_ROLE_USER: return "user";
-    case OSB_ROLE_ADMIN: return "admin";
-    case OSB_ROLE_SERVICE: return "service";
-    case OSB_ROLE_NONE: break;
-  }
-  return "none";
-}
 
 static json_t *user_json(const osb__rt_client_t *cl) {
   if (!cl->user_id) return json_null();
   return json_pack("{s:s, s:s?, s:s}", "id", cl->user_id, "email", cl->email, "role",
-                   role_name(cl->role));
+                   osb_role_name(cl->role));
 }
 
 static osb_rt_who_t who_of(const osb__rt_client_t *cl) {
@@ -105,8 +96,7 @@ osb__rt_client_t *osb__rt_client_open(void *conn, uint64_t id) {
   cl->refs = 1;
   osb_list_init(&cl->subs);
   cl->role = OSB_ROLE_NONE;
-  cl->tokens = hub->opt.msg_burst;
-  cl->refill_ms = osb_now_ms();
+  osb_tbucket_init(&cl->bucket, hub->opt.msg_burst, osb_now_ms());
   hub->nclients++;
   osb_series_set(hub->st.connections, (double)hub->nclients);
   return cl;
@@ -450,25 +440,6 @@ static void do_presence(osb__rt_client_t *cl, json_t *id, json_t *msg) {
 
 /* ---- dispatch ---- */
 
-/* What went wrong in a JSON text, in words of our own: jansson's e.text
- * quotes the input ("... near '<token>'"), and a client's message may hold
- * a password or a token, so it is never echoed (issue 8, defect 11). */
-static const char *json_error_kind(const json_error_t *e) {
-  switch (json_error_code(e)) {
-    case json_error_premature_end_of_input: return "unexpected end of input";
-    case json_error_end_of_input_expected: return "text after the JSON value";
-    case json_error_invalid_utf8: return "invalid UTF-8";
-    case json_error_null_character: return "NUL character";
-    case json_error_null_byte_in_key: return "NUL byte in an object key";
-    case json_error_duplicate_key: return "duplicate object key";
-    case json_error_numeric_overflow: return "number out of range";
-    case json_error_stack_overflow: return "nested too deeply";
-    case json_error_out_of_memory: return "too large";
-    case json_error_invalid_syntax:
-    default: return "invalid syntax";
-  }
-}
-
 static void dispatch(osb__rt_client_t *cl, bool binary, const char *data, size_t len) {
   osb__rt_stats_t *st = &osb__rt->st;
   if (binary) {
@@ -482,7 +453,7 @@ static void dispatch(osb__rt_client_t *cl, bool binary, const char *data, size_t
     osb_series_inc(st->in[IN_INVALID], 1);
     if (msg) osb__rt_send_error(cl, NULL, "bad_json", "a message is a JSON object");
     else osb__rt_send_error(cl, NULL, "bad_json", "invalid JSON at line %d, column %d (byte %d): %s", e.line,
-                            e.column, e.position, json_error_kind(&e));
+                            e.column, e.position, osb_json_error_kind(&e));
     json_decref(msg);
     return;
   }
@@ -558,13 +529,7 @@ static json_t *peek_id(bool binary, const char *data, size_t len) {
 static bool admit(osb__rt_client_t *cl, bool binary, const char *data, size_t len) {
   osb__rt_hub_t *hub = osb__rt;
   uint64_t now = osb_now_ms();
-  cl->tokens += (double)(now - cl->refill_ms) * hub->opt.msg_rate / 1000.0;
-  if (cl->tokens > hub->opt.msg_burst) cl->tokens = hub->opt.msg_burst;
-  cl->refill_ms = now;
-  if (cl->tokens >= 1) {
-    cl->tokens -= 1;
-    return true;
-  }
+  if (osb_tbucket_take(&cl->bucket, hub->opt.msg_rate, hub->opt.msg_burst, now)) return true;
   osb_series_inc(hub->st.rate_limited, 1);
   if (now - cl->abuse_window_ms > ABUSE_WINDOW_MS) {
     cl->abuse_window_ms = now;

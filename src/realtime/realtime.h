@@ -25,8 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "auth/auth.h"
-#include "core/core.h"
+#include "core/core.h"   /* osb_role_t */
 
 struct uv_loop_s;
 typedef struct json_t json_t;
@@ -54,12 +53,6 @@ int osb_rt_start(struct uv_loop_s *loop);
 /* Free every channel, history entry and the store/bus. Call once the loop
  * is done (every WebSocket's on_close ran), before osb_metrics_reset. */
 void osb_rt_stop(void);
-
-/* True while another WebSocket may be admitted (hub clients below
- * WS_MAX_CONNECTIONS). ws.c already answers the upgrade with 503 past the
- * limit; the hub also closes a connection opened beyond it with 1013 as a
- * second line of defence. */
-bool osb_rt_can_accept(void);
 
 /* ---- publishing from the server: one pipeline ----
  * (docs/protocol.md "Publication pipeline", docs/database.md)

@@ -19,7 +19,7 @@
 static int tr_send(void *conn, osb_msg_t *frame) { return osb_ws_send(conn, frame); }
 static void tr_close(void *conn, uint16_t code, const char *reason) { osb_ws_close(conn, code, reason); }
 static void tr_finish(osb_msg_t *m) { osb_ws_frame_finish(m, OSB_WS_TEXT); }
-static const osb__rt_transport_t ws_transport = {tr_send, tr_close, tr_finish};
+static const osb__rt_transport_t ws_transport = {tr_send, tr_close, tr_finish, OSB_WS_HEADROOM};
 
 /* ---- token verification: the hub never owns an osb_principal_t ---- */
 
@@ -119,9 +119,4 @@ int osb_rt_start(uv_loop_t *loop) {
 void osb_rt_stop(void) {
   osb_ws_set_handler(NULL);
   osb__rt_hub_free();
-}
-
-bool osb_rt_can_accept(void) {
-  osb__rt_hub_t *hub = osb__rt;
-  return !hub || !hub->opt.max_connections || hub->nclients < hub->opt.max_connections;
 }

@@ -1,11 +1,15 @@
-/* endpoints.c: operations routes. */
-#include "obs/endpoints.h"
+/* ops.c: the operations routes (/health, /ready, /health/details,
+ * /metrics). They live in apps, not obs, because they are HTTP handlers:
+ * obs sits below http and cannot answer a request; it only provides the
+ * figures (obs/health.h, obs/metrics.h). */
+#include "apps/ops.h"
 
 #include <jansson.h>
 #include <stdlib.h>
 #include <strings.h>
 
 #include "core/config.h"
+#include "core/json.h"
 
 #include "http/http.h"
 #include "obs/health.h"
@@ -52,10 +56,11 @@ static void get_details(osb_req_t *req) {
   json_t *doc = osb_health_details();
   const char *st = json_string_value(json_object_get(doc, "status"));
   int status = st && strcmp(st, "fail") == 0 ? 503 : 200;
-  char *s = json_dumps(doc, JSON_COMPACT);
+  size_t len = 0;
+  char *s = osb_json_dumps(doc, &len);   /* the one serializer (core/json.h) */
   json_decref(doc);
   osb_res_header(req, "Cache-Control", "no-store");
-  osb_res_send(req, status, "application/health+json", s, strlen(s));
+  osb_res_send(req, status, "application/health+json", s ? s : "{}", s ? len : 2);
   free(s);
 }
 
@@ -72,7 +77,7 @@ static void health_shutdown_hook(void *ud) {
   osb_health_set_shutting_down();
 }
 
-void osb_obs_routes(void) {
+void osb_ops_routes(void) {
   osb_core_on_shutdown("health", OSB_SHUTDOWN_HEALTH, health_shutdown_hook, NULL);
   static const char ok[] = "{\"status\":\"pass\"}";
   if (!health_body) health_body = osb_msg_from(ok, sizeof(ok) - 1);
@@ -82,7 +87,7 @@ void osb_obs_routes(void) {
   osb_route(OSB_GET, "/metrics", get_metrics);
 }
 
-void osb_obs_dispose(void) {
+void osb_ops_dispose(void) {
   osb_msg_unref(health_body);
   health_body = NULL;
 }

@@ -1,5 +1,5 @@
-/* keytab.c: a bounded LRU hash map for per-client state (token buckets,
- * failed-login windows, the external-user cache).
+/* keytab.c: a bounded LRU hash map for per-client state (auth's token
+ * buckets, failed-login windows, the external-user cache; see keytab.h).
  *
  * Memory is bounded by construction: never more than max_entries entries.
  * Keys come from peers (IP addresses, e-mails), so buckets are chosen with
@@ -10,7 +10,7 @@
  *   table ── buckets[] ──> entry ──next──> entry      (hash chains)
  *         └─ lru: head (oldest) <-> ... <-> tail (newest)
  *   entry: header | value (valsize, 8-aligned) | key bytes | NUL          */
-#include "auth/internal.h"
+#include "core/keytab.h"
 
 #include <sodium.h>
 #include <stdlib.h>
@@ -24,7 +24,7 @@ typedef struct kt_entry {
   _Alignas(8) unsigned char data[];
 } kt_entry_t;
 
-struct osb__kt {
+struct osb_kt {
   kt_entry_t **buckets;
   size_t nbuckets;       /* power of two */
   size_t count, max_entries;
@@ -36,8 +36,8 @@ struct osb__kt {
 
 #define EVICT_PER_CALL 4
 
-osb__kt_t *osb__kt_new(size_t max_entries, size_t valsize, uint64_t idle_ms) {
-  osb__kt_t *t = osb_calloc(1, sizeof(*t));
+osb_kt_t *osb_kt_new(size_t max_entries, size_t valsize, uint64_t idle_ms) {
+  osb_kt_t *t = osb_calloc(1, sizeof(*t));
   t->max_entries = max_entries ? max_entries : 1;
   t->nbuckets = 16;
   while (t->nbuckets < t->max_entries) t->nbuckets <<= 1;
@@ -49,7 +49,7 @@ osb__kt_t *osb__kt_new(size_t max_entries, size_t valsize, uint64_t idle_ms) {
   return t;
 }
 
-static uint64_t kt_hash(const osb__kt_t *t, const char *key, size_t keylen) {
+static uint64_t kt_hash(const osb_kt_t *t, const char *key, size_t keylen) {
   unsigned char h[crypto_shorthash_BYTES];
   crypto_shorthash(h, (const unsigned char *)key, keylen, t->sipkey);
   uint64_t v;
@@ -57,11 +57,11 @@ static uint64_t kt_hash(const osb__kt_t *t, const char *key, size_t keylen) {
   return v;
 }
 
-static const char *entry_key(const osb__kt_t *t, const kt_entry_t *e) {
+static const char *entry_key(const osb_kt_t *t, const kt_entry_t *e) {
   return (const char *)e->data + t->valsize;
 }
 
-static void unlink_entry(osb__kt_t *t, kt_entry_t *e) {
+static void unlink_entry(osb_kt_t *t, kt_entry_t *e) {
   kt_entry_t **pp = &t->buckets[e->hash & (t->nbuckets - 1)];
   while (*pp != e) pp = &(*pp)->next;
   *pp = e->next;
@@ -70,20 +70,20 @@ static void unlink_entry(osb__kt_t *t, kt_entry_t *e) {
   free(e);
 }
 
-static kt_entry_t *lru_head(osb__kt_t *t) {
+static kt_entry_t *lru_head(osb_kt_t *t) {
   return osb_list_empty(&t->lru) ? NULL : osb_container_of(t->lru.next, kt_entry_t, lru);
 }
 
-static void evict(osb__kt_t *t, uint64_t now_ms) {
+static void evict(osb_kt_t *t, uint64_t now_ms) {
   for (int i = 0; i < EVICT_PER_CALL; i++) {
     kt_entry_t *e = lru_head(t);
-    if (!e || now_ms - e->touched_ms < t->idle_ms) break;
+    if (!e || t->idle_ms == 0 || now_ms - e->touched_ms < t->idle_ms) break;
     unlink_entry(t, e);
   }
   while (t->count >= t->max_entries) unlink_entry(t, lru_head(t));
 }
 
-void *osb__kt_get(osb__kt_t *t, const char *key, size_t keylen, uint64_t now_ms, bool create,
+void *osb_kt_get(osb_kt_t *t, const char *key, size_t keylen, uint64_t now_ms, bool create,
                   bool *created) {
   if (created) *created = false;
   uint64_t h = kt_hash(t, key, keylen);
@@ -111,7 +111,7 @@ void *osb__kt_get(osb__kt_t *t, const char *key, size_t keylen, uint64_t now_ms,
   return e->data;
 }
 
-void osb__kt_del(osb__kt_t *t, const char *key, size_t keylen) {
+void osb_kt_del(osb_kt_t *t, const char *key, size_t keylen) {
   uint64_t h = kt_hash(t, key, keylen);
   for (kt_entry_t *e = t->buckets[h & (t->nbuckets - 1)]; e; e = e->next) {
     if (e->hash == h && e->keylen == keylen && memcmp(entry_key(t, e), key, keylen) == 0) {
@@ -121,9 +121,9 @@ void osb__kt_del(osb__kt_t *t, const char *key, size_t keylen) {
   }
 }
 
-size_t osb__kt_count(const osb__kt_t *t) { return t->count; }
+size_t osb_kt_count(const osb_kt_t *t) { return t->count; }
 
-void osb__kt_free(osb__kt_t *t) {
+void osb_kt_free(osb_kt_t *t) {
   if (!t) return;
   kt_entry_t *e;
   while ((e = lru_head(t))) unlink_entry(t, e);
