@@ -10,7 +10,9 @@
 
 #include "apps/auth_routes.h"
 #include "apps/crm.h"
+#include "apps/features.h"
 #include "apps/market.h"
+#include "apps/openapi.h"
 #include "auth/auth.h"
 #include "core/config.h"
 #include "core/core.h"
@@ -34,6 +36,7 @@ static void usage(FILE *out) {
           "usage: osbackend [serve]              start the server\n"
           "       osbackend check-config         validate and print the configuration (secrets redacted)\n"
           "       osbackend migrate              apply pending database migrations\n"
+          "       osbackend migrate --status     applied and pending migrations, the oldest release the schema supports\n"
           "       osbackend create-user --email E --role admin|user|service   (password on stdin)\n"
           "       osbackend version              print the version\n");
 }
@@ -104,8 +107,10 @@ static int serve(void) {
   osb_metrics_init();
   osb_log_batch_start();
   osb_health_set("http", OSB_HEALTH_PASS, "listening", false);
+  osb_features_init();
 
   osb_obs_routes();
+  osb_openapi_routes();
   int rc = osb_db_init(osb_cfg);
   if (rc != 0) {
     exit_code = 1;
@@ -166,6 +171,7 @@ out:
   osb_http_server_dispose();
   osb_auth_dispose();
   osb_obs_dispose();
+  osb_openapi_dispose();
   osb_health_reset();
   osb_metrics_reset();
   return exit_code;
@@ -181,7 +187,15 @@ int main(int argc, char **argv) {
     usage(stdout);
     return 0;
   }
-  if (strcmp(cmd, "migrate") == 0) return osb_db_migrate_cli();
+  if (strcmp(cmd, "migrate") == 0) {
+    if (argc > 2 && strcmp(argv[2], "--status") == 0) return osb_db_migrate_status_cli();
+    if (argc > 2) {
+      fprintf(stderr, "osbackend: unknown option '%s' for migrate\n", argv[2]);
+      usage(stderr);
+      return 2;
+    }
+    return osb_db_migrate_cli();
+  }
   if (strcmp(cmd, "check-config") == 0) return osb_config_check_main(stdout, stderr);
   bool create_user = strcmp(cmd, "create-user") == 0;
   if (!create_user && strcmp(cmd, "serve") != 0) {
