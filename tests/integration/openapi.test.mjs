@@ -39,6 +39,7 @@ export function registeredRoutes() {
     let m;
     while ((m = re.exec(src))) {
       const args = m[1];
+      if (/^\s*(unsigned|const char \*)/.test(args)) continue;   // the definition (router.c) or a prototype
       const hit = args.match(/^\s*(?:"([a-z_]+)"\s*,\s*)?([A-Z_|\s]+?)\s*,\s*"([^"]+)"\s*,/s);
       if (!hit) { unreadable.push(`${rel}: ${m[0].slice(0, 80)}`); continue; }
       const methods = hit[2].split('|').map((s) => s.trim());
@@ -76,7 +77,7 @@ describe('OpenAPI document', () => {
   test('every route the server registers is documented (method and path)', () => {
     const { routes, unreadable } = registeredRoutes();
     assert.deepEqual(unreadable, [], 'route registrations the test cannot read: use a string literal pattern');
-    assert.ok(routes.length >= 40, `only ${routes.length} registrations found: is the parser still right?`);
+    assert.ok(routes.length >= 30, `only ${routes.length} registrations found: is the parser still right?`);
     const missing = routes.filter((r) => r.method !== 'head' && !documented.has(`${r.method} ${shape(r.pattern)}`))
       .map((r) => `${r.method.toUpperCase()} ${r.pattern} (${r.file})`);
     assert.deepEqual(missing, [], 'add these routes to openapi/openapi.json');
