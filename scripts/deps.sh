@@ -7,7 +7,7 @@ what=${1:-build}
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libhttp-parser-dev libwslay-dev
             libpq-dev libsqlite3-dev libjansson-dev libssl-dev libcurl4-openssl-dev
             libsodium-dev)
-test_pkgs=(libcmocka-dev postgresql nodejs npm sqlite3 prometheus)
+test_pkgs=(libcmocka-dev postgresql nodejs npm sqlite3 prometheus python3-yaml)
 bench_pkgs=(wrk postgresql nodejs curl sqlite3)
 
 pkgs=("${build_pkgs[@]}")
