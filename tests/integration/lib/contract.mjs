@@ -4,7 +4,8 @@
 //
 //   checkResponse(method, path, status, contentType, bodyText)  // throws on a mismatch
 //   checkWsFrame(obj)                                           // throws on a mismatch
-//   wrapFetch(fetchFn)   // a fetch whose JSON answers are checked before they are returned
+//
+// srv.fetch (lib/server.mjs) calls checkResponse on every answer.
 //
 // A response is checked when its path matches a documented path template:
 // the status must be documented (or fall to "default", the Error body), its
@@ -105,19 +106,4 @@ export function checkWsFrame(obj) {
     } else why = `unknown type ${JSON.stringify(obj && obj.type)}`;
     throw new ContractError(`contract: WebSocket frame: ${why}\nframe: ${JSON.stringify(obj).slice(0, 800)}`);
   }
-}
-
-// A fetch that checks each answer against the document before returning it.
-// Event streams are not read (their bodies never end on their own).
-export function wrapFetch(fetchFn, base) {
-  return async (path, init = {}) => {
-    const r = await fetchFn(path, init);
-    if (!enabled) return r;
-    const ct = r.headers.get('content-type') || '';
-    if (/event-stream/.test(ct)) return r;
-    const rel = base ? path : new URL(path).pathname;
-    const text = await r.clone().text();
-    checkResponse(init.method || 'GET', rel, r.status, ct, text);
-    return r;
-  };
 }
