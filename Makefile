@@ -24,8 +24,9 @@ build-test:
 	@cmake --build $(BUILD_TEST) -j $(JOBS)
 
 # Unit tests (cmocka via ctest), then black-box tests against the real binary
-# and a real PostgreSQL; the summary line is "N passed, N failed".
-test: build-test
+# and a real PostgreSQL; the summary line is "N passed, N failed". The release
+# build is made too: tests/integration/deploy.test.mjs runs it sandboxed.
+test: build build-test
 	@scripts/test.sh
 
 # libFuzzer drivers (clang, build/fuzz): each runs FUZZ_SECONDS (default 60),

@@ -11,7 +11,7 @@ build_pkgs=(build-essential cmake pkg-config libuv1-dev libhttp-parser-dev libws
             libsodium-dev)
 # libFuzzer: Debian's clang 14 and its runtime (libclang_rt.fuzzer)
 fuzz_pkgs=(clang clang-14 libclang-rt-14-dev)
-test_pkgs=(libcmocka-dev postgresql nodejs npm)
+test_pkgs=(libcmocka-dev postgresql nodejs npm sqlite3 prometheus python3-yaml)
 bench_pkgs=(wrk postgresql nodejs curl sqlite3)
 
 pkgs=("${build_pkgs[@]}")

@@ -10,8 +10,10 @@
 
 #include "apps/auth_routes.h"
 #include "apps/crm.h"
+#include "apps/features.h"
 #include "apps/market.h"
 #include "apps/ops.h"
+#include "apps/openapi.h"
 #include "auth/auth.h"
 #include "core/config.h"
 #include "core/core.h"
@@ -39,6 +41,7 @@ static void usage(FILE *out) {
           "usage: osbackend [serve]              start the server\n"
           "       osbackend check-config         validate and print the configuration (secrets redacted)\n"
           "       osbackend migrate              apply pending database migrations\n"
+          "       osbackend migrate --status     applied and pending migrations, the oldest release the schema supports\n"
           "       osbackend create-user --email E --role admin|user|service   (password on stdin)\n"
           "       osbackend top [--url ws://host:port/ws]   live figures in the terminal (token: OSB_TOKEN)\n"
           "       osbackend version              print the version\n");
@@ -113,8 +116,10 @@ static int serve(void) {
   osb_metrics_init();
   osb_log_batch_start();
   osb_health_set("http", OSB_HEALTH_PASS, "listening", false);
+  osb_features_init();
 
   osb_ops_routes();
+  osb_openapi_routes();
   osb_dashboard_routes();
   int rc = osb_db_init(osb_cfg);
   if (rc != 0) {
@@ -188,6 +193,7 @@ out:
   osb_http_server_dispose();
   osb_auth_dispose();
   osb_ops_dispose();
+  osb_openapi_dispose();
   osb_health_reset();
   osb_metrics_reset();
   return exit_code;
@@ -203,7 +209,15 @@ int main(int argc, char **argv) {
     usage(stdout);
     return 0;
   }
-  if (strcmp(cmd, "migrate") == 0) return osb_db_migrate_cli();
+  if (strcmp(cmd, "migrate") == 0) {
+    if (argc > 2 && strcmp(argv[2], "--status") == 0) return osb_db_migrate_status_cli();
+    if (argc > 2) {
+      fprintf(stderr, "osbackend: unknown option '%s' for migrate\n", argv[2]);
+      usage(stderr);
+      return 2;
+    }
+    return osb_db_migrate_cli();
+  }
   if (strcmp(cmd, "top") == 0) return osb_top_main(argc - 1, argv + 1);
   if (strcmp(cmd, "check-config") == 0) return osb_config_check_main(stdout, stderr);
   bool create_user = strcmp(cmd, "create-user") == 0;

@@ -13,6 +13,7 @@
  * owner and stores the new owner's contact.assigned notification in one
  * transaction; the notification is delivered once it committed. */
 #include "apps/crm.h"
+#include "apps/features.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -461,11 +462,11 @@ static void h_assign(osb_req_t *req) {
 void osb_crm_routes(void) {
   const osb_db_stmt_t *stmts[] = { &Q_INSERT, &Q_GET, &Q_LIST, &Q_PATCH, &Q_DELETE, &Q_LOCK, &Q_USER_EXISTS, &Q_ASSIGN };
   osb_db_register(stmts, OSB_ARRAY_LEN(stmts));
-  osb_route(OSB_POST, "/api/crm/contacts", h_create);
-  osb_route(OSB_GET, "/api/crm/contacts", h_list);
-  osb_route(OSB_GET, "/api/crm/contacts/:id", h_get);
-  osb_route(OSB_PATCH, "/api/crm/contacts/:id", h_patch);
-  osb_route(OSB_DELETE, "/api/crm/contacts/:id", h_delete);
-  osb_route(OSB_POST, "/api/crm/contacts/:id/assign", h_assign);
+  osb_feature_route("crm", OSB_POST, "/api/crm/contacts", h_create);
+  osb_feature_route("crm", OSB_GET, "/api/crm/contacts", h_list);
+  osb_feature_route("crm", OSB_GET, "/api/crm/contacts/:id", h_get);
+  osb_feature_route("crm", OSB_PATCH, "/api/crm/contacts/:id", h_patch);
+  osb_feature_route("crm", OSB_DELETE, "/api/crm/contacts/:id", h_delete);
+  osb_feature_route("crm", OSB_POST, "/api/crm/contacts/:id/assign", h_assign);
   osb_notify_routes();
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "apps/apputil.h"
+#include "apps/features.h"
 #include "apps/market.h"
 #include "auth/auth.h"
 #include "db/db.h"
@@ -554,6 +555,6 @@ static void h_bulk(osb_req_t *req) {
 void osb__market_write_routes(void) {
   const osb_db_stmt_t *stmts[] = { &Q_LOCK, &Q_UPDATE, &Q_INSERT };
   osb_db_register(stmts, OSB_ARRAY_LEN(stmts));
-  osb_route(OSB_PUT, "/api/market/procedures/:id", h_put);
-  osb_route(OSB_POST, "/api/market/procedures/bulk", h_bulk);
+  osb_feature_route("market_writes", OSB_PUT, "/api/market/procedures/:id", h_put);
+  osb_feature_route("market_writes", OSB_POST, "/api/market/procedures/bulk", h_bulk);
 }

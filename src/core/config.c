@@ -87,6 +87,40 @@ static const char *check_origins(const char *v, char **norm) {
   return NULL;
 }
 
+/* DISABLE: a comma list of the feature names apps/features.c knows. */
+static const char *const feature_names[] = {"agents", "voice", "crm", "market_writes", "dashboard", NULL};
+
+static const char *check_features(const char *v, char **norm) {
+  osb_buf_t out = OSB_BUF_INIT;
+  const char *p = v;
+  while (*p) {
+    const char *comma = strchr(p, ',');
+    const char *end = comma ? comma : p + strlen(p);
+    const char *a = p, *b = end;
+    while (a < b && isspace((unsigned char)*a)) a++;
+    while (b > a && isspace((unsigned char)b[-1])) b--;
+    if (a < b) {
+      bool known = false;
+      for (int i = 0; feature_names[i]; i++)
+        if (strlen(feature_names[i]) == (size_t)(b - a) && strncmp(feature_names[i], a, (size_t)(b - a)) == 0)
+          known = true;
+      if (!known) {
+        osb_buf_free(&out);
+        return "must be a comma list of agents, voice, crm, market_writes, dashboard";
+      }
+      if (out.len) osb_buf_puts(&out, ",");
+      osb_buf_append(&out, a, (size_t)(b - a));
+    }
+    p = comma ? comma + 1 : end;
+  }
+  if (out.len == 0) {
+    osb_buf_free(&out);
+    return "must name at least one feature (agents, voice, crm, market_writes, dashboard)";
+  }
+  *norm = out.base;
+  return NULL;
+}
+
 /* ---- the table ---- */
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -195,6 +229,12 @@ const osb_config_var_t osb_config_vars[] = {
   ENUM("LOG_FORMAT", log_format, "json", log_formats, "JSON lines or text for people"),
   STR("CLUSTER_NODE_ID", cluster_node_id, "<hostname>-<pid>", 1, 128, check_node_id, OSB_CFG_COMPUTED,
       "identity of this instance in a cluster"),
+  /* deployment (docs/deploy.md) */
+  STR("DISABLE", disable, NULL, 1, 1024, check_features, 0,
+      "comma list of features to switch off: agents, voice, crm, market_writes, dashboard (503 feature_disabled)"),
+  INT("MIGRATIONS_UPTO", migrations_upto, "0", 0, 1000000,
+      "rollback rehearsal: behave like the release whose newest migration is this version (0 = all compiled in)"),
+  BOOL("RENDER", render, "0", "set by Render on its instances; check-config then checks TRUST_PROXY"),
 };
 #undef H
 const size_t osb_config_nvars = OSB_ARRAY_LEN(osb_config_vars);
@@ -654,6 +694,9 @@ int osb_config_load(osb_config_t *cfg, char *err, size_t errlen, char *warn, siz
     add_warning(warn, warnlen, "WS_IDLE_TIMEOUT_MS=%d is not above WS_PING_INTERVAL_MS=%d: "
                 "clients that answer every ping may still be dropped",
                 cfg->ws_idle_timeout_ms, cfg->ws_ping_interval_ms);
+  if (cfg->render && cfg->trust_proxy == 0)
+    add_warning(warn, warnlen, "RENDER=true but TRUST_PROXY=0: behind Render's proxy every client shares the "
+                "proxy's address (one rate-limit bucket and login throttle for everyone); set TRUST_PROXY=1");
   if (!cfg->cookie_secure)
     add_warning(warn, warnlen, "COOKIE_SECURE=0: session cookies will also be sent over plain HTTP");
 

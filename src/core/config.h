@@ -85,6 +85,10 @@ typedef struct osb_config {
   int log_level;          /* osb_log_level_t */
   osb_logfmt_t log_format;
   char *cluster_node_id;  /* default "<hostname>-<pid>" */
+  /* deployment */
+  char *disable;          /* normalised comma list of switched-off features (apps/features.h), or NULL */
+  int migrations_upto;    /* rehearsal: act as the release whose newest migration is this (0 = all) */
+  bool render;            /* RENDER=true: running on Render (behind its proxy) */
   /* informational: the .env file that was read, or NULL if there was none */
   char *env_file;
 } osb_config_t;

@@ -231,6 +231,11 @@ void osb_db_close(void);
  * seed), print what was applied to stdout; returns the process exit code
  * (0 ok, 1 database error, 2 bad configuration). */
 int osb_db_migrate_cli(void);
+/* `osbackend migrate --status`: read-only. Prints the schema version, the
+ * applied and pending migrations and the oldest release the schema still
+ * supports; exit 0, or 1 when this binary cannot run on the schema (or the
+ * database cannot be read). */
+int osb_db_migrate_status_cli(void);
 
 /* ---- introspection (dashboard, tests) ---- */
 typedef struct osb_db_stats {

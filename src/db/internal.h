@@ -188,6 +188,19 @@ typedef struct osb__migration {
 } osb__migration_t;
 extern const osb__migration_t osb__migrations[];
 extern const size_t osb__nmigrations;
+/* Rollback safety (docs/deploy.md, "Migrations: expand, then contract").
+ * A migration is "expand" unless listed here: the previous release (one that
+ * knows only the migrations before it) still runs with it applied. A
+ * "contract" migration lists the oldest schema version a binary must know to
+ * run with it applied. The database keeps the highest such number of its
+ * applied migrations in osb_meta 'schema_min_version', so an older binary,
+ * which does not know the newer migrations, can tell whether it may start. */
+typedef struct osb__migration_compat {
+  int version;
+  int needs;
+} osb__migration_compat_t;
+extern const osb__migration_compat_t osb__migration_compat[];
+extern const size_t osb__nmigration_compat;
 
 struct sqlite3;
 /* Blocking, start-up only. `report` (may be NULL) gets one line per

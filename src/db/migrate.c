@@ -12,10 +12,71 @@
 #include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+#include "core/config.h"
 #include "obs/log.h"
 
 #define PG_LOCK_KEY "7305231885"     /* pg_advisory_lock key of osbackend migrations */
 #define SEED_UPDATED_AT "1735689600000"  /* 2025-01-01T00:00:00Z: the seed is deterministic */
+
+/* ---- rollback safety (internal.h, docs/deploy.md) ---- */
+
+/* The newest migration this binary applies: all compiled in, or fewer with
+ * MIGRATIONS_UPTO (a rollback rehearsal acting as an older release). */
+static int known_version(void) {
+  int v = 0;
+  int upto = osb_cfg ? osb_cfg->migrations_upto : 0;
+  for (size_t i = 0; i < osb__nmigrations; i++)
+    if (!upto || osb__migrations[i].version <= upto) v = osb__migrations[i].version;
+  return v;
+}
+
+static int needs_of(int version) {
+  for (size_t i = 0; i < osb__nmigration_compat; i++)
+    if (osb__migration_compat[i].version == version) return osb__migration_compat[i].needs;
+  return version > 1 ? version - 1 : 1;
+}
+
+/* The oldest schema version a binary must know to run on a database whose
+ * newest applied migration is `current` (all of them known to this binary). */
+static int needs_upto(int current) {
+  int need = current > 0 ? 1 : 0;
+  for (size_t i = 0; i < osb__nmigrations; i++)
+    if (osb__migrations[i].version <= current && needs_of(osb__migrations[i].version) > need)
+      need = needs_of(osb__migrations[i].version);
+  return need;
+}
+
+/* May this binary run on a schema at `current`? `stored` is the database's
+ * schema_min_version (0 if it has none). Returns 0, setting *newer when the
+ * database is ahead of this binary (then nothing is migrated), or
+ * OSB_ECONFIG with a one-line reason. */
+static int schema_gate(int current, int stored, bool *newer, char *why, size_t whylen) {
+  int known = known_version();
+  *newer = current > known;
+  if (!*newer) return 0;
+  if (stored <= 0) {
+    snprintf(why, whylen, "database schema is at version %d, newer than this release (%d), and records no "
+             "compatibility (schema_min_version): deploy the release that migrated it", current, known);
+    return OSB_ECONFIG;
+  }
+  if (stored > known) {
+    snprintf(why, whylen, "database schema is at version %d and needs a release that knows schema version %d or "
+             "later; this release knows up to %d: deploy a newer release (or restore the pre-upgrade backup)",
+             current, stored, known);
+    return OSB_ECONFIG;
+  }
+  return 0;
+}
+
+static void gate_log(int current, int stored, bool newer, int rc, const char *why) {
+  if (rc < 0) osb_log(OSB_LOG_ERROR, "db", "refusing to start: %s", why);
+  else if (newer)
+    osb_log(OSB_LOG_WARN, "db", "database schema is at version %d, newer than this release (%d); it supports "
+            "releases back to schema version %d, so this one runs on it without migrating", current,
+            known_version(), stored);
+}
 
 /* ---- PostgreSQL ---- */
 
@@ -165,9 +226,22 @@ int osb__pg_migrate(void *pgconn, bool seed, FILE *report) {
     if (rc == 0) current = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);
   }
-  for (size_t i = 0; rc == 0 && i < osb__nmigrations; i++) {
+  bool newer = false;
+  if (rc == 0) {
+    int stored = 0;
+    if (current > known_version()) {
+      PGresult *r = PQexec(c, "SELECT value FROM osb_meta WHERE key = 'schema_min_version'");
+      if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) stored = atoi(PQgetvalue(r, 0, 0));
+      PQclear(r);
+    }
+    char why[400] = "";
+    rc = schema_gate(current, stored, &newer, why, sizeof(why));
+    gate_log(current, stored, newer, rc, why);
+    if (rc < 0 && report) fprintf(stderr, "%s\n", why);
+  }
+  for (size_t i = 0; rc == 0 && !newer && i < osb__nmigrations; i++) {
     const osb__migration_t *m = &osb__migrations[i];
-    if (m->version <= current) continue;
+    if (m->version <= current || m->version > known_version()) continue;
     char what[96], ver[16], now[24];
     snprintf(what, sizeof(what), "migration %d (%s)", m->version, m->name);
     snprintf(ver, sizeof(ver), "%d", m->version);
@@ -185,6 +259,13 @@ int osb__pg_migrate(void *pgconn, bool seed, FILE *report) {
     current = m->version;
     osb_log(OSB_LOG_INFO, "db", "applied migration %d: %s", m->version, m->name);
     if (report) fprintf(report, "applied migration %d: %s\n", m->version, m->name);
+  }
+  if (rc == 0 && !newer && current > 0) {
+    char need[16];
+    snprintf(need, sizeof(need), "%d", needs_upto(current));
+    const char *v[] = { need };
+    rc = pg_params(c, "INSERT INTO osb_meta (key, value) VALUES ('schema_min_version', $1) "
+                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value", 1, v, "schema_min_version");
   }
   if (rc == 0 && seed) rc = pg_seed(c);
   pg_exec(c, "SELECT pg_advisory_unlock(" PG_LOCK_KEY ")", "migration unlock");
@@ -314,13 +395,23 @@ int osb__sqlite_migrate(sqlite3 *db, bool seed, FILE *report) {
                    "name TEXT NOT NULL, applied_at INTEGER NOT NULL)", "schema_migrations");
   int64_t current = rc == 0 ? sq_int(db, "SELECT coalesce(max(version), 0) FROM schema_migrations") : 0;
   int applied = 0;
+  bool newer = false;
+  if (rc == 0) {
+    int stored = 0;
+    if (current > known_version())
+      stored = (int)sq_int(db, "SELECT CAST(value AS INTEGER) FROM osb_meta WHERE key = 'schema_min_version'");
+    char why[400] = "";
+    rc = schema_gate((int)current, stored, &newer, why, sizeof(why));
+    gate_log((int)current, stored, newer, rc, why);
+    if (rc < 0 && report) fprintf(stderr, "%s\n", why);
+  }
   sqlite3_stmt *ins = NULL;
   if (rc == 0 && sqlite3_prepare_v2(db, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
                                     -1, &ins, NULL) != SQLITE_OK)
     rc = OSB_EDB;
-  for (size_t i = 0; rc == 0 && i < osb__nmigrations; i++) {
+  for (size_t i = 0; rc == 0 && !newer && i < osb__nmigrations; i++) {
     const osb__migration_t *m = &osb__migrations[i];
-    if (m->version <= current) continue;
+    if (m->version <= current || m->version > known_version()) continue;
     char what[96], ver[16], now[24];
     snprintf(what, sizeof(what), "migration %d (%s)", m->version, m->name);
     snprintf(ver, sizeof(ver), "%d", m->version);
@@ -334,6 +425,12 @@ int osb__sqlite_migrate(sqlite3 *db, bool seed, FILE *report) {
     if (report) fprintf(report, "applied migration %d: %s\n", m->version, m->name);
   }
   sqlite3_finalize(ins);
+  if (rc == 0 && !newer && current > 0) {
+    char sql[160];
+    snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO osb_meta (key, value) VALUES ('schema_min_version', '%d')",
+             needs_upto((int)current));
+    rc = sq_exec(db, sql, "schema_min_version");
+  }
   /* All pending migrations commit together: SQLite DDL is transactional. */
   if (rc == 0) rc = sq_exec(db, "COMMIT", "migrations");
   else sq_exec(db, "ROLLBACK", "migrations");
@@ -373,4 +470,150 @@ int osb_db_migrate_cli(void) {
   }
   osb_config_dispose(&cli_cfg);
   return rc == 0 ? 0 : 1;
+}
+
+/* ---- migrate --status ---- */
+
+typedef struct {
+  int version;
+  char name[128];
+  long long applied_at;
+} status_row_t;
+
+#define STATUS_MAX_ROWS 512
+
+static void iso_utc(long long ms, char *out, size_t n) {
+  time_t t = (time_t)(ms / 1000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Prints the report from what the database holds; returns the exit status. */
+static int status_print(const char *where, const status_row_t *rows, int nrows, int stored) {
+  int current = 0;
+  for (int i = 0; i < nrows; i++)
+    if (rows[i].version > current) current = rows[i].version;
+  int known = known_version();
+  printf("database: %s\n", where);
+  printf("schema version: %d (this release knows up to %d)\n", current, known);
+  printf("applied:%s\n", nrows ? "" : " none");
+  for (int i = 0; i < nrows; i++) {
+    char when[32];
+    iso_utc(rows[i].applied_at, when, sizeof(when));
+    printf("  %d  %s  (%s)\n", rows[i].version, rows[i].name, when);
+  }
+  int npending = 0;
+  for (size_t i = 0; i < osb__nmigrations; i++) {
+    const osb__migration_t *m = &osb__migrations[i];
+    if (m->version <= current || m->version > known) continue;
+    if (!npending++) printf("pending:\n");
+    printf("  %d  %s\n", m->version, m->name);
+  }
+  if (!npending) printf("pending: none\n");
+  int need = current > known ? stored : needs_upto(current);
+  if (current == 0) printf("oldest release supported: any (no schema yet)\n");
+  else if (need > 0) printf("oldest release supported: one that knows schema version %d or later\n", need);
+  else printf("oldest release supported: unknown (no schema_min_version recorded)\n");
+  bool newer = false;
+  char why[400] = "";
+  int rc = schema_gate(current, stored, &newer, why, sizeof(why));
+  if (rc < 0) {
+    printf("this release: cannot run on this schema: %s\n", why);
+    return 1;
+  }
+  printf("this release: %s\n", newer ? "runs on this newer schema without migrating"
+                                      : npending ? "runs after applying the pending migrations (it applies them at start)"
+                                                 : "up to date");
+  return 0;
+}
+
+static int status_pg(const char *url) {
+  const char *kw[] = { "application_name", "connect_timeout", "dbname", NULL };
+  const char *vals[] = { "osbackend-migrate-status", "10", url, NULL };
+  char redacted[256];
+  osb_config_redact_url(url, redacted, sizeof(redacted));
+  PGconn *c = PQconnectdbParams(kw, vals, 1);
+  if (!c || PQstatus(c) != CONNECTION_OK) {
+    fprintf(stderr, "cannot connect to %s: %s", redacted, c ? PQerrorMessage(c) : "out of memory\n");
+    if (c) PQfinish(c);
+    return 1;
+  }
+  static status_row_t rows[STATUS_MAX_ROWS];
+  int nrows = 0, stored = 0, rc = 0;
+  PGresult *r = PQexec(c, "SELECT to_regclass('schema_migrations') IS NOT NULL, to_regclass('osb_meta') IS NOT NULL");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    fprintf(stderr, "cannot read the schema: %s", PQerrorMessage(c));
+    rc = 1;
+  }
+  bool has_mig = rc == 0 && PQgetvalue(r, 0, 0)[0] == 't';
+  bool has_meta = rc == 0 && PQgetvalue(r, 0, 1)[0] == 't';
+  PQclear(r);
+  if (rc == 0 && has_mig) {
+    r = PQexec(c, "SELECT version, name, applied_at FROM schema_migrations ORDER BY version");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+      for (int i = 0; i < PQntuples(r) && nrows < STATUS_MAX_ROWS; i++, nrows++) {
+        rows[nrows].version = atoi(PQgetvalue(r, i, 0));
+        snprintf(rows[nrows].name, sizeof(rows[nrows].name), "%s", PQgetvalue(r, i, 1));
+        rows[nrows].applied_at = atoll(PQgetvalue(r, i, 2));
+      }
+    } else {
+      fprintf(stderr, "cannot read schema_migrations: %s", PQerrorMessage(c));
+      rc = 1;
+    }
+    PQclear(r);
+  }
+  if (rc == 0 && has_meta) {
+    r = PQexec(c, "SELECT value FROM osb_meta WHERE key = 'schema_min_version'");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) stored = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+  }
+  PQfinish(c);
+  return rc ? rc : status_print(redacted, rows, nrows, stored);
+}
+
+static int status_sqlite(const char *path) {
+  char where[4200];
+  snprintf(where, sizeof(where), "sqlite %s", path);
+  static status_row_t rows[STATUS_MAX_ROWS];
+  struct stat st;
+  if (stat(path, &st) != 0) return status_print(where, rows, 0, 0);   /* nothing created: read-only */
+  sqlite3 *db = NULL;
+  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+    fprintf(stderr, "cannot open %s: %s\n", path, db ? sqlite3_errmsg(db) : "out of memory");
+    sqlite3_close(db);
+    return 1;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  int nrows = 0, stored = 0;
+  sqlite3_stmt *q = NULL;
+  if (sq_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'") > 0 &&
+      sqlite3_prepare_v2(db, "SELECT version, name, applied_at FROM schema_migrations ORDER BY version", -1, &q,
+                         NULL) == SQLITE_OK) {
+    while (sqlite3_step(q) == SQLITE_ROW && nrows < STATUS_MAX_ROWS) {
+      rows[nrows].version = sqlite3_column_int(q, 0);
+      snprintf(rows[nrows].name, sizeof(rows[nrows].name), "%s", (const char *)sqlite3_column_text(q, 1));
+      rows[nrows].applied_at = sqlite3_column_int64(q, 2);
+      nrows++;
+    }
+  }
+  sqlite3_finalize(q);
+  if (sq_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'osb_meta'") > 0)
+    stored = (int)sq_int(db, "SELECT CAST(value AS INTEGER) FROM osb_meta WHERE key = 'schema_min_version'");
+  sqlite3_close(db);
+  return status_print(where, rows, nrows, stored);
+}
+
+int osb_db_migrate_status_cli(void) {
+  char err[512] = "", warn[512] = "";
+  if (osb_config_load(&cli_cfg, err, sizeof(err), warn, sizeof(warn)) < 0) {
+    fprintf(stderr, "%s\n", err);
+    return 2;
+  }
+  osb_log_init(cli_cfg.log_level, (int)cli_cfg.log_format);
+  int rc;
+  if (cli_cfg.database_url && *cli_cfg.database_url) rc = status_pg(cli_cfg.database_url);
+  else rc = status_sqlite(cli_cfg.sqlite_path && *cli_cfg.sqlite_path ? cli_cfg.sqlite_path : "./data/osbackend.db");
+  osb_config_dispose(&cli_cfg);
+  return rc;
 }

@@ -382,3 +382,12 @@ const osb__migration_t osb__migrations[] = {
   { 2, "durable channel seq counters from stored messages", pg_v2, sq_v2 },
 };
 const size_t osb__nmigrations = OSB_ARRAY_LEN(osb__migrations);
+
+/* Contract migrations (internal.h). v2 moves the durable channel counters
+ * that the v1 binary never advanced: a v1 binary running on it again would
+ * leave them behind and the next v2 start would reuse stored seqs, so a
+ * rollback across v2 is refused. */
+const osb__migration_compat_t osb__migration_compat[] = {
+  { 2, 2 },
+};
+const size_t osb__nmigration_compat = OSB_ARRAY_LEN(osb__migration_compat);

@@ -18,6 +18,7 @@
 #endif
 
 #include "core/config.h"
+#include "obs/health.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
 
@@ -275,6 +276,22 @@ static int on_header_value(http_parser *p, const char *at, size_t len) {
   return head_append(r, at, len);
 }
 
+/* A peer sending X-Forwarded-For is a proxy we were not told about: with
+ * TRUST_PROXY=0 every client behind it shares its address, so one rate-limit
+ * bucket and one login throttle serve them all. Said once per process, in
+ * the log and as `warn` in /health/details (docs/deploy.md). */
+static bool proxy_warned;
+
+static void proxy_untrusted(const osb_req_t *r) {
+  proxy_warned = true;
+  char reason[160];
+  snprintf(reason, sizeof(reason), "requests from %s carry X-Forwarded-For but TRUST_PROXY=0: set TRUST_PROXY=1 "
+           "behind one proxy", r->ip);
+  osb_log(OSB_LOG_WARN, "http", "%s (until then every client behind that proxy shares its address: one rate-limit "
+          "bucket and one login throttle for all)", reason);
+  osb_health_set("proxy", OSB_HEALTH_WARN, reason, false);
+}
+
 static bool valid_request_id(const char *s) {
   size_t n = strlen(s);
   if (n == 0 || n > 36) return false;
@@ -403,6 +420,8 @@ static int on_headers_complete(http_parser *p) {
     osb__req_forwarded_ip(r, osb_cfg->trust_proxy, r->ip, sizeof(r->ip));
     /* Behind the proxy the connection belongs to the client its head names. */
     if (osb__edge_account(c, r->ip) != 0) return req_fail(r, 429, "too many connections from this address");
+  } else if (!proxy_warned && osb_req_header(r, "x-forwarded-for")) {
+    proxy_untrusted(r);
   }
   if (p->content_length != ULLONG_MAX && p->content_length > (uint64_t)osb_cfg->max_body_bytes)
     return req_fail(r, 413, "request body too large");

@@ -7,6 +7,7 @@ import { rmSync } from 'node:fs';
 import WebSocket from 'ws';
 import { startServer, randomKey } from './lib/server.mjs';
 import { rawWs, frame, closeCode } from './lib/rawws.mjs';
+import { checkWsFrame } from './lib/contract.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -19,7 +20,11 @@ class Client {
     this.pos = 0;
     this.waiters = new Set();
     this.ws.on('message', (d) => {
-      this.msgs.push(JSON.parse(d.toString()));
+      const m = JSON.parse(d.toString());
+      // Every frame must match openapi/ws-protocol.schema.json; the first
+      // mismatch fails the next wait.
+      try { checkWsFrame(m); } catch (e) { this.contractError ??= e; }
+      this.msgs.push(m);
       for (const w of this.waiters) w();
     });
     this.closed = new Promise((resolve) => this.ws.on('close', (code, reason) => {
@@ -45,6 +50,12 @@ class Client {
   next(pred = () => true, ms = 5000) {
     return new Promise((resolve, reject) => {
       const check = () => {
+        if (this.contractError) {
+          this.waiters.delete(check);
+          clearTimeout(t);
+          reject(this.contractError);
+          return true;
+        }
         for (let i = this.pos; i < this.msgs.length; i++) {
           if (pred(this.msgs[i])) {
             this.pos = i + 1;

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { randomKey, runBinary } from './server.mjs';
+import { checkWsFrame } from './contract.mjs';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export const PASSWORD = 'correct horse battery staple 42';
@@ -63,7 +64,11 @@ export class WsClient {
     this.pos = 0;
     this.waiters = new Set();
     this.ws.on('message', (d) => {
-      this.msgs.push(JSON.parse(d.toString()));
+      const m = JSON.parse(d.toString());
+      // Every frame must match openapi/ws-protocol.schema.json; the first
+      // mismatch fails the next wait.
+      try { checkWsFrame(m); } catch (e) { this.contractError ??= e; }
+      this.msgs.push(m);
       for (const w of this.waiters) w();
     });
     this.ws.on('error', () => {});
@@ -84,6 +89,12 @@ export class WsClient {
   next(pred = () => true, ms = 10000) {
     return new Promise((resolve, reject) => {
       const check = () => {
+        if (this.contractError) {
+          this.waiters.delete(check);
+          clearTimeout(t);
+          reject(this.contractError);
+          return true;
+        }
         for (let i = this.pos; i < this.msgs.length; i++) {
           if (pred(this.msgs[i])) {
             this.pos = i + 1;

@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import { checkResponse } from './contract.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const BIN = process.env.OSB_BIN || join(root, 'build', 'asan', 'osbackend');
@@ -74,7 +75,15 @@ export async function startServer(opts = {}) {
     },
     url(path = '/') { return `http://127.0.0.1:${srv.port}${path}`; },
     wsUrl(path = '/ws') { return `ws://127.0.0.1:${srv.port}${path}`; },
-    fetch(path, init) { return fetch(srv.url(path), init); },
+    // Every answer whose path the OpenAPI document knows is checked against it
+    // (lib/contract.mjs); a mismatch rejects. rawFetch skips the check.
+    async fetch(path, init = {}) {
+      const r = await fetch(srv.url(path), init);
+      const ct = r.headers.get('content-type') || '';
+      if (!/event-stream/.test(ct)) checkResponse(init.method || 'GET', path, r.status, ct, await r.clone().text());
+      return r;
+    },
+    rawFetch(path, init) { return fetch(srv.url(path), init); },
     // Stops the server and requires a clean exit: status 0 and no sanitizer
     // report (LeakSanitizer turns a leak into a non-zero status), so every
     // test that starts a server also checks it for leaks. A test that expects
