@@ -1,6 +1,7 @@
 /* dashboard.c: the dashboard page, /client.js, and the once-a-second
  * sampler behind `dashboard:metrics`. */
 #include "apps/dashboard.h"
+#include "apps/features.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -276,8 +277,12 @@ static void get_asset(osb_req_t *req) {
 }
 
 void osb_dashboard_routes(void) {
-  for (const osb_asset_t *a = osb_assets; a->url; a++) osb_route(OSB_GET, a->url, get_asset);
-  osb_route(OSB_GET, "/api/dashboard/history", get_history);
+  /* The page is the `dashboard` feature (DISABLE); /client.js serves every app. */
+  for (const osb_asset_t *a = osb_assets; a->url; a++) {
+    if (strncmp(a->url, "/dashboard", 10) == 0) osb_feature_route("dashboard", OSB_GET, a->url, get_asset);
+    else osb_route(OSB_GET, a->url, get_asset);
+  }
+  osb_feature_route("dashboard", OSB_GET, "/api/dashboard/history", get_history);
 }
 
 void osb_dashboard_start(struct uv_loop_s *loop) {

@@ -1,6 +1,8 @@
 /* features.c: DISABLE, see features.h. */
 #include "apps/features.h"
 
+#include "http/http.h"
+
 #include <string.h>
 
 #include "core/config.h"

@@ -19,7 +19,11 @@
 #define OSB_APPS_FEATURES_H
 
 #include <stdbool.h>
-#include "http/http.h"
+
+/* http/http.h's, declared again (identical typedefs) so this public header
+ * includes no other module's header (docs/architecture.md). */
+typedef struct osb_req osb_req_t;
+typedef void (*osb_handler_fn)(osb_req_t *req);
 
 /* Reads DISABLE from the loaded configuration and sets the health entries.
  * Call once after osb_config_load, before any route registration. */

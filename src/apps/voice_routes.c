@@ -1,5 +1,6 @@
 /* voice_routes.c: thin handlers over voice/ and upstream/ (see voice_routes.h). */
 #include "apps/voice_routes.h"
+#include "apps/features.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -128,9 +129,9 @@ static void get_status(osb_req_t *req) {
 void osb_voice_routes(void) {
   static const osb_db_stmt_t *const stmts[] = {&Q_AUDIO};
   osb_db_register(stmts, 1);
-  osb_route(OSB_POST, "/api/voice/tts", post_tts);
-  osb_route(OSB_GET, "/api/voice/audio/:hash", get_audio);
-  osb_route(OSB_GET, "/api/voice/status", get_status);
+  osb_feature_route("voice", OSB_POST, "/api/voice/tts", post_tts);
+  osb_feature_route("voice", OSB_GET, "/api/voice/audio/:hash", get_audio);
+  osb_feature_route("voice", OSB_GET, "/api/voice/status", get_status);
 }
 
 /* ---- GET /api/upstreams, agents:status ---- */

@@ -39,6 +39,7 @@ typedef struct osb__conn {
   osb__conn_mode_t mode;
   bool closing;                 /* osb__conn_close was called */
   bool close_after_flush;       /* close once the queue is empty */
+  bool lingering;               /* answer sent and FIN queued: reading to discard until EOF */
   bool reading;
   bool processing;              /* inside conn_process: no re-entry */
   uint64_t deadline;            /* loop ms; 0 = none. What it means depends on the phase */

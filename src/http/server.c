@@ -581,7 +581,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     osb__conn_close(c, nread == UV_EOF ? "peer closed" : uv_strerror((int)nread));
     return;
   }
-  if (nread == 0 || c->closing) {
+  if (nread == 0 || c->closing || c->lingering) {   /* lingering: discard */
     release_readbuf(buf);
     return;
   }
@@ -611,7 +611,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
  * are within their bounds (see out_full). Called after reading, after
  * parsing and from the flusher. */
 static void conn_update_reading(osb__conn_t *c) {
-  if (c->closing || c->mode != OSB__CONN_HTTP) return;
+  if (c->closing || c->mode != OSB__CONN_HTTP || c->lingering) return;
   if (c->out_paused) {
     if (c->queued_bytes <= (size_t)osb_cfg->http_send_buffer_bytes / 2) c->out_paused = false;
   } else if (out_full(c)) {
@@ -724,10 +724,42 @@ static uint32_t build_iov(osb__conn_t *c, uv_buf_t *iov) {
   return n;
 }
 
+/* Lingering close (nginx's lingering_close, RFC 9112 §9.6): an HTTP
+ * connection that ends after its answer may still have request bytes in
+ * flight from the peer (a 413 for a body it is still uploading, a 400 in
+ * the middle of a pipeline). Closing now would make the kernel answer them
+ * with RST, which can destroy the answer before the client reads it. So we
+ * send FIN (uv_shutdown, after the queued writes), keep reading and
+ * discarding until the peer closes, and close at EOF or after LINGER_MS. */
+#define LINGER_MS 2000
+
+static void on_linger_shutdown(uv_shutdown_t *sr, int status) {
+  OSB_UNUSED(status);
+  free(sr);
+}
+
+static bool conn_linger(osb__conn_t *c) {
+  if (c->mode != OSB__CONN_HTTP || c->lingering) return false;
+  uv_shutdown_t *sr = osb_malloc(sizeof(*sr));
+  if (uv_shutdown(sr, (uv_stream_t *)&c->tcp, on_linger_shutdown) != 0) {
+    free(sr);
+    return false;
+  }
+  c->lingering = true;
+  osb_buf_free(&c->in);
+  c->phase = OSB__PHASE_DRAIN;
+  c->deadline = uv_now(osb__srv.loop) + LINGER_MS;
+  if (!c->reading) {
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    c->reading = true;
+  }
+  return true;
+}
+
 static void after_flush_empty(osb__conn_t *c) {
   if (c->qlen == 0) {
     if (c->close_after_flush) {
-      osb__conn_close(c, "done");
+      if (!c->lingering && !conn_linger(c)) osb__conn_close(c, "done");
       return;
     }
     if (c->qcap > 16) { free(c->q); c->q = NULL; c->qcap = c->qhead = 0; }

@@ -276,10 +276,14 @@ export async function slowSubscribers({ conns = 20, publishMs = 5000, rate = 50,
     subs.push(c);
   }
   const pad = 'x'.repeat(payload);
-  async function phase(ms) {
+  // Publish at `rate` for `ms`; with `until`, go on (at most `extraMs` more)
+  // until it holds, so a loaded machine that publishes slowly still fills
+  // the stopped subscribers' buffers.
+  async function phase(ms, { until, extraMs = 0 } = {}) {
     let acked = 0;
-    const end = Date.now() + ms;
-    for (let i = 0; i < 1000000 && Date.now() < end; i++) {
+    const end = Date.now() + ms, hardEnd = end + extraMs;
+    for (let i = 0; i < 1000000; i++) {
+      if (Date.now() >= end && (!until || Date.now() >= hardEnd || (i % 5 === 0 && await until()))) break;
       const x = await publish(srv, key, channel, { t: performance.now(), pad });
       if (x.status === 200) acked++;
       await sleep(1000 / rate);
@@ -287,6 +291,10 @@ export async function slowSubscribers({ conns = 20, publishMs = 5000, rate = 50,
     await sleep(500);
     return acked;
   }
+  const slowClosesNow = async () => {
+    const m = (await (await srv.fetch('/metrics')).text()).match(/^websocket_slow_consumer_closes_total (\d+)/m);
+    return m ? Number(m[1]) : 0;
+  };
   const rss0 = rssKb(srv.child.pid);
   // clean phase: everyone reads
   const cleanAcked = await phase(publishMs / 2);
@@ -298,7 +306,7 @@ export async function slowSubscribers({ conns = 20, publishMs = 5000, rate = 50,
   const fast = subs.slice(slow.length);
   for (const c of slow) c.ws._socket.pause();
   const before = fast.map((c) => c.msgs.length);
-  const slowAcked = await phase(publishMs);
+  const slowAcked = await phase(publishMs, { extraMs: 3 * publishMs, until: async () => (await slowClosesNow()) >= slow.length });
   const rssPeak = rssKb(srv.child.pid);
   const slowP99 = pct(fast.flatMap((c) => c.lat), 99);
   r.figures.clean_p99_ms = +cleanP99.toFixed(2);
@@ -312,9 +320,7 @@ export async function slowSubscribers({ conns = 20, publishMs = 5000, rate = 50,
     `${slowP99.toFixed(1)} vs ${cleanP99.toFixed(1)} ms`);
   // bounded: slow consumers hold at most WS_SEND_BUFFER_BYTES each, plus slack
   r.check('RSS bounded (< +64 MiB)', rssPeak - rss0 < 65536, `${rss0} → ${rssPeak} kB`);
-  const metrics = await (await srv.fetch('/metrics')).text();
-  const m = metrics.match(/^websocket_slow_consumer_closes_total (\d+)/m);
-  const slowCloses = m ? Number(m[1]) : 0;
+  const slowCloses = await slowClosesNow();
   r.figures.slow_consumer_closes = slowCloses;
   r.check('every stopped subscriber was closed by the server for being slow (1013)', slowCloses >= slow.length,
     `${slowCloses} of ${slow.length}`);

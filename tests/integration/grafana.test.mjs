@@ -18,9 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { startServer, randomKey } from './lib/server.mjs';
 import { api, sleep, WsClient } from './lib/apps.mjs';
 
-export const EXPECTED_LATER = new Map([
-  ['osb_breaker_state', 'the upstream work (LLM and TTS circuit breakers, SPEC §4 Voice)'],
-]);
+export const EXPECTED_LATER = new Map([]);
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const board = JSON.parse(readFileSync(join(root, 'deploy/grafana/osbackend.json'), 'utf8'));
