@@ -118,6 +118,8 @@ static int serve(void) {
   osb_auth_routes();
   osb_rt_start(&loop);
   osb_rt_set_store(osb_rt_store_db_new(&loop));
+  if (osb_cfg->cluster_bus == OSB_BUS_POSTGRES) osb_rt_set_bus(osb_rt_bus_pg_new(&loop));
+  else osb_health_set("cluster", OSB_HEALTH_PASS, "single instance (CLUSTER_BUS=local)", false);
   osb_realtime_api_routes();
   osb_market_routes();
   osb_crm_routes();

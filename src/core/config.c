@@ -91,6 +91,7 @@ static const char *check_origins(const char *v, char **norm) {
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"json", "text", NULL};
+static const char *const cluster_buses[] = {"auto", "local", "postgres", NULL};
 static const char *const pg_schemes[] = {"postgres://", "postgresql://", NULL};
 static const char *const http_schemes[] = {"https://", "http://", NULL};
 
@@ -175,6 +176,9 @@ const osb_config_var_t osb_config_vars[] = {
   ENUM("LOG_FORMAT", log_format, "json", log_formats, "JSON lines or text for people"),
   STR("CLUSTER_NODE_ID", cluster_node_id, "<hostname>-<pid>", 1, 128, check_node_id, OSB_CFG_COMPUTED,
       "identity of this instance in a cluster"),
+  ENUM("CLUSTER_BUS", cluster_bus, "auto", cluster_buses,
+       "how channel messages reach the other instances: postgres (LISTEN/NOTIFY) or local; auto = postgres with DATABASE_URL"),
+  INT("WORKERS", workers, "1", 1, 256, "event-loop processes sharing the port (SO_REUSEPORT)"),
 };
 #undef H
 const size_t osb_config_nvars = OSB_ARRAY_LEN(osb_config_vars);
@@ -603,6 +607,12 @@ int osb_config_load(osb_config_t *cfg, char *err, size_t errlen, char *warn, siz
   if (cfg->database_url && !cfg->jwt_secret) {
     put_line(err, errlen, "config: JWT_SECRET is required when DATABASE_URL is set "
              "(at least 32 characters; every instance must share it)");
+    rc = OSB_ECONFIG;
+    goto fail;
+  }
+  if (cfg->cluster_bus == OSB_BUS_AUTO) cfg->cluster_bus = cfg->database_url ? OSB_BUS_POSTGRES : OSB_BUS_LOCAL;
+  if (cfg->cluster_bus == OSB_BUS_POSTGRES && !cfg->database_url) {
+    put_line(err, errlen, "config: CLUSTER_BUS=postgres needs DATABASE_URL (the bus is PostgreSQL LISTEN/NOTIFY)");
     rc = OSB_ECONFIG;
     goto fail;
   }

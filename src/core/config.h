@@ -19,6 +19,8 @@
 
 typedef enum { OSB_LOGFMT_JSON, OSB_LOGFMT_TEXT } osb_logfmt_t;
 
+typedef enum { OSB_BUS_AUTO = 0, OSB_BUS_LOCAL, OSB_BUS_POSTGRES } osb_cluster_bus_t;
+
 typedef struct osb_config {
   /* listener */
   int port;               /* 0 = ephemeral (tests read it from the "listening" log line) */
@@ -76,6 +78,8 @@ typedef struct osb_config {
   int log_level;          /* osb_log_level_t */
   osb_logfmt_t log_format;
   char *cluster_node_id;  /* default "<hostname>-<pid>" */
+  int cluster_bus;        /* osb_cluster_bus_t; never AUTO after osb_config_load */
+  int workers;            /* event-loop processes (fork + SO_REUSEPORT), default 1 */
   /* informational: the .env file that was read, or NULL if there was none */
   char *env_file;
 } osb_config_t;
