@@ -16,6 +16,7 @@ const clusterEnv = (node, extra = {}) => ({
   JWT_SECRET: secret,
   SERVICE_API_KEY: key,
   CLUSTER_NODE_ID: node,
+  TRUST_PROXY: '1',   // the throttle test signs in from its own forwarded address
   RATE_LIMIT_RPS: '100000',
   RATE_LIMIT_BURST: '100000',
   REGISTER_IP_BURST: '1000',
@@ -147,6 +148,33 @@ describe('cluster: three instances on one PostgreSQL', { skip: !PG && 'OSB_TEST_
     assert.deepEqual([...acked].sort((a, b) => a - b), seqs[0]);
     assert.ok(subs.every((c) => c.msgs.every((m) => m.type !== 'reset')), 'no reset on a healthy bus');
     subs.forEach((c) => c.close());
+  });
+
+  test('five wrong passwords spread over A, B and C hit the login throttle', async () => {
+    const u = await register(A, 'throttle');
+    // Failures are rows in the shared database: sign in from an address of
+    // this test only, so 127.0.0.1 stays unthrottled for the other suites.
+    const b = 1 + Math.floor(Math.random() * 250), c = 1 + Math.floor(Math.random() * 250);
+    const headers = { 'x-forwarded-for': `198.18.${b}.${c}` };
+    const order = [A, B, C, A, B];
+    for (const s of order) {
+      const r = await api(s, 'POST', '/api/auth/login', { headers, body: { email: u.email, password: 'wrong password 123' } });
+      assert.equal(r.status, 401, JSON.stringify(r.body));
+    }
+    // no instance saw more than two of them, yet every one refuses now, the right password too
+    for (const s of [C, A, B]) {
+      const r = await api(s, 'POST', '/api/auth/login', { headers, body: { email: u.email, password: PASSWORD } });
+      assert.equal(r.status, 429, JSON.stringify(r.body));
+      assert.equal(r.body.error.code, 'too_many_attempts');
+      assert.ok(Number(r.headers.get('retry-after')) >= 1);
+    }
+    // the address is throttled everywhere too (five failures from it), another one is not
+    const v = await register(B, 'throttle-other');
+    const blocked = await api(C, 'POST', '/api/auth/login', { headers, body: { email: v.email, password: PASSWORD } });
+    assert.equal(blocked.status, 429, JSON.stringify(blocked.body));
+    const ok = await api(C, 'POST', '/api/auth/login', {
+      headers: { 'x-forwarded-for': `198.19.${b}.${c}` }, body: { email: v.email, password: PASSWORD } });
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
   });
 
   test('presence counts members on every instance', async () => {
