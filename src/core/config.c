@@ -616,6 +616,12 @@ int osb_config_load(osb_config_t *cfg, char *err, size_t errlen, char *warn, siz
     rc = OSB_ECONFIG;
     goto fail;
   }
+  if (cfg->workers > 1 && cfg->cluster_bus != OSB_BUS_POSTGRES) {
+    put_line(err, errlen, "config: WORKERS=%d needs CLUSTER_BUS=postgres (DATABASE_URL): the workers are "
+             "instances of one cluster and share channels through the bus", cfg->workers);
+    rc = OSB_ECONFIG;
+    goto fail;
+  }
   if (cfg->db_pool_min > cfg->db_pool_max) {
     put_line(err, errlen, "config: DB_POOL_MIN (%d) must not exceed DB_POOL_MAX (%d)",
              cfg->db_pool_min, cfg->db_pool_max);

@@ -3,7 +3,7 @@
 // Needs OSB_TEST_PG_URL (scripts/test.sh starts a cluster); skipped without.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, randomKey } from './lib/server.mjs';
+import { startServer, randomKey, runBinary } from './lib/server.mjs';
 import { api, register, WsClient, until, sleep, PASSWORD } from './lib/apps.mjs';
 
 const PG = process.env.OSB_TEST_PG_URL;
@@ -337,5 +337,43 @@ describe('cluster: CLUSTER_BUS=local', { skip: !PG && 'OSB_TEST_PG_URL not set' 
       await A.stop();
       await B.stop();
     }
+  });
+});
+
+describe('cluster: WORKERS', { skip: !PG && 'OSB_TEST_PG_URL not set' }, () => {
+  test('WORKERS=2 forks two instances on one port; they share channels; SIGTERM drains both', async () => {
+    const tag = randomKey(3);
+    const srv = await startNode(`w-${tag}`, { WORKERS: '2' });
+    try {
+      // new connections are spread over both workers (SO_REUSEPORT)
+      const seen = new Set();
+      await until(async () => {
+        const r = await srv.fetch('/api/realtime/channels', { headers: { authorization: `Bearer ${key}`, connection: 'close' } });
+        seen.add((await r.json()).cluster.node_id);
+        return seen.size === 2;
+      }, 20000, 'both workers answering');
+      assert.deepEqual([...seen].sort(), [`w-${tag}-w1`, `w-${tag}-w2`]);
+      await waitInstances(srv, 2);
+      const ch = `market:w-${tag}`;
+      const subs = await Promise.all(Array.from({ length: 8 }, () => WsClient.open(srv)));
+      await Promise.all(subs.map((c) => c.subscribe(ch)));
+      const r = await publish(srv, ch, { w: 1 });
+      for (const c of subs) {
+        const m = await c.next((f) => f.type === 'message' && f.channel === ch);
+        assert.equal(m.seq, r.body.seq);
+      }
+      subs.forEach((c) => c.close());
+    } finally {
+      const r = await srv.stop();
+      assert.equal(r.code, 0);
+      assert.equal((srv.logs().match(/"msg":"stopped"/g) || []).length, 2, 'both workers drained and stopped');
+      assert.match(srv.logs(), /all workers stopped/);
+    }
+  });
+
+  test('WORKERS > 1 without the postgres bus is a configuration error', async () => {
+    const r = await runBinary(['check-config'], { env: { WORKERS: '2' } });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /WORKERS=2 needs CLUSTER_BUS=postgres/);
   });
 });
