@@ -758,25 +758,20 @@ void osb_rt_foreach_member(void (*fn)(void *ud, const char *channel, const char 
 
 /* ---- catching up after a bus outage ---- */
 
-typedef struct resync {
-  osb__rt_channel_t *ch;
-} resync_t;
-
+/* The channel itself is the callback's context (pinned meanwhile): a
+ * store disposed meanwhile drops the callback, and hub_free frees the
+ * channel, so nothing is left to leak. */
 static void resync_rows(void *ud, int err, const osb_rt_row_t *rows, size_t n);
 
 static void resync_range(osb__rt_channel_t *ch) {
-  resync_t *r = osb_malloc(sizeof(*r));
-  r->ch = ch;
-  osb__rt->store->range(osb__rt->store, ch->name, ch->seq, osb__rt->opt.replay_max, resync_rows, r);
+  osb__rt->store->range(osb__rt->store, ch->name, ch->seq, osb__rt->opt.replay_max, resync_rows, ch);
 }
 
 /* Durable: deliver the rows committed meanwhile (in order; what the bus
  * also brings is a duplicate the seq check drops), then ask again if the
  * page was full. */
 static void resync_rows(void *ud, int err, const osb_rt_row_t *rows, size_t n) {
-  resync_t *r = ud;
-  osb__rt_channel_t *ch = r->ch;
-  free(r);
+  osb__rt_channel_t *ch = ud;
   if (err) osb_log(OSB_LOG_WARN, "realtime", "catching up %s failed: %s", ch->name, osb_strerror(err));
   for (size_t i = 0; !err && i < n; i++) {
     osb_rt_pub_t pub = {ch->name, rows[i].data, rows[i].len, rows[i].seq, true, false, rows[i].ts_ms};
@@ -792,9 +787,7 @@ static void resync_rows(void *ud, int err, const osb_rt_row_t *rows, size_t n) {
 
 /* Non-durable: nothing to replay; a seq that moved on is a reset. */
 static void resync_seq(void *ud, int err, uint64_t seq) {
-  resync_t *r = ud;
-  osb__rt_channel_t *ch = r->ch;
-  free(r);
+  osb__rt_channel_t *ch = ud;
   if (!err && seq > ch->seq && osb_list_empty(&ch->waiting)) {
     send_reset(ch, seq, seq - ch->seq);
     ch->seq = seq;
@@ -813,9 +806,7 @@ void osb_rt_bus_resync(void) {
       if (c->ns->durable) {
         resync_range(c);
       } else if (hub->bus && hub->bus->cluster_seqs) {
-        resync_t *r = osb_malloc(sizeof(*r));
-        r->ch = c;
-        hub->store->last_seq(hub->store, c->name, resync_seq, r);
+        hub->store->last_seq(hub->store, c->name, resync_seq, c);
       } else {
         c->pins--;
       }
