@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -244,8 +245,12 @@ static void sup_free(sup_t *S) {
  * is ready to serve: its own node id, default signal handling), < 0 on
  * failure. */
 static pid_t spawn_worker(sup_t *S, int i) {
+  pid_t parent = getpid();
   pid_t p = fork();
   if (p == 0) {
+    /* a supervisor killed outright (kill -9) takes its workers along */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(1);   /* it died before the line above */
     if (S->resv >= 0) close(S->resv);
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
