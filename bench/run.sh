@@ -14,10 +14,13 @@
 # fan-out with wsload), apps (Market Data PUT → event at 1,000 subscribers,
 # POST /api/notifications → delivery at 1,000 users, on SQLite and
 # PostgreSQL), upstream (500 concurrent text-to-speech calls through the
-# libcurl-multi client to a fake ElevenLabs; breaker overhead).
+# libcurl-multi client to a fake ElevenLabs; breaker overhead), cluster (2
+# instances on the PostgreSQL bus, 1,000 subscribers each, 200 msg/s on one:
+# same- vs cross-instance delivery; WORKERS=2 vs 1). The single-instance
+# sections run with CLUSTER_BUS=local (one process needs no bus).
 #
-# Knobs (environment): BENCH_SECTIONS ("health db auth ws apps upstream"), BENCH_APPS_DURATION (10),
-# BENCH_UPSTREAM_CONC (500), BENCH_UPSTREAM_DELAY_MS (50), BENCH_UPSTREAM_DURATION (10), BENCH_AUTH_LOGINS (20), BENCH_WS_MATRIX
+# Knobs (environment): BENCH_SECTIONS ("health db auth ws apps upstream cluster"), BENCH_APPS_DURATION (10),
+# BENCH_CLUSTER_DURATION (20), BENCH_UPSTREAM_CONC (500), BENCH_UPSTREAM_DELAY_MS (50), BENCH_UPSTREAM_DURATION (10), BENCH_AUTH_LOGINS (20), BENCH_WS_MATRIX
 # ("1000:200 10000:50", conns:rate pairs), BENCH_WS_DURATION (20),
 # BENCH_WS_THREADS (1), BENCH_HEALTH_RUNS (3), BENCH_BUILD (build/release),
 # NODE_BASELINE_DIR (/work/shared/anchors/node-baseline), BENCH_PORT_BASE
@@ -34,13 +37,14 @@ BUILD=${BENCH_BUILD:-$ROOT/build/release}
 OSB_BIN=$BUILD/osbackend
 WSLOAD=$BUILD/wsload
 NODE_DIR=${NODE_BASELINE_DIR:-/work/shared/anchors/node-baseline}
-SECTIONS=${BENCH_SECTIONS:-health db auth ws apps upstream}
+SECTIONS=${BENCH_SECTIONS:-health db auth ws apps upstream cluster}
 APPS_DURATION=${BENCH_APPS_DURATION:-10}
 AUTH_LOGINS=${BENCH_AUTH_LOGINS:-20}
 WS_MATRIX=${BENCH_WS_MATRIX:-1000:200 10000:50}
 WS_DURATION=${BENCH_WS_DURATION:-20}
 WS_THREADS=${BENCH_WS_THREADS:-1}
 HEALTH_RUNS=${BENCH_HEALTH_RUNS:-3}
+CLUSTER_DURATION=${BENCH_CLUSTER_DURATION:-20}
 BASE=${BENCH_PORT_BASE:-55490}
 PGPORT_BENCH=$BASE
 OSB_PORT=$((BASE + 1))
@@ -131,7 +135,7 @@ start_osb() {
     PORT="$port" HOST=127.0.0.1 DATABASE_URL="$OSB_DB_URL" JWT_SECRET="$JWT_SECRET" \
     SERVICE_API_KEY="$SERVICE_API_KEY" OSB_ENV_FILE="$RES/none.env" SQLITE_PATH="$RES/osb.db" \
     LOG_LEVEL=warn LOG_FORMAT=json RATE_LIMIT_RPS=1000000 RATE_LIMIT_BURST=1000000 MAX_CONNECTIONS_PER_IP=0 \
-    "$@" "$OSB_BIN" >"$RES/$name.log" 2>&1) &
+    CLUSTER_BUS=local "$@" "$OSB_BIN" >"$RES/$name.log" 2>&1) &
   PIDS[$name]=$!
   if ! wait_listen "$name" "$port"; then
     exit_note "$name"
@@ -538,6 +542,62 @@ section_upstream() {
   fi
 }
 
+# cl_ws LABEL SUBPORT PUBPORT CHANNEL: wsload with 1,000 subscribers on SUBPORT,
+# 200 publishes/s through PUBPORT; prints "p50 p99 deliveries/s lost ok" or failed.
+cl_ws() {
+  local out="$RES/cluster-$1.txt"
+  timeout $((CLUSTER_DURATION + 120)) "$WSLOAD" --port "$2" --pub-port "$3" --conns 1000 --rate 200 \
+    --duration "$CLUSTER_DURATION" --channel "$4" --key "$SERVICE_API_KEY" --drain-ms 10000 \
+    --pub-conns 4 --pub-inflight 8 --quiet >"$out" 2>&1
+  grep -q '^WSLOAD ' "$out" || { echo failed; return; }
+  echo "$(jget "$out" p50_ms) $(jget "$out" p99_ms) $(jget "$out" deliveries_per_s) $(jget "$out" lost) $(jget "$out" ok)"
+}
+
+section_cluster() {
+  local pa=$((BASE + 5)) pb=$((BASE + 6)) pw=$((BASE + 7)) hz same cross loc a0 a1 b0 b1 t0 t1
+  hz=$(getconf CLK_TCK)
+  hr "e. cluster: 2 instances on one PostgreSQL (CLUSTER_BUS=postgres), 1,000 subscribers on each, 200 msg/s published on A"
+  if ! start_osb cl-local "$pa" CLUSTER_BUS=local; then return; fi
+  loc=$(cl_ws local "$pa" "$pa" market:bench-local)
+  stop_pid cl-local
+  start_osb cl-a "$pa" CLUSTER_BUS=postgres CLUSTER_NODE_ID=bench-a || return
+  start_osb cl-b "$pb" CLUSTER_BUS=postgres CLUSTER_NODE_ID=bench-b || { stop_pid cl-a; return; }
+  sleep 1
+  # one at a time (the load generator alone on the machine), then both at
+  # once: subscribers on A of a channel published on A, and subscribers on
+  # B of a channel published on A (the bus carries it)
+  local same1 cross1
+  same1=$(cl_ws same1 "$pa" "$pa" market:bench-same1)
+  a0=$(cpu_ticks "${PIDS[cl-a]}"); b0=$(cpu_ticks "${PIDS[cl-b]}"); t0=$(date +%s.%N)
+  cross1=$(cl_ws cross1 "$pb" "$pa" market:bench-cross1)
+  a1=$(cpu_ticks "${PIDS[cl-a]}"); b1=$(cpu_ticks "${PIDS[cl-b]}"); t1=$(date +%s.%N)
+  cl_ws same "$pa" "$pa" market:bench-same >"$RES/cluster-same.line" &
+  local wpid=$!
+  cross=$(cl_ws cross "$pb" "$pa" market:bench-cross)
+  wait "$wpid"; same=$(cat "$RES/cluster-same.line")
+  stop_pid cl-a; stop_pid cl-b
+  pick() { local i=$2; case "$1" in [0-9]*) set -- $1; echo "${!i}";; *) echo failed;; esac; }
+  say "  CLUSTER_BUS=local, one instance:           p50 $(pick "$loc" 1) ms, p99 $(pick "$loc" 2) ms, $(pick "$loc" 3) deliveries/s, lost $(pick "$loc" 4)"
+  say "  postgres bus, same-instance (A→A) alone:   p50 $(pick "$same1" 1) ms, p99 $(pick "$same1" 2) ms, $(pick "$same1" 3) deliveries/s, lost $(pick "$same1" 4)"
+  say "  postgres bus, cross-instance (A→B) alone:  p50 $(pick "$cross1" 1) ms, p99 $(pick "$cross1" 2) ms, $(pick "$cross1" 3) deliveries/s, lost $(pick "$cross1" 4)"
+  say "  CPU during the cross-instance run: A $(awk -v a="$a0" -v b="$a1" -v t0="$t0" -v t1="$t1" -v hz="$hz" 'BEGIN { printf "%.3f", (b - a) / hz / (t1 - t0) }') cores (publishes, NOTIFY)," \
+      "B $(awk -v a="$b0" -v b="$b1" -v t0="$t0" -v t1="$t1" -v hz="$hz" 'BEGIN { printf "%.3f", (b - a) / hz / (t1 - t0) }') cores (bus receive + fan-out to 1,000)"
+  say "  both at once, 1,000 subscribers on each:   same p50 $(pick "$same" 1) / p99 $(pick "$same" 2) ms, cross p50 $(pick "$cross" 1) / p99 $(pick "$cross" 2) ms, lost $(pick "$same" 4)+$(pick "$cross" 4)"
+  NOTES+=("cluster 1000 subs, 200/s on A: same-instance p99 $(pick "$same1" 2) ms, cross-instance p99 $(pick "$cross1" 2) ms (goal ≤ 2x), both at once p99 $(pick "$same" 2)/$(pick "$cross" 2) ms, lost $(pick "$same1" 4)+$(pick "$cross1" 4)+$(pick "$same" 4)+$(pick "$cross" 4); local bus p99 $(pick "$loc" 2) ms")
+
+  hr "f. WORKERS=2 vs 1 on GET /health (wrk -t2 -c64 -d10s; $(nproc) cores)"
+  local w line
+  for w in 1 2; do
+    start_osb "workers-$w" "$pw" CLUSTER_BUS=postgres WORKERS="$w" CLUSTER_NODE_ID="bench-w$w" || continue
+    sleep 1
+    line=$(wrk_run "$RES/health-workers-$w.txt" "http://127.0.0.1:$pw/health")
+    say "  WORKERS=$w: $line (req/s p99_ms non2xx errors)"
+    stop_pid "workers-$w"
+    set -- $line
+    NOTES+=("WORKERS=$w /health: ${1:-failed} req/s, p99 ${2:-?} ms")
+  done
+}
+
 # -------------------------------------------------------------------- run
 T0=$(date +%s)
 say "osbackend benchmark  $(date -u +%FT%TZ)  results: $RES"
@@ -582,6 +642,7 @@ for s in $SECTIONS; do
     auth) section_auth ;;
     apps) section_apps ;;
     upstream) section_upstream ;;
+    cluster) section_cluster ;;
     *) say "unknown section: $s" ;;
   esac
   check_servers

@@ -1,6 +1,13 @@
 /* main.c: wiring only. Sub-commands, configuration, start-up order of the
  * modules, signals and the graceful shutdown sequence. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +140,8 @@ static int serve(void) {
   osb_auth_routes();
   osb_rt_start(&loop);
   osb_rt_set_store(osb_rt_store_db_new(&loop));
+  if (osb_cfg->cluster_bus == OSB_BUS_POSTGRES) osb_rt_set_bus(osb_rt_bus_pg_new(&loop));
+  else osb_health_set("cluster", OSB_HEALTH_PASS, "single instance (CLUSTER_BUS=local)", false);
   osb_realtime_api_routes();
   osb_market_routes();
   osb_crm_routes();
@@ -199,6 +208,165 @@ out:
   return exit_code;
 }
 
+/* ---- WORKERS > 1: a supervisor and N event-loop processes ----
+ * The supervisor runs no loop: it forks the workers before anything else
+ * is opened, each a complete instance (its own loop, pool, bus connection
+ * and CLUSTER_NODE_ID "<id>-w<i>") listening on the same port with
+ * SO_REUSEPORT (http/server.c). SIGTERM/SIGINT are passed on to every
+ * worker, which drains as a single process would; the supervisor exits
+ * once all of them did (status 1 if any did not exit cleanly). A worker
+ * that dies on its own is started again after a second, unless it failed
+ * within START_GRACE_S of starting (a start-up failure: everything stops,
+ * as a single process would). See docs/scale-out.md. */
+#define START_GRACE_S 5
+
+static volatile sig_atomic_t sup_signal;
+static void sup_on_signal(int sig) { sup_signal = sig; }
+
+/* PORT=0: the workers must share one port, so take one here, bound with
+ * SO_REUSEPORT (and never listening, so it gets no connections) for the
+ * supervisor's lifetime. Returns the fd or -1. */
+static int reserve_port(osb_config_t *cfg) {
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof(ss));
+  socklen_t len;
+  if (strchr(cfg->host, ':')) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    a->sin6_family = AF_INET6;
+    if (inet_pton(AF_INET6, cfg->host, &a->sin6_addr) != 1) return -1;
+    len = sizeof(*a);
+  } else {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    a->sin_family = AF_INET;
+    if (inet_pton(AF_INET, cfg->host, &a->sin_addr) != 1) return -1;
+    len = sizeof(*a);
+  }
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int on = 1;
+  if (fd < 0) return -1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 || bind(fd, (struct sockaddr *)&ss, len) != 0 ||
+      getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+    close(fd);
+    return -1;
+  }
+  cfg->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                             : ((struct sockaddr_in *)&ss)->sin_port);
+  return fd;
+}
+
+typedef struct sup {
+  osb_config_t *cfg;
+  int n, resv;
+  pid_t *pids;
+  time_t *born;
+  char *base_id;
+} sup_t;
+
+static void sup_free(sup_t *S) {
+  free(S->base_id);
+  free(S->pids);
+  free(S->born);
+}
+
+/* fork worker i: > 0 in the supervisor (the pid), 0 in the worker (which
+ * is ready to serve: its own node id, default signal handling), < 0 on
+ * failure. */
+static pid_t spawn_worker(sup_t *S, int i) {
+  pid_t parent = getpid();
+  pid_t p = fork();
+  if (p == 0) {
+    /* a supervisor killed outright (kill -9) takes its workers along */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(1);   /* it died before the line above */
+    if (S->resv >= 0) close(S->resv);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    free(S->cfg->cluster_node_id);
+    S->cfg->cluster_node_id = osb_asprintf("%s-w%d", S->base_id, i + 1);
+    sup_free(S);
+    return 0;
+  }
+  if (p < 0) {
+    osb_log(OSB_LOG_ERROR, "main", "fork failed: %s", strerror(errno));
+    return -1;
+  }
+  S->pids[i] = p;
+  S->born[i] = time(NULL);
+  return p;
+}
+
+/* Returns the process's exit code (the supervisor's, or a worker's). */
+static int run_workers(osb_config_t *cfg) {
+  sup_t S = {cfg, cfg->workers, -1, NULL, NULL, NULL};
+  if (cfg->port == 0 && (S.resv = reserve_port(cfg)) < 0) {
+    osb_log(OSB_LOG_ERROR, "main", "WORKERS=%d: cannot reserve a port for PORT=0", S.n);
+    return 1;
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = sup_on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  S.pids = osb_calloc((size_t)S.n, sizeof(*S.pids));
+  S.born = osb_calloc((size_t)S.n, sizeof(*S.born));
+  S.base_id = osb_strdup(cfg->cluster_node_id);
+  int alive = 0, code = 0;
+  bool forwarded = false, failing = false;
+  osb_log(OSB_LOG_INFO, "main", "starting %d workers on port %d (SO_REUSEPORT)", S.n, cfg->port);
+  for (int i = 0; i < S.n && !failing; i++) {
+    pid_t p = spawn_worker(&S, i);
+    if (p == 0) return serve();
+    if (p < 0) failing = true, code = 1;
+    else alive++;
+  }
+  while (alive > 0) {
+    if ((sup_signal || failing) && !forwarded) {
+      forwarded = true;
+      for (int i = 0; i < S.n; i++)
+        if (S.pids[i] > 0) kill(S.pids[i], sup_signal ? sup_signal : SIGTERM);
+    }
+    int st;
+    pid_t p = waitpid(-1, &st, WNOHANG);
+    if (p == 0) {
+      usleep(50 * 1000);
+      continue;
+    }
+    if (p < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    int i = 0;
+    while (i < S.n && S.pids[i] != p) i++;
+    if (i == S.n) continue;
+    S.pids[i] = 0;
+    alive--;
+    bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    if (!clean) code = 1;
+    if (sup_signal || failing) continue;
+    int how = WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st);
+    if (!clean && time(NULL) - S.born[i] < START_GRACE_S) {
+      osb_log(OSB_LOG_ERROR, "main", "worker %d failed at start-up (%s %d): stopping", i + 1,
+              WIFEXITED(st) ? "status" : "signal", how);
+      failing = true;
+      continue;
+    }
+    osb_log(OSB_LOG_WARN, "main", "worker %d (pid %ld) exited (%s %d): starting it again", i + 1, (long)p,
+            WIFEXITED(st) ? "status" : "signal", how);
+    sleep(1);
+    if (sup_signal) continue;
+    pid_t q = spawn_worker(&S, i);
+    if (q == 0) return serve();
+    if (q > 0) alive++;
+  }
+  if (S.resv >= 0) close(S.resv);
+  sup_free(&S);
+  osb_log(OSB_LOG_INFO, "main", "all workers stopped");
+  return code;
+}
+
 int main(int argc, char **argv) {
   const char *cmd = argc > 1 ? argv[1] : "serve";
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
@@ -247,7 +415,11 @@ int main(int argc, char **argv) {
     osb_config_dispose(&cfg);
     return rc;
   }
-  rc = serve();
+  if (cfg.workers > 1) {
+    rc = run_workers(&cfg);
+  } else {
+    rc = serve();
+  }
   osb_config_dispose(&cfg);
   return rc;
 }

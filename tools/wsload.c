@@ -73,6 +73,7 @@
 typedef struct opts {
   const char *host;
   int port;
+  int pub_port;         /* 0: the same as port (--pub-port: publish through another instance) */
   const char *path;
   uint32_t conns;
   uint32_t rate;        /* publishes per second */
@@ -763,7 +764,7 @@ static void pub_connect_cb(uv_connect_t *req, int status) {
 
 static void pub_connect(pubconn_t *pc) {
   struct sockaddr_in sa;
-  if (uv_ip4_addr(O.host, O.port, &sa) < 0 || uv_tcp_init(P.loop, &pc->tcp) < 0) return;
+  if (uv_ip4_addr(O.host, O.pub_port ? O.pub_port : O.port, &sa) < 0 || uv_tcp_init(P.loop, &pc->tcp) < 0) return;
   pc->tcp.data = pc;
   uv_tcp_nodelay(&pc->tcp, 1);
   http_parser_init(&pc->parser, HTTP_RESPONSE);
@@ -990,6 +991,7 @@ static void usage(FILE *f) {
   fprintf(f,
     "usage: wsload [options]\n"
     "  --port P            server port (default 10000)\n"
+    "  --pub-port P        publish through this port instead (another instance: cross-instance latency)\n"
     "  --host H            server IPv4 address (default 127.0.0.1)\n"
     "  --path /ws          WebSocket path\n"
     "  --conns N           WebSocket connections (default 100)\n"
@@ -1026,13 +1028,14 @@ static int parse_opts(int argc, char **argv) {
     {"server-pid", 1, 0, 's'}, {"drain-ms", 1, 0, 'D'}, {"threads", 1, 0, 't'},
     {"ramp-batch", 1, 0, 'b'}, {"ramp-timeout-ms", 1, 0, 'T'}, {"settle-ms", 1, 0, 'S'},
     {"pub-conns", 1, 0, 'n'}, {"pub-inflight", 1, 0, 'i'}, {"tick-ms", 1, 0, 'm'},
-    {"market", 1, 0, 'M'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    {"market", 1, 0, 'M'}, {"pub-port", 1, 0, 'o'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   int ch;
   uint32_t v;
   while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 #define NUM(lo_, hi_, dst) do { if (!parse_uint(optarg, lo_, hi_, &v)) goto bad; dst = v; } while (0)
     switch (ch) {
     case 'p': NUM(1, 65535, O.port); break;
+    case 'o': NUM(1, 65535, O.pub_port); break;
     case 'H': O.host = optarg; break;
     case 'P': O.path = optarg; break;
     case 'c': NUM(1, 1000000, O.conns); break;
@@ -1115,7 +1118,7 @@ int main(int argc, char **argv) {
   }
   snprintf(P.req_head, sizeof P.req_head,
            " HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer %s\r\n"
-           "Content-Type: application/json\r\nContent-Length: ", O.host, O.port, O.key);
+           "Content-Type: application/json\r\nContent-Length: ", O.host, O.pub_port ? O.pub_port : O.port, O.key);
 
   C.rss_before_kb = read_rss_kb(O.server_pid);
   if (O.server_pid && C.rss_before_kb < 0)

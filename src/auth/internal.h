@@ -249,4 +249,18 @@ void osb__store_refresh_revoke(const char *token_hash, int64_t now_ms, osb__done
 /* Delete refresh tokens that expired before cutoff_ms. */
 void osb__store_refresh_purge(int64_t cutoff_ms, osb__done_cb cb, void *ud);
 
+/* ---- the cluster-wide login throttle (PostgreSQL; docs/scale-out.md) ----
+ * Failures of every instance are rows of login_failures, keyed "ip:<addr>"
+ * and "email:<address>" (either key may be NULL). blocked: cb(ud, err,
+ * wait_s) with the seconds until the `limit`-th most recent failure of
+ * either key within `window_ms` leaves the window, 0 if not blocked.
+ * failed: record one failure for each key (and drop their rows older than
+ * the window). reset: forget a key's failures. */
+typedef void (*osb__wait_cb)(void *ud, int err, unsigned wait_s);
+void osb__store_login_blocked(const char *ip_key, const char *email_key, int64_t now_ms, int64_t window_ms,
+                              unsigned limit, osb__wait_cb cb, void *ud);
+void osb__store_login_failed(const char *ip_key, const char *email_key, int64_t now_ms, int64_t window_ms,
+                             osb__done_cb cb, void *ud);
+void osb__store_login_reset(const char *email_key);
+
 #endif

@@ -232,6 +232,26 @@ void osb_auth_register(const char *ip, const char *email, const char *password, 
 
 /* ---- login ---- */
 
+/* ---- the cluster-wide part of the login throttle ----
+ * With several instances on one PostgreSQL (CLUSTER_BUS=postgres) the
+ * in-process throttle alone would let a client spread its guesses over the
+ * instances, so failures are also rows of login_failures (store.c): an
+ * attempt is checked against them before any Argon2 work, and a failure
+ * is answered only once its row is written, so the next attempt, on any
+ * instance, sees it. The in-process throttle still runs first (attempts in
+ * flight, no database round trip for a key it already blocks). */
+static bool cluster_throttle(void) { return osb_cfg && osb_cfg->cluster_bus == OSB_BUS_POSTGRES; }
+
+static char *throttle_key(const char *kind, const char *v) {
+  return v && *v ? osb_asprintf("%s:%s", kind, v) : NULL;
+}
+
+static void on_failure_recorded(void *ud, int err) {
+  op_t *o = ud;
+  if (err) osb_log(OSB_LOG_WARN, "auth", "recording a failed sign-in failed: %s", osb_strerror(err));
+  op_fail(o, 401, "invalid_credentials", "wrong e-mail or password");
+}
+
 static void on_login_verified(void *ud, int err, bool match) {
   op_t *o = ud;
   if (err < 0) {
@@ -242,10 +262,22 @@ static void on_login_verified(void *ud, int err, bool match) {
     login_end(o, true);
     if (o->user)
       osb_log_fields(OSB_LOG_INFO, "auth", "login failed", json_pack("{s:s}", "user_id", o->user->id));
+    if (cluster_throttle()) {
+      char *ik = throttle_key("ip", o->ip), *ek = throttle_key("email", o->email);
+      osb__store_login_failed(ik, ek, (int64_t)osb_wallclock_ms(), OSB__LOGIN_FAIL_WINDOW_MS, on_failure_recorded, o);
+      free(ik);
+      free(ek);
+      return;
+    }
     op_fail(o, 401, "invalid_credentials", "wrong e-mail or password");
     return;
   }
   osb__auth_login_succeeded(o->email);
+  if (cluster_throttle()) {
+    char *ek = throttle_key("email", o->email);
+    if (ek) osb__store_login_reset(ek);
+    free(ek);
+  }
   login_end(o, false);
   osb_log_fields(OSB_LOG_INFO, "auth", "login", json_pack("{s:s}", "user_id", o->user->id));
   issue_session(o, 200);
@@ -276,6 +308,19 @@ static void on_login_user(void *ud, int err, osb__user_t *u) {
 static osb_list_t login_parked = { &login_parked, &login_parked };
 static unsigned n_login_parked;
 
+static void on_cluster_checked(void *ud, int err, unsigned wait) {
+  op_t *o = ud;
+  if (err) osb_log(OSB_LOG_DEBUG, "auth", "cluster login throttle unavailable: %s", osb_strerror(err));
+  if (wait) {
+    login_end(o, false);
+    o->r.retry_after_s = wait;
+    osb_log_fields(OSB_LOG_WARN, "auth", "login throttled (cluster)", json_pack("{s:s}", "ip", o->ip));
+    op_fail(o, 429, "too_many_attempts", "too many failed sign-ins; retry later");
+    return;
+  }
+  osb__store_user_by_email(o->email, on_login_user, o);
+}
+
 static void login_admit(op_t *o) {
   unsigned wait = osb__auth_login_blocked(o->ip, o->email);
   if (wait) {
@@ -297,6 +342,14 @@ static void login_admit(op_t *o) {
   }
   osb__auth_login_begin(o->ip, o->email);
   o->attempting = true;
+  if (cluster_throttle()) {   /* counted in flight meanwhile, so a burst still parks */
+    char *ik = throttle_key("ip", o->ip), *ek = throttle_key("email", o->email);
+    osb__store_login_blocked(ik, ek, (int64_t)osb_wallclock_ms(), OSB__LOGIN_FAIL_WINDOW_MS, OSB__LOGIN_FAIL_LIMIT,
+                             on_cluster_checked, o);
+    free(ik);
+    free(ek);
+    return;
+  }
   osb__store_user_by_email(o->email, on_login_user, o);
 }
 

@@ -441,3 +441,72 @@ void osb__store_refresh_purge(int64_t cutoff_ms, osb__done_cb cb, void *ud) {
   const char *p[] = {c};
   osb_db_query(&Q_RT_PURGE, p, 1, on_done, done_q_new(cb, ud));
 }
+
+/* ---- cluster-wide login throttle ---- */
+
+static const osb_db_stmt_t Q_LF_CHECK = {
+  .name = "auth_login_fail_check",
+  .pg = "SELECT max(at_ms) AS at_ms FROM (SELECT at_ms, row_number() OVER (PARTITION BY key ORDER BY at_ms DESC) AS rn "
+        "FROM login_failures WHERE key IN ($1, $2) AND at_ms > $3::bigint) t WHERE rn = $4::bigint",
+  .nparams = 4,
+  .reads = "login_failures",
+};
+static const osb_db_stmt_t Q_LF_RECORD = {
+  .name = "auth_login_fail_record",
+  .pg = "WITH d AS (DELETE FROM login_failures WHERE key IN ($1, $2) AND at_ms < $4::bigint) "
+        "INSERT INTO login_failures (key, at_ms) SELECT k, $3::bigint FROM unnest(ARRAY[$1, $2]::text[]) AS k "
+        "WHERE k IS NOT NULL",
+  .nparams = 4,
+  .writes = "login_failures",
+};
+static const osb_db_stmt_t Q_LF_RESET = {
+  .name = "auth_login_fail_reset",
+  .pg = "DELETE FROM login_failures WHERE key = $1",
+  .nparams = 1,
+  .writes = "login_failures",
+};
+
+typedef struct wait_q {
+  osb__wait_cb cb;
+  void *ud;
+  int64_t now_ms, window_ms;
+} wait_q_t;
+
+static void on_lf_checked(void *ud, int err, const osb_db_result_t *res) {
+  wait_q_t *q = ud;
+  unsigned wait = 0;
+  if (!err && osb_db_nrows(res) && !osb_db_isnull(res, 0, 0)) {
+    int64_t left = osb_db_int(res, 0, 0) + q->window_ms - q->now_ms;
+    if (left > 0) wait = (unsigned)((left + 999) / 1000);
+  }
+  q->cb(q->ud, err, wait);
+  free(q);
+}
+
+void osb__store_login_blocked(const char *ip_key, const char *email_key, int64_t now_ms, int64_t window_ms,
+                              unsigned limit, osb__wait_cb cb, void *ud) {
+  wait_q_t *q = osb_calloc(1, sizeof(*q));
+  q->cb = cb;
+  q->ud = ud;
+  q->now_ms = now_ms;
+  q->window_ms = window_ms;
+  char since[24], lim[16];
+  snprintf(since, sizeof(since), "%lld", (long long)(now_ms - window_ms));
+  snprintf(lim, sizeof(lim), "%u", limit);
+  const char *p[] = {ip_key, email_key, since, lim};
+  osb_db_query(&Q_LF_CHECK, p, 4, on_lf_checked, q);
+}
+
+void osb__store_login_failed(const char *ip_key, const char *email_key, int64_t now_ms, int64_t window_ms,
+                             osb__done_cb cb, void *ud) {
+  char now[24], old[24];
+  snprintf(now, sizeof(now), "%lld", (long long)now_ms);
+  snprintf(old, sizeof(old), "%lld", (long long)(now_ms - window_ms));
+  const char *p[] = {ip_key, email_key, now, old};
+  osb_db_query(&Q_LF_RECORD, p, 4, on_done, done_q_new(cb, ud));
+}
+
+void osb__store_login_reset(const char *email_key) {
+  const char *p[] = {email_key};
+  osb_db_query(&Q_LF_RESET, p, 1, on_done, done_q_new(NULL, NULL));
+}

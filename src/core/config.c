@@ -125,6 +125,7 @@ static const char *check_features(const char *v, char **norm) {
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"json", "text", NULL};
+static const char *const cluster_buses[] = {"auto", "local", "postgres", NULL};
 static const char *const pg_schemes[] = {"postgres://", "postgresql://", NULL};
 static const char *const http_schemes[] = {"https://", "http://", NULL};
 static const char *const llm_providers[] = {"openai", "anthropic", NULL};
@@ -235,6 +236,9 @@ const osb_config_var_t osb_config_vars[] = {
   INT("MIGRATIONS_UPTO", migrations_upto, "0", 0, 1000000,
       "rollback rehearsal: behave like the release whose newest migration is this version (0 = all compiled in)"),
   BOOL("RENDER", render, "0", "set by Render on its instances; check-config then checks TRUST_PROXY"),
+  ENUM("CLUSTER_BUS", cluster_bus, "auto", cluster_buses,
+       "how channel messages reach the other instances: postgres (LISTEN/NOTIFY) or local; auto = postgres with DATABASE_URL"),
+  INT("WORKERS", workers, "1", 1, 256, "event-loop processes sharing the port (SO_REUSEPORT)"),
 };
 #undef H
 const size_t osb_config_nvars = OSB_ARRAY_LEN(osb_config_vars);
@@ -674,6 +678,18 @@ int osb_config_load(osb_config_t *cfg, char *err, size_t errlen, char *warn, siz
   if (cfg->database_url && !cfg->jwt_secret) {
     put_line(err, errlen, "config: JWT_SECRET is required when DATABASE_URL is set "
              "(at least 32 characters; every instance must share it)");
+    rc = OSB_ECONFIG;
+    goto fail;
+  }
+  if (cfg->cluster_bus == OSB_BUS_AUTO) cfg->cluster_bus = cfg->database_url ? OSB_BUS_POSTGRES : OSB_BUS_LOCAL;
+  if (cfg->cluster_bus == OSB_BUS_POSTGRES && !cfg->database_url) {
+    put_line(err, errlen, "config: CLUSTER_BUS=postgres needs DATABASE_URL (the bus is PostgreSQL LISTEN/NOTIFY)");
+    rc = OSB_ECONFIG;
+    goto fail;
+  }
+  if (cfg->workers > 1 && cfg->cluster_bus != OSB_BUS_POSTGRES) {
+    put_line(err, errlen, "config: WORKERS=%d needs CLUSTER_BUS=postgres (DATABASE_URL): the workers are "
+             "instances of one cluster and share channels through the bus", cfg->workers);
     rc = OSB_ECONFIG;
     goto fail;
   }

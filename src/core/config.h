@@ -20,6 +20,8 @@
 typedef enum { OSB_LOGFMT_JSON, OSB_LOGFMT_TEXT } osb_logfmt_t;
 typedef enum { OSB_LLM_OPENAI, OSB_LLM_ANTHROPIC } osb_llm_provider_t;
 
+typedef enum { OSB_BUS_AUTO = 0, OSB_BUS_LOCAL, OSB_BUS_POSTGRES } osb_cluster_bus_t;
+
 typedef struct osb_config {
   /* listener */
   int port;               /* 0 = ephemeral (tests read it from the "listening" log line) */
@@ -89,6 +91,8 @@ typedef struct osb_config {
   char *disable;          /* normalised comma list of switched-off features (apps/features.h), or NULL */
   int migrations_upto;    /* rehearsal: act as the release whose newest migration is this (0 = all) */
   bool render;            /* RENDER=true: running on Render (behind its proxy) */
+  int cluster_bus;        /* osb_cluster_bus_t; never AUTO after osb_config_load */
+  int workers;            /* event-loop processes (fork + SO_REUSEPORT), default 1 */
   /* informational: the .env file that was read, or NULL if there was none */
   char *env_file;
 } osb_config_t;

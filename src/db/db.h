@@ -252,6 +252,15 @@ void osb_db_stats(osb_db_stats_t *out);
 /* A fresh v4 UUID, lowercase text, NUL-terminated. */
 void osb_db_uuid(char out[37]);
 
+/* For a dedicated PostgreSQL connection outside the pool (the cluster bus's
+ * LISTEN connection), resolved off the loop like the pool's own: the host
+ * name in `url` that needs uv_getaddrinfo (malloc'd; NULL for an IP
+ * literal, a socket directory, an explicit hostaddr or several hosts), and
+ * the libpq host/hostaddr lists built from its addrinfo result (returns the
+ * number of addresses, at most 8). */
+char *osb_db_pg_resolvable_host(const char *url);
+int osb_db_pg_hostaddr_lists(const char *host, const void *addrinfo, osb_buf_t *hosts, osb_buf_t *addrs);
+
 /* "postgresql" or "sqlite" (after osb_db_init), else NULL. */
 const char *osb_db_backend(void);
 

@@ -814,6 +814,11 @@ int osb__pg_hostaddr_lists(const char *host, const void *addrinfo, osb_buf_t *ho
   return n;
 }
 
+char *osb_db_pg_resolvable_host(const char *url) { return osb__pg_resolvable_host(url); }
+int osb_db_pg_hostaddr_lists(const char *host, const void *addrinfo, osb_buf_t *hosts, osb_buf_t *addrs) {
+  return osb__pg_hostaddr_lists(host, addrinfo, hosts, addrs);
+}
+
 /* Start libpq's non-blocking connect on c; hostaddr (with the matching host
  * list) when the name was resolved. Returns false if it failed at once (c
  * is closed already). */

@@ -377,9 +377,27 @@ static const char sq_v2[] =
   "WHERE channel NOT LIKE 'notify:%' AND channel NOT LIKE 'chat:%' GROUP BY channel "
   "ON CONFLICT (channel) DO UPDATE SET last_seq = max(channel_seqs.last_seq, excluded.last_seq);\n";
 
+/* v3: failed sign-ins, so the login throttle holds across instances
+ * (SPEC §6, docs/scale-out.md): one row per failure and key ("ip:<addr>",
+ * "email:<address>"), read back over the throttle window, purged as keys
+ * fail again. */
+static const char pg_v3[] =
+  "CREATE TABLE login_failures (\n"
+  "  key TEXT NOT NULL,\n"
+  "  at_ms BIGINT NOT NULL\n"
+  ");\n"
+  "CREATE INDEX login_failures_key_idx ON login_failures (key, at_ms);\n";
+static const char sq_v3[] =
+  "CREATE TABLE login_failures (\n"
+  "  key TEXT NOT NULL,\n"
+  "  at_ms INTEGER NOT NULL\n"
+  ");\n"
+  "CREATE INDEX login_failures_key_idx ON login_failures (key, at_ms);\n";
+
 const osb__migration_t osb__migrations[] = {
   { 1, "initial schema", pg_v1, sq_v1 },
   { 2, "durable channel seq counters from stored messages", pg_v2, sq_v2 },
+  { 3, "failed sign-ins in the database (cluster-wide login throttle)", pg_v3, sq_v3 },
 };
 const size_t osb__nmigrations = OSB_ARRAY_LEN(osb__migrations);
 

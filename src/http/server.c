@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <errno.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #ifdef __linux__
 #include <linux/sockios.h>
 #endif
@@ -1077,6 +1080,26 @@ static void http_shutdown_hook(void *ud) {
   osb_http_server_shutdown();
 }
 
+/* WORKERS > 1 (main.c forks the workers): every worker binds the same
+ * port with SO_REUSEPORT and the kernel spreads new connections over
+ * them. libuv 1.44 has no UV_TCP_REUSEPORT, so the socket is made here and
+ * handed to libuv with uv_tcp_open. */
+static int bind_reuseport(uv_tcp_t *t, const struct sockaddr *sa) {
+  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return uv_translate_sys_error(errno);
+  int on = 1;
+  socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 || bind(fd, sa, len) != 0) {
+    int e = errno;
+    close(fd);
+    return uv_translate_sys_error(e);
+  }
+  int rc = uv_tcp_open(t, (uv_os_sock_t)fd);
+  if (rc != 0) close(fd);
+  return rc;
+}
+
 int osb_http_server_start(uv_loop_t *loop) {
   osb__server_t *s = &osb__srv;
   s->loop = loop;
@@ -1118,7 +1141,8 @@ int osb_http_server_start(uv_loop_t *loop) {
     return rc;
   }
   uv_tcp_init(loop, &s->listener);
-  rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
+  if (osb_cfg->workers > 1) rc = bind_reuseport(&s->listener, (const struct sockaddr *)&addr);
+  else rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
   if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 4096, on_connection);
   if (rc != 0) {
     osb_log(OSB_LOG_ERROR, "http", "cannot listen on %s:%d: %s", osb_cfg->host, osb_cfg->port, uv_strerror(rc));

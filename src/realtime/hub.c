@@ -342,7 +342,7 @@ static void channel_loaded(void *ud, int err, uint64_t seq) {
    * live, in order. */
   if (!osb_list_empty(&ch->waiting)) {   /* sorted: the first has the lowest seq */
     waiting_pub_t *w = osb_container_of(ch->waiting.next, waiting_pub_t, link);
-    if (w->stored && w->seq && w->seq - 1 < seq) seq = w->seq - 1;
+    if (w->seq && w->seq - 1 < seq) seq = w->seq - 1;
   }
   ch->seq = seq;
   ch->state = OSB__RT_CH_READY;
@@ -368,7 +368,10 @@ osb__rt_channel_t *osb__rt_channel_open(const char *name, size_t len, int *err) 
     *err = OSB_EINVAL;
     return NULL;
   }
-  if (!ch->ns->durable || !osb__rt->store) return ch;
+  /* Non-durable channels start from the cluster's seq when the bus numbers
+   * them (channel_seqs); otherwise from 0. */
+  bool cluster = osb__rt->bus && osb__rt->bus->cluster_seqs;
+  if ((!ch->ns->durable && !cluster) || !osb__rt->store) return ch;
   ch->state = OSB__RT_CH_LOADING;
   ch->pins += 2;   /* one for the load, one until we return */
   osb__rt->store->last_seq(osb__rt->store, ch->name, channel_loaded, ch);
@@ -405,6 +408,28 @@ static void fanout(osb__rt_channel_t *ch, osb_msg_t *frame) {
   if (closed) osb_series_inc(hub->st.drops_closed, (double)closed);
 }
 
+/* A gap on a non-durable channel (messages the bus lost while it was
+ * down, or that never arrived within HOLD_MS) cannot be replayed: tell the
+ * live subscribers with {"type":"reset","channel","seq","missed",
+ * "recovered":false} (docs/protocol.md): their state may be stale up to
+ * `seq`, reload it; live messages continue after it. */
+static void send_reset(osb__rt_channel_t *ch, uint64_t seq, uint64_t missed) {
+  if (!ch->nsubs) return;
+  json_t *j = json_pack("{s:s, s:s#, s:I, s:I, s:b}", "type", "reset", "channel", ch->name, (int)ch->namelen,
+                        "seq", (json_int_t)seq, "missed", (json_int_t)missed, "recovered", false);
+  osb_msg_t *frame = osb__rt_frame_json(j);
+  json_decref(j);
+  osb__rt_sub_t mark, *s;
+  ch->pins++;
+  osb__rt_walk_start(ch, &mark);
+  while ((s = osb__rt_walk_next(ch, &mark)))
+    if (s->state == OSB__RT_SUB_LIVE) osb__rt_send_frame(s->cl, frame);
+  ch->pins--;
+  osb_msg_unref(frame);
+  osb_log(OSB_LOG_INFO, "realtime", "%s: %" PRIu64 " message(s) up to seq %" PRIu64 " lost on the bus; reset sent",
+          ch->name, missed, seq);
+}
+
 /* A durable message arrives with the seq the database gave it (committed
  * already); any other with seq_hint 0 and gets the next in-memory seq.
  * osb__rt_deliver lets a durable message through only when it is next in
@@ -426,6 +451,7 @@ static void deliver_ready(osb__rt_channel_t *ch, const char *data, size_t len, u
       if (cb) cb(ud, OSB_ECONFLICT, 0);
       return;
     }
+    if (!ch->ns->durable && seq_hint > ch->seq + 1) send_reset(ch, seq_hint - 1, seq_hint - 1 - ch->seq);
     seq = seq_hint;
   }
   ch->seq = seq;
@@ -502,7 +528,7 @@ void osb__rt_deliver(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
     if (cb) cb(ud, err, 0);
     return;
   }
-  if (ch->state == OSB__RT_CH_LOADING || (pub->stored && pub->seq > ch->seq + 1)) {
+  if (ch->state == OSB__RT_CH_LOADING || (pub->seq && pub->seq > ch->seq + 1)) {
     insert_sorted(ch, waiting_new(pub, cb, ud));
     if (ch->state == OSB__RT_CH_READY) hold_arm();
     return;
@@ -716,9 +742,80 @@ json_t *osb_rt_channels_json(void) {
                                              (json_int_t)c->seq, "history", (json_int_t)c->hist.len,
                                              "durable", c->ns->durable));
   }
-  return json_pack("{s:o, s:I, s:I}", "channels", arr, "connections",
-                   (json_int_t)(hub ? hub->nclients : 0), "subscriptions",
-                   (json_int_t)(hub ? hub->nsubs : 0));
+  json_t *out = json_pack("{s:o, s:I, s:I}", "channels", arr, "connections",
+                           (json_int_t)(hub ? hub->nclients : 0), "subscriptions",
+                           (json_int_t)(hub ? hub->nsubs : 0));
+  if (hub && hub->bus && hub->bus->status) json_object_set_new(out, "cluster", hub->bus->status(hub->bus));
+  return out;
+}
+
+void osb_rt_foreach_member(void (*fn)(void *ud, const char *channel, const char *user_id, uint64_t conn_id),
+                           void *ud) {
+  osb__rt_hub_t *hub = osb__rt;
+  if (!hub) return;
+  for (uint32_t i = 0; i < hub->nbuckets; i++)
+    for (osb__rt_channel_t *c = hub->buckets[i]; c; c = c->hnext)
+      for (osb_list_t *pos = c->subs.next; pos != &c->subs; pos = pos->next) {
+        osb__rt_sub_t *s = osb_container_of(pos, osb__rt_sub_t, ch_link);
+        if (s->state == OSB__RT_SUB_LIVE) fn(ud, c->name, s->cl->user_id, s->cl->id);
+      }
+}
+
+/* ---- catching up after a bus outage ---- */
+
+/* The channel itself is the callback's context (pinned meanwhile): a
+ * store disposed meanwhile drops the callback, and hub_free frees the
+ * channel, so nothing is left to leak. */
+static void resync_rows(void *ud, int err, const osb_rt_row_t *rows, size_t n);
+
+static void resync_range(osb__rt_channel_t *ch) {
+  osb__rt->store->range(osb__rt->store, ch->name, ch->seq, osb__rt->opt.replay_max, resync_rows, ch);
+}
+
+/* Durable: deliver the rows committed meanwhile (in order; what the bus
+ * also brings is a duplicate the seq check drops), then ask again if the
+ * page was full. */
+static void resync_rows(void *ud, int err, const osb_rt_row_t *rows, size_t n) {
+  osb__rt_channel_t *ch = ud;
+  if (err) osb_log(OSB_LOG_WARN, "realtime", "catching up %s failed: %s", ch->name, osb_strerror(err));
+  for (size_t i = 0; !err && i < n; i++) {
+    osb_rt_pub_t pub = {ch->name, rows[i].data, rows[i].len, rows[i].seq, true, false, rows[i].ts_ms};
+    osb__rt_deliver(&pub, NULL, NULL);
+  }
+  if (!err && n == osb__rt->opt.replay_max && ch->nsubs) {
+    resync_range(ch);
+    return;
+  }
+  ch->pins--;
+  osb__rt_channel_gc(ch);
+}
+
+/* Non-durable: nothing to replay; a seq that moved on is a reset. */
+static void resync_seq(void *ud, int err, uint64_t seq) {
+  osb__rt_channel_t *ch = ud;
+  if (!err && seq > ch->seq && osb_list_empty(&ch->waiting)) {
+    send_reset(ch, seq, seq - ch->seq);
+    ch->seq = seq;
+  }
+  ch->pins--;
+  osb__rt_channel_gc(ch);
+}
+
+void osb_rt_bus_resync(void) {
+  osb__rt_hub_t *hub = osb__rt;
+  if (!hub || !hub->store) return;
+  for (uint32_t i = 0; i < hub->nbuckets; i++)
+    for (osb__rt_channel_t *c = hub->buckets[i]; c; c = c->hnext) {
+      if (c->state != OSB__RT_CH_READY || !c->nsubs) continue;
+      c->pins++;
+      if (c->ns->durable) {
+        resync_range(c);
+      } else if (hub->bus && hub->bus->cluster_seqs) {
+        hub->store->last_seq(hub->store, c->name, resync_seq, c);
+      } else {
+        c->pins--;
+      }
+    }
 }
 
 /* Whether `who` may learn which users read a channel of `ns` (see realtime.h). */
@@ -733,7 +830,10 @@ json_t *osb_rt_presence_json(const char *channel, const osb_rt_who_t *who) {
   if (!ns) return NULL;
   osb__rt_channel_t *ch = osb__rt ? osb__rt_channel_find(channel, len) : NULL;
   size_t count = 0, anon = 0;
-  json_t *members = ch ? osb__rt_presence_members(ch, members_visible(ns, who), &count, &anon) : json_array();
+  bool list = members_visible(ns, who);
+  json_t *members = ch ? osb__rt_presence_members(ch, list, &count, &anon) : json_array();
+  osb_rt_bus_t *bus = osb__rt ? osb__rt->bus : NULL;
+  if (bus && bus->presence) bus->presence(bus, channel, members, list, osb__rt->opt.presence_list_max, &count, &anon);
   return json_pack("{s:s, s:o, s:I, s:I}", "channel", channel, "members", members, "count",
                    (json_int_t)count, "anonymous", (json_int_t)anon);
 }

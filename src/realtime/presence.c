@@ -32,6 +32,8 @@ json_t *osb__rt_presence_members(osb__rt_channel_t *ch, bool list, size_t *count
 
 void osb__rt_presence_event(osb__rt_sub_t *sub, const char *event) {
   osb__rt_channel_t *ch = sub->ch;
+  osb_rt_bus_t *bus = osb__rt->bus;
+  if (bus && bus->member) bus->member(bus, ch->name, sub->cl->user_id, sub->cl->id, event[0] == 'j');
   if (!ch->ns->presence_events || !sub->cl->user_id) return;
   json_t *j = json_pack("{s:s, s:s, s:s, s:[o]}", "type", "presence", "channel", ch->name, "event",
                         event, "members", member(sub->cl));

@@ -246,13 +246,49 @@ typedef struct osb_rt_pub {
 
 typedef struct osb_rt_bus osb_rt_bus_t;
 struct osb_rt_bus {
-  const char *name;   /* "local" */
-  /* Carry `pub` (borrowed) to the hubs; cb reports this instance's result. */
+  const char *name;   /* "local", "postgres" */
+  /* Carry `pub` (borrowed) to the hubs; cb reports this instance's result.
+   * A non-durable publication (seq 0) may get its seq from the bus (the
+   * postgres bus: channel_seqs); cb then carries it. */
   void (*publish)(osb_rt_bus_t *bus, const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud);
   void (*dispose)(osb_rt_bus_t *bus);
+  /* ---- optional (NULL on the local bus) ----
+   * A durable row was just queued on tx (store_db.c; pub->seq 0: the seq
+   * the counter gave it in tx): queue whatever carries it to the other
+   * instances on tx, so that it leaves only if tx commits. */
+  void (*tx_stored)(osb_rt_bus_t *bus, osb_db_tx_t *tx, const osb_rt_pub_t *pub);
+  /* A subscription became live (join) or ended on this instance. */
+  void (*member)(osb_rt_bus_t *bus, const char *channel, const char *user_id, uint64_t conn_id, bool join);
+  /* Add the other instances' members of `channel` to a presence answer:
+   * append to `members` (when `list`, up to `max` entries in all), add to
+   * *count (signed in) and *anonymous. */
+  void (*presence)(osb_rt_bus_t *bus, const char *channel, json_t *members, bool list, size_t max,
+                   size_t *count, size_t *anonymous);
+  /* {"node_id","bus","connected","instances":[...],...}: new reference. */
+  json_t *(*status)(osb_rt_bus_t *bus);
+  /* Non-durable channels are numbered cluster-wide (channel_seqs): a
+   * channel this hub opens reads its current seq from the store first. */
+  bool cluster_seqs;
 };
 /* The in-process bus: publish = deliver to the local hub. */
 osb_rt_bus_t *osb_rt_bus_local_new(void);
+/* The PostgreSQL bus (docs/scale-out.md): one dedicated LISTEN connection
+ * to DATABASE_URL on `loop`, pg_notify for every publication (durable ones
+ * inside their storing transaction), seqs of non-durable channels from
+ * channel_seqs, presence of every live instance, catch-up from the
+ * database after a reconnect. Needs osb_db_init (PostgreSQL) and the
+ * database store. Registers the "cluster" health component. */
+osb_rt_bus_t *osb_rt_bus_pg_new(struct uv_loop_s *loop);
+/* Called by a bus once it is connected again after an outage: durable
+ * channels with subscribers replay from the store what was committed
+ * meanwhile; non-durable ones whose cluster seq moved on send their live
+ * subscribers a {"type":"reset",...,"recovered":false} frame
+ * (docs/protocol.md). */
+void osb_rt_bus_resync(void);
+/* Every live subscription of this hub: fn(ud, channel, user_id or NULL,
+ * conn_id) (the bus's presence snapshot). */
+void osb_rt_foreach_member(void (*fn)(void *ud, const char *channel, const char *user_id, uint64_t conn_id),
+                           void *ud);
 /* Replace the bus (takes ownership; the old one is disposed). */
 void osb_rt_set_bus(osb_rt_bus_t *bus);
 

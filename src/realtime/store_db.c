@@ -219,6 +219,16 @@ void osb__rt_tx_next_seq(osb_db_tx_t *tx, const osb__rt_ns_t *ns, const char *sf
   osb_db_tx_query(tx, NEXT[ns->seq_src], p, 1, next_taken, t);
 }
 
+/* The bus carries the row to the other instances from inside tx (the
+ * postgres bus queues its pg_notify here), so it leaves only on commit. */
+static void bus_tx_stored(osb_db_tx_t *tx, const char *channel, uint64_t seq, const char *data, size_t len,
+                          uint64_t ts_ms) {
+  osb_rt_bus_t *bus = osb__rt ? osb__rt->bus : NULL;
+  if (!bus || !bus->tx_stored) return;
+  osb_rt_pub_t pub = {channel, data, len, seq, true, false, ts_ms};
+  bus->tx_stored(bus, tx, &pub);
+}
+
 void osb__rt_tx_store(osb_db_tx_t *tx, const osb__rt_ns_t *ns, const char *channel, const char *sfx,
                       uint64_t seq, const char *data, size_t len, uint64_t ts_ms, osb_rt_seq_cb cb,
                       void *ud) {
@@ -238,6 +248,7 @@ void osb__rt_tx_store(osb_db_tx_t *tx, const osb__rt_ns_t *ns, const char *chann
       {OSB_DB_P_TEXT, ts, strlen(ts)},
     };
     osb_db_tx_queryv(tx, &Q_INS_AT, p, 5, row_stored, t);
+    bus_tx_stored(tx, channel, seq, data, len, ts_ms);
     return;
   }
   const char *key = ns->seq_src == OSB__RT_SEQ_CHANNEL ? channel : sfx;
@@ -252,6 +263,7 @@ void osb__rt_tx_store(osb_db_tx_t *tx, const osb__rt_ns_t *ns, const char *chann
                                        : (osb_db_param_t){OSB_DB_P_TEXT, sfx, strlen(sfx)},
   };
   osb_db_tx_queryv(tx, INS[ns->seq_src], p, 5, row_stored, t);
+  bus_tx_stored(tx, channel, 0, data, len, ts_ms);
 }
 
 /* ---- append: a transaction of its own ---- */
@@ -368,14 +380,17 @@ static void lasted(void *ud, int err, const osb_db_result_t *res) {
 static void db_last_seq(osb_rt_store_t *st, const char *channel, osb_rt_seq_cb cb, void *ud) {
   const char *sfx;
   const osb__rt_ns_t *ns = osb__rt_ns_lookup(channel, strlen(channel), &sfx);
-  if (!ns || !ns->durable) {
+  if (!ns) {
     cb(ud, OSB_EINVAL, 0);
     return;
   }
+  /* A non-durable channel has a counter only when the bus numbers it
+   * cluster-wide (channel_seqs, bus_pg.c). */
+  uint8_t src = ns->durable ? ns->seq_src : OSB__RT_SEQ_CHANNEL;
   pending_t *p = pending_new((dbstore_t *)st, ud);
   p->seq_cb = cb;
-  const char *params[1] = {ns->seq_src == OSB__RT_SEQ_CHANNEL ? channel : sfx};
-  osb_db_query(LAST[ns->seq_src], params, 1, lasted, p);
+  const char *params[1] = {src == OSB__RT_SEQ_CHANNEL ? channel : sfx};
+  osb_db_query(LAST[src], params, 1, lasted, p);
 }
 
 static void purged(void *ud, int err, const osb_db_result_t *res) {

@@ -81,6 +81,11 @@ function secretsTracker() {
 
 function baseEnv(extra = {}) {
   return {
+    // One instance: the throttles live in this process only. With the
+    // postgres bus failed sign-ins are rows in the shared database
+    // (cluster.test.mjs tests that), which would carry one test's failures
+    // from 127.0.0.1 into the next server's.
+    CLUSTER_BUS: 'local',
     JWT_SECRET: randomKey(32),
     SUPABASE_JWT_SECRET: randomKey(32),
     SERVICE_API_KEY: randomKey(24),

@@ -735,6 +735,98 @@ static void test_durable_messages_arriving_out_of_order_are_delivered_in_order(v
   conn_free(c);
 }
 
+/* A cluster bus (bus_pg.c) numbers non-durable channels in the database:
+ * a channel opened here starts from the store's seq, messages carry their
+ * seq and are put back in order, a seq already delivered is dropped, and a
+ * gap that stays open for 500 ms is reported with a reset frame before the
+ * next message. */
+static void test_cluster_seqs_for_non_durable_channels(void **state) {
+  hub(100);
+  osb__rt->bus->cluster_seqs = true;
+  /* the channel's counter is at 10 cluster-wide (memory store: an append) */
+  osb_rt_row_t row = {0, "0", 1, 1};
+  for (int i = 0; i < 10; i++) dstore->mem->append(dstore->mem, "market:c", &row, NULL, NULL);
+  fconn_t *c = conn_open(NULL);
+  expect_drop(c, "welcome");
+  say(c, "{\"type\":\"subscribe\",\"channel\":\"market:c\"}");
+  json_t *s = expect(c, "subscribed");
+  assert_int_equal(jint(s, "seq"), 10);
+  json_decref(s);
+  osb_rt_pub_t p12 = {"market:c", "12", 2, 12, false, false, 0}, p11 = {"market:c", "11", 2, 11, false, false, 0};
+  osb__rt_deliver(&p12, NULL, NULL);
+  assert_int_equal(pending(c), 0);   /* waits for 11 */
+  osb__rt_deliver(&p11, NULL, NULL);
+  expect_seqs(c, 11, 12);
+  osb__rt_deliver(&p11, NULL, NULL);   /* a duplicate */
+  assert_int_equal(pending(c), 0);
+  osb_rt_pub_t p15 = {"market:c", "15", 2, 15, false, false, 0};
+  osb__rt_deliver(&p15, NULL, NULL);
+  assert_int_equal(pending(c), 0);
+  osb__rt_flush_held(osb_now_ms() + 1000);
+  json_t *r = expect(c, "reset");
+  assert_string_equal(jstr(r, "channel"), "market:c");
+  assert_int_equal(jint(r, "seq"), 14);
+  assert_int_equal(jint(r, "missed"), 2);
+  assert_false(jbool(r, "recovered"));
+  json_decref(r);
+  expect_seqs(c, 15, 15);
+  /* resume from memory over what the bus delivered */
+  fconn_t *d = conn_open(NULL);
+  expect_drop(d, "welcome");
+  say(d, "{\"type\":\"subscribe\",\"channel\":\"market:c\",\"since\":11}");
+  json_t *x = expect(d, "subscribed");
+  assert_false(jbool(x, "recovered"));   /* 13 and 14 never arrived */
+  json_decref(x);
+  conn_free(d);
+  conn_free(c);
+}
+
+/* After a bus outage the hub catches up: durable channels with subscribers
+ * get what the store committed meanwhile, non-durable ones whose seq moved
+ * on get a reset. */
+static void test_bus_resync_catches_up(void **state) {
+  hub(100);
+  osb__rt->bus->cluster_seqs = true;
+  fconn_t *c = conn_open("tok-user-u1");
+  expect_drop(c, "welcome");
+  say(c, "{\"type\":\"subscribe\",\"channel\":\"notify:u1\"}");
+  expect_drop(c, "subscribed");
+  say(c, "{\"type\":\"subscribe\",\"channel\":\"market:r\"}");
+  expect_drop(c, "subscribed");
+  /* committed elsewhere while the bus was down */
+  for (int i = 1; i <= 3; i++) {
+    char d[8];
+    snprintf(d, sizeof(d), "%d", i);
+    osb_rt_row_t row = {0, d, strlen(d), 1};
+    dstore->mem->append(dstore->mem, "notify:u1", &row, NULL, NULL);
+    dstore->mem->append(dstore->mem, "market:r", &row, NULL, NULL);
+  }
+  osb_rt_bus_resync();
+  /* the channels are visited in hash order: collect, then check */
+  uint64_t next_seq = 1;
+  int resets = 0;
+  for (int i = 0; i < 4; i++) {
+    json_t *f = next(c);
+    assert_non_null(f);
+    if (strcmp(jstr(f, "type"), "reset") == 0) {
+      assert_string_equal(jstr(f, "channel"), "market:r");
+      assert_int_equal(jint(f, "seq"), 3);
+      assert_int_equal(jint(f, "missed"), 3);
+      resets++;
+    } else {
+      assert_string_equal(jstr(f, "type"), "message");
+      assert_string_equal(jstr(f, "channel"), "notify:u1");
+      assert_int_equal(jint(f, "seq"), next_seq++);
+    }
+    json_decref(f);
+  }
+  assert_int_equal(resets, 1);
+  assert_int_equal(next_seq, 4);
+  osb_rt_bus_resync();   /* nothing new: nothing sent */
+  assert_int_equal(pending(c), 0);
+  conn_free(c);
+}
+
 /* Delivery waits for the commit; a failed commit delivers nothing. The old
  * hub delivered live first and stored afterwards. */
 static void test_durable_publish_is_delivered_only_after_commit(void **state) {
@@ -1428,6 +1520,8 @@ int main(void) {
     T(test_durable_seq_comes_from_the_store),
     T(test_durable_publish_is_delivered_only_after_commit),
     T(test_durable_messages_arriving_out_of_order_are_delivered_in_order),
+    T(test_cluster_seqs_for_non_durable_channels),
+    T(test_bus_resync_catches_up),
     T(test_publishes_during_a_load_keep_their_seqs),
     T(test_transient_messages_have_no_seq_and_are_not_kept),
     T(test_published_numbers_use_the_rest_format),
