@@ -291,6 +291,56 @@ static void publish_answer_flushed_before_fanout(void **state) {
   osb_buf_free(&x.got);
 }
 
+/* More WebSocket connections with output than one round writes (256): the
+ * before-sleep phase takes several rounds, and every connection still gets
+ * its frame, once. */
+#define NBATCH 300
+static client_t batch[NBATCH];
+static bool batch_pred_all(void *arg) {
+  const char *want = arg;
+  for (int i = 0; i < NBATCH; i++)
+    if (!batch[i].got.base || !memmem(batch[i].got.base, batch[i].got.len, want, strlen(want))) return false;
+  return true;
+}
+static bool batch_closed(void *arg) {
+  for (int i = 0; i < NBATCH; i++)
+    if (!batch[i].close_cb_called) return false;
+  return osb_http_open_connections() == 0;
+}
+static int count_in(const osb_buf_t *b, const char *needle) {
+  int n = 0;
+  size_t l = strlen(needle);
+  for (const char *p = b->base, *e = b->base + b->len; p && (p = memmem(p, (size_t)(e - p), needle, l)); p += l) n++;
+  return n;
+}
+
+static void ws_flush_rounds_are_capped_and_lose_nothing(void **state) {
+  memset(batch, 0, sizeof(batch));
+  for (int i = 0; i < NBATCH; i++) {
+    batch[i].chunks[0] = ws_handshake;
+    batch[i].nchunks = 1;
+    client_start(&batch[i]);
+  }
+  assert_true(run_until(batch_pred_all, "welcome", 10000));
+  osb_msg_t *f = osb_ws_frame_new(OSB_WS_TEXT, "batch-frame", 11);
+  int queued = 0;
+  osb_list_t *pos, *tmp;
+  osb_list_foreach_safe(pos, tmp, &osb__srv.conns) {
+    osb__conn_t *c = osb_container_of(pos, osb__conn_t, node);
+    if (c->mode == OSB__CONN_WS && !c->closing && osb_ws_send((osb_ws_t *)c, f) == 0) queued++;
+  }
+  osb_msg_unref(f);
+  assert_int_equal(queued, NBATCH);
+  /* 256 in the first round, 44 in the second, then a quiet round */
+  assert_true(osb_core_run_steps() >= 3);
+  assert_true(osb_list_empty(&osb__srv.pending_flush));
+  assert_true(run_until(batch_pred_all, "batch-frame", 10000));
+  for (int i = 0; i < NBATCH; i++) assert_int_equal(count_in(&batch[i].got, "batch-frame"), 1);
+  for (int i = 0; i < NBATCH; i++) stop_when_done(&batch[i]);
+  assert_true(run_until(batch_closed, NULL, 10000));
+  for (int i = 0; i < NBATCH; i++) osb_buf_free(&batch[i].got);
+}
+
 /* Bytes that arrive just after an asynchronous request finished, and push
  * the pipelined backlog over the read limit, must not leave the connection
  * with reading stopped once the backlog is processed. */
@@ -552,6 +602,7 @@ int main(void) {
     cmocka_unit_test(client_gone_mid_request_detaches),
     cmocka_unit_test(handler_in_flush_round_flushes_another_conn),
     cmocka_unit_test(publish_answer_flushed_before_fanout),
+    cmocka_unit_test(ws_flush_rounds_are_capped_and_lose_nothing),
     cmocka_unit_test(read_resumes_after_backlog_processed),
     cmocka_unit_test(head_of_streamed_response_has_no_body),
     cmocka_unit_test(trailer_fields_never_become_headers),
