@@ -2,16 +2,20 @@
 # bench/run.sh: the project's benchmark (what `make bench` runs).
 #
 # Measures the release build (build/release: osbackend, wsload) against the
-# Node.js baseline (express + ws + pg) in the same run, on the same machine,
-# and prints osbackend's figure, the baseline's figure and the ratio for each
-# measurement, then a summary table. It starts and stops everything itself:
+# uWebSockets reference server (../shared/anchors/uws/uws-anchor, "uws") and
+# the Node.js baseline (express + ws + pg) in the same run, on the same
+# machine, with interleaved repetitions (osbackend, uws, baseline, osbackend,
+# uws, ...), and prints each server's figure and osbackend's ratio to each,
+# then a summary table. The machine is shared and its load varies: only the
+# ratios within one run mean anything, not the absolute figures. It starts and stops everything itself:
 # a throwaway PostgreSQL cluster, the Node baseline, osbackend. Raw outputs
 # go to bench/results/<timestamp>/ (git-ignored). See docs/benchmarks.md.
 #
-# Sections: health (wrk on GET /health), db (procedure by id: uncached,
+# Sections: health (wrk on GET /health, three servers), db (procedure by id: uncached,
 # cached, baseline, pgbench ceiling), auth (JWT verification vs /health;
 # /health latency while clients sign in with Argon2id), ws (WebSocket
-# fan-out with wsload), apps (Market Data PUT → event at 1,000 subscribers,
+# fan-out with wsload, three servers), idle (RSS per idle WebSocket, three
+# servers), apps (Market Data PUT → event at 1,000 subscribers,
 # POST /api/notifications → delivery at 1,000 users, on SQLite and
 # PostgreSQL), upstream (500 concurrent text-to-speech calls through the
 # libcurl-multi client to a fake ElevenLabs; breaker overhead), cluster (2
@@ -19,13 +23,16 @@
 # same- vs cross-instance delivery; WORKERS=2 vs 1). The single-instance
 # sections run with CLUSTER_BUS=local (one process needs no bus).
 #
-# Knobs (environment): BENCH_SECTIONS ("health db auth ws apps upstream cluster"), BENCH_APPS_DURATION (10),
-# BENCH_CLUSTER_DURATION (20), BENCH_UPSTREAM_CONC (500), BENCH_UPSTREAM_DELAY_MS (50), BENCH_UPSTREAM_DURATION (10), BENCH_AUTH_LOGINS (20), BENCH_WS_MATRIX
-# ("1000:200 10000:50", conns:rate pairs), BENCH_WS_DURATION (20),
-# BENCH_WS_THREADS (1), BENCH_HEALTH_RUNS (3), BENCH_BUILD (build/release),
-# NODE_BASELINE_DIR (/work/shared/anchors/node-baseline), BENCH_PORT_BASE
-# (55490: PostgreSQL on it, osbackend +1, baseline +2, uncached osbackend +3,
-# upstream-section osbackend +4, its fake ElevenLabs +5).
+# Knobs (environment): BENCH_SECTIONS ("health db auth ws idle apps upstream cluster"), BENCH_APPS_DURATION (10),
+# BENCH_CLUSTER_DURATION (20), BENCH_UPSTREAM_CONC (500), BENCH_UPSTREAM_DELAY_MS (50), BENCH_UPSTREAM_DURATION (10),
+# BENCH_AUTH_LOGINS (20), BENCH_WS_MATRIX ("1000:200 10000:50", conns:rate pairs), BENCH_WS_DURATION (20),
+# BENCH_WS_THREADS (1), BENCH_WS_RUNS (3), BENCH_HEALTH_RUNS (3),
+# BENCH_IDLE_CONNS (10000), BENCH_IDLE_RUNS (3), BENCH_SERVERS ("osbackend
+# uws baseline": who runs in the three-server sections), BENCH_BUILD
+# (build/release), NODE_BASELINE_DIR (/work/shared/anchors/node-baseline),
+# UWS_BIN (/work/shared/anchors/uws/uws-anchor), BENCH_PORT_BASE (55490:
+# PostgreSQL on it, osbackend +1, baseline +2, uncached osbackend +3, apps
+# and upstream +4, upstream's fake ElevenLabs and cluster +5..+7, uws +9).
 #
 # Exit status: non-zero if PostgreSQL or a server failed to start (or a
 # server died during the run). A single
@@ -37,7 +44,12 @@ BUILD=${BENCH_BUILD:-$ROOT/build/release}
 OSB_BIN=$BUILD/osbackend
 WSLOAD=$BUILD/wsload
 NODE_DIR=${NODE_BASELINE_DIR:-/work/shared/anchors/node-baseline}
-SECTIONS=${BENCH_SECTIONS:-health db auth ws apps upstream cluster}
+SECTIONS=${BENCH_SECTIONS:-health db auth ws idle apps upstream cluster}
+SERVERS=${BENCH_SERVERS:-osbackend uws baseline}
+UWS_BIN=${UWS_BIN:-/work/shared/anchors/uws/uws-anchor}
+WS_RUNS=${BENCH_WS_RUNS:-3}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+IDLE_RUNS=${BENCH_IDLE_RUNS:-3}
 APPS_DURATION=${BENCH_APPS_DURATION:-10}
 AUTH_LOGINS=${BENCH_AUTH_LOGINS:-20}
 WS_MATRIX=${BENCH_WS_MATRIX:-1000:200 10000:50}
@@ -50,6 +62,7 @@ PGPORT_BENCH=$BASE
 OSB_PORT=$((BASE + 1))
 NODE_PORT=$((BASE + 2))
 OSB_NC_PORT=$((BASE + 3))
+UWS_PORT=$((BASE + 9))
 export PGDIR=${BENCH_PGDIR:-/tmp/osb-pg-bench} PGPORT=$PGPORT_BENCH
 PG=$ROOT/scripts/pg.sh
 
@@ -65,7 +78,7 @@ randhex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 START_FAILED=0
 SERVER_DIED=0
 declare -A PIDS=()
-SUMMARY=()   # "metric|osbackend|baseline|ratio|better"
+SUMMARY=()   # "metric|osbackend|uws|baseline|ratio to uws|ratio to baseline|better"
 NOTES=()     # free-form lines printed under the summary table
 
 # ratio A B: A/B with two decimals, or "-" if either is not a positive number.
@@ -77,12 +90,17 @@ ratio() {
 median() { printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "failed" }'; }
 fmt() { awk -v v="$1" -v d="${2:-0}" 'BEGIN { if (v ~ /^-?[0-9.]+$/) printf "%.*f", d, v; else printf "%s", v }'; }
 
-row() { # row METRIC OSB NODE BETTER(higher|lower) [DECIMALS]
-  local r o n d=${5:-0}
-  o=$(fmt "$2" "$d"); n=$(fmt "$3" "$d")
-  r=$(ratio "$2" "$3")
-  printf '  %-44s osbackend %-14s baseline %-14s ratio %s (%s is better)\n' "$1" "$o" "$n" "$r" "$4"
-  SUMMARY+=("$1|$o|$n|$r|$4")
+row() { # row METRIC OSB NODE BETTER(higher|lower) [DECIMALS]: no uws figure
+  row3 "$1" "$2" n/a "$3" "$4" "${5:-0}"
+}
+
+row3() { # row3 METRIC OSB UWS NODE BETTER(higher|lower) [DECIMALS]
+  local ru rn o u n d=${6:-0}
+  o=$(fmt "$2" "$d"); u=$(fmt "$3" "$d"); n=$(fmt "$4" "$d")
+  ru=$(ratio "$2" "$3"); rn=$(ratio "$2" "$4")
+  printf '  %-40s osbackend %-10s uws %-10s baseline %-10s ÷uws %-5s ÷baseline %-5s (%s is better)\n' \
+    "$1" "$o" "$u" "$n" "$ru" "$rn" "$5"
+  SUMMARY+=("$1|$o|$u|$n|$ru|$rn|$5")
 }
 
 stop_pid() { # stop_pid NAME: SIGTERM, then SIGKILL after 5 s
@@ -165,6 +183,40 @@ start_node() {
   say "  baseline: pid ${PIDS[baseline]} on port $NODE_PORT"
 }
 
+# start_uws: the uWebSockets reference server, run in place (its folder is
+# read-only; it writes nothing). It has no rate limit and no per-address
+# connection limit to turn off.
+start_uws() {
+  if [ ! -x "$UWS_BIN" ]; then say "  uws: $UWS_BIN not found"; START_FAILED=1; return 1; fi
+  (cd "$RES" && exec env -i PATH="$PATH" HOME="${HOME:-/tmp}" PORT="$UWS_PORT" HOST=127.0.0.1 \
+    SERVICE_API_KEY="$SERVICE_API_KEY" "$UWS_BIN" >"$RES/uws.log" 2>&1) &
+  PIDS[uws]=$!
+  if ! wait_listen uws "$UWS_PORT"; then
+    exit_note uws
+    say "  uws: failed to start$NOTE (see $RES/uws.log)"
+    tail -n 5 "$RES/uws.log" | sed 's/^/    /'
+    stop_pid uws
+    START_FAILED=1
+    return 1
+  fi
+  say "  uws: pid ${PIDS[uws]} on port $UWS_PORT"
+}
+
+port_of() { case "$1" in osbackend) echo "$OSB_PORT";; uws) echo "$UWS_PORT";; baseline) echo "$NODE_PORT";; esac; }
+serving() { case " $SERVERS " in *" $1 "*) return 0;; *) return 1;; esac; }
+
+# restart NAME: a fresh process (RSS figures are not skewed by heap left
+# over from an earlier measurement; Node's GC would hand memory back mid-run).
+restart() {
+  serving "$1" || return 0
+  stop_pid "$1"
+  case "$1" in
+    osbackend) start_osb osbackend "$OSB_PORT" >/dev/null ;;
+    uws) start_uws >/dev/null ;;
+    baseline) start_node >/dev/null ;;
+  esac
+}
+
 # check_servers: report a server that died during the run (once) and fail the run.
 check_servers() {
   local n
@@ -200,18 +252,26 @@ wrk_run() {
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 section_health() {
-  hr "a. GET /health (wrk -t2 -c64 -d10s, median of $HEALTH_RUNS)"
-  local who port rps p99 r line c0 c1 t0 t1 eff hz
+  hr "a. GET /health (wrk -t2 -c64 -d10s, $HEALTH_RUNS interleaved runs per server, median)"
+  local who port r line c0 c1 t0 t1 eff hz
   hz=$(getconf CLK_TCK)
   declare -A H_RPS H_P99 H_EFF
-  for who in osbackend baseline; do
-    port=$OSB_PORT; [ $who = baseline ] && port=$NODE_PORT
+  declare -A L_RPS L_P99 L_EFF   # space-separated per-run figures
+  local live=()
+  for who in osbackend uws baseline; do
+    serving "$who" || { H_RPS[$who]="n/a"; H_P99[$who]="n/a"; H_EFF[$who]="n/a"; continue; }
+    port=$(port_of "$who")
     if ! up "$who"; then H_RPS[$who]="n/a"; H_P99[$who]="n/a"; H_EFF[$who]="n/a"; say "  $who: n/a: server not running"; continue; fi
     if [ "$(http_code "http://127.0.0.1:$port/health")" != 200 ]; then
       H_RPS[$who]="n/a"; H_P99[$who]="n/a"; H_EFF[$who]="n/a"; say "  $who: n/a: /health does not answer 200"; continue
     fi
-    rps=(); p99=(); effs=()
-    for r in $(seq "$HEALTH_RUNS"); do
+    live+=("$who")
+  done
+  # Interleaved (osbackend, uws, baseline, osbackend, ...): the machine's
+  # load drifts, and each server sees the same drift.
+  for r in $(seq "$HEALTH_RUNS"); do
+    for who in "${live[@]}"; do
+      port=$(port_of "$who")
       # The server's own CPU during the run: on 2 shared cores wrk's two
       # threads take much of the machine, so req/s alone can be bounded by
       # the load generator; req/s per server CPU-second is not.
@@ -224,13 +284,15 @@ section_health() {
         u = (c1 - c0) / hz / (t1 - t0); if (u > 0) printf "%.0f %.2f", q / u, u; else print "n/a n/a" }')
       say "  $who run $r: $line; server CPU $(echo "$eff" | cut -d' ' -f2) cores, $(echo "$eff" | cut -d' ' -f1) req per server CPU-second"
       if [ "$3" != 0 ] || [ "$4" != 0 ]; then say "    ($3 non-2xx, $4 socket errors)"; fi
-      rps+=("$1"); p99+=("$2"); effs+=("$(echo "$eff" | cut -d' ' -f1)")
+      L_RPS[$who]+=" $1"; L_P99[$who]+=" $2"; L_EFF[$who]+=" $(echo "$eff" | cut -d' ' -f1)"
     done
-    H_RPS[$who]=$(median "${rps[@]:-}"); H_P99[$who]=$(median "${p99[@]:-}"); H_EFF[$who]=$(median "${effs[@]:-}")
   done
-  row "/health req/s" "${H_RPS[osbackend]}" "${H_RPS[baseline]}" higher
-  row "/health p99 ms" "${H_P99[osbackend]}" "${H_P99[baseline]}" lower 2
-  row "/health req per server CPU-second" "${H_EFF[osbackend]}" "${H_EFF[baseline]}" higher
+  for who in "${live[@]}"; do
+    H_RPS[$who]=$(median ${L_RPS[$who]:-}); H_P99[$who]=$(median ${L_P99[$who]:-}); H_EFF[$who]=$(median ${L_EFF[$who]:-})
+  done
+  row3 "/health req/s" "${H_RPS[osbackend]}" "${H_RPS[uws]}" "${H_RPS[baseline]}" higher
+  row3 "/health p99 ms" "${H_P99[osbackend]}" "${H_P99[uws]}" "${H_P99[baseline]}" lower 2
+  row3 "/health req per server CPU-second" "${H_EFF[osbackend]}" "${H_EFF[uws]}" "${H_EFF[baseline]}" higher
 }
 
 # proc_measure NAME PORT WARMUP: prints "rps p99 non2xx errors", "n/a: ..." or "failed".
@@ -364,10 +426,13 @@ LUA
 
 jget() { sed -n 's/^WSLOAD .*"'"$2"'":\([^,}]*\).*/\1/p' "$1" | tail -n 1; }
 
-# ws_measure NAME PORT CONNS RATE: runs wsload, prints a one-line digest or n/a/failed.
+# ws_measure NAME PORT CONNS RATE [TAG]: runs wsload, prints a one-line digest
+# (fields: see WS_FIELDS) or n/a/failed.
+WS_FIELDS="deliveries_per_s loss_pct p50_ms p99_ms rss_per_conn_kb ok conns_subscribed pub_sent pub_due lost
+  client_cpu_pct pub_p50_ms pub_p99_ms server_cpu_pct server_ns_per_delivery server_user_share_pct pub_acked"
 ws_measure() {
-  local who=$1 port=$2 conns=$3 rate=$4 out code rc
-  out="$RES/ws-$who-$conns-$rate.txt"
+  local who=$1 port=$2 conns=$3 rate=$4 tag=${5:-} out code rc f line=""
+  out="$RES/ws-$who-$conns-$rate$tag.txt"
   if ! up "$who"; then echo "n/a: server not running"; return; fi
   code=$(http_code -X POST -H "Authorization: Bearer $SERVICE_API_KEY" -H 'Content-Type: application/json' \
     --data '{"channel":"market:all","data":{"probe":true}}' "http://127.0.0.1:$port/api/realtime/publish")
@@ -377,40 +442,78 @@ ws_measure() {
     --pub-conns 4 --pub-inflight 8 --key "$SERVICE_API_KEY" >"$out" 2>&1
   rc=$?
   if ! grep -q '^WSLOAD ' "$out"; then echo "failed (wsload exit $rc, see $out)"; return; fi
-  echo "$(jget "$out" deliveries_per_s) $(jget "$out" loss_pct) $(jget "$out" p50_ms) $(jget "$out" p99_ms)" \
-       "$(jget "$out" rss_per_conn_kb) $(jget "$out" ok) $(jget "$out" conns_subscribed) $(jget "$out" pub_sent)" \
-       "$(jget "$out" pub_due) $(jget "$out" lost) $(jget "$out" client_cpu_pct)"
+  for f in $WS_FIELDS; do v=$(jget "$out" "$f"); line+="${v:-?} "; done
+  echo "$line"
 }
 
+# wsf DIGEST N: field N of a ws_measure digest ("n/a" or "failed" otherwise).
+wsf() { local i=$2; case "$1" in [0-9]*) set -- $1; echo "${!i}";; n/a*) echo n/a;; *) echo failed;; esac; }
+
 section_ws() {
-  local pair conns rate o n
+  local pair conns rate who r v i
   for pair in $WS_MATRIX; do
     conns=${pair%%:*}; rate=${pair##*:}
-    hr "c. WebSocket fan-out: $conns sockets × $rate msg/s for ${WS_DURATION}s on market:all (wsload)"
-    # Fresh processes, so that the RSS-per-connection figure is not skewed by
-    # heap left over from earlier sections (Node's GC would otherwise hand
-    # memory back mid-measurement and make the difference meaningless).
-    if up osbackend; then stop_pid osbackend; start_osb osbackend "$OSB_PORT"; fi
-    if up baseline; then stop_pid baseline; start_node; fi
-    o=$(ws_measure osbackend "$OSB_PORT" "$conns" "$rate")
-    n=$(ws_measure baseline "$NODE_PORT" "$conns" "$rate")
-    for who in osbackend baseline; do
-      local v=$o; [ $who = baseline ] && v=$n
-      case "$v" in
-        [0-9]*) set -- $v
-          say "  $who: $(fmt "$1") deliveries/s, loss $(fmt "$2" 4) %, p50 $3 ms, p99 $4 ms, RSS $5 KB/conn," \
-              "subscribed $7/$conns, publishes sent $8/$9, lost ${10} deliveries, wsload CPU ${11} %" \
-              "$([ "$6" = true ] || echo '[wsload: FAIL]')";;
-        *) say "  $who: $v";;
-      esac
+    hr "c. WebSocket fan-out: $conns sockets × $rate msg/s for ${WS_DURATION}s on market:all (wsload; $WS_RUNS interleaved runs per server, median)"
+    declare -A D=()   # D[who,field#] = space-separated per-run values
+    for r in $(seq "$WS_RUNS"); do
+      for who in osbackend uws baseline; do
+        serving "$who" || continue
+        # A fresh process for each run: the RSS figure then measures this
+        # run's sockets, not heap left over from the last one.
+        restart "$who"
+        v=$(ws_measure "$who" "$(port_of "$who")" "$conns" "$rate" "-$r")
+        case "$v" in
+          [0-9]*) set -- $v
+            say "  $who run $r: $(fmt "$1") deliveries/s, publishes sent ${8}/${9} (acked ${17}), delivery p50 $3 ms p99 $4 ms," \
+                "publish p50 ${12} ms p99 ${13} ms, server CPU ${14} % (${16} % user), ${15} ns/delivery," \
+                "RSS $5 KB/conn, lost ${10}, wsload CPU ${11} %$([ "$6" = true ] || echo ' [wsload: FAIL]')"
+            for i in 1 2 3 4 5 8 12 13 14 15 16; do D[$who,$i]+=" ${!i}"; done;;
+          *) say "  $who run $r: $v";;
+        esac
+      done
     done
-    pick() { local i=$2; case "$1" in [0-9]*) set -- $1; echo "${!i}";; n/a*) echo n/a;; *) echo failed;; esac; }
-    row "ws ${conns}x${rate} deliveries/s" "$(pick "$o" 1)" "$(pick "$n" 1)" higher
-    row "ws ${conns}x${rate} loss %" "$(pick "$o" 2)" "$(pick "$n" 2)" lower 4
-    row "ws ${conns}x${rate} p50 ms" "$(pick "$o" 3)" "$(pick "$n" 3)" lower 2
-    row "ws ${conns}x${rate} p99 ms" "$(pick "$o" 4)" "$(pick "$n" 4)" lower 2
-    row "ws ${conns}x${rate} RSS KB/connection" "$(pick "$o" 5)" "$(pick "$n" 5)" lower 2
+    med() { if serving "$1"; then median ${D[$1,$2]:-}; else echo n/a; fi; }
+    m3() { row3 "ws ${conns}x${rate} $1" "$(med osbackend "$2")" "$(med uws "$2")" "$(med baseline "$2")" "$3" "${4:-0}"; }
+    m3 "deliveries/s" 1 higher
+    m3 "publishes sent of $((rate * WS_DURATION))" 8 higher
+    m3 "delivery p50 ms" 3 lower 2
+    m3 "delivery p99 ms" 4 lower 2
+    m3 "publish p50 ms" 12 lower 2
+    m3 "publish p99 ms" 13 lower 2
+    m3 "server CPU % of a core" 14 lower 1
+    m3 "server CPU-ns per delivery" 15 lower
+    m3 "server user share of CPU %" 16 lower 1
+    m3 "loss %" 2 lower 4
+    unset D
   done
+}
+
+# idle_measure NAME: RSS per idle subscribed WebSocket ($IDLE_CONNS sockets,
+# one publish), in KB, or n/a/failed.
+idle_measure() {
+  local who=$1 out="$RES/idle-$1-$2.txt" v
+  if ! up "$who"; then echo "n/a"; return; fi
+  timeout 150 "$WSLOAD" --port "$(port_of "$who")" --conns "$IDLE_CONNS" --rate 1 --duration 1 \
+    --server-pid "${PIDS[$who]}" --settle-ms 1000 --drain-ms 5000 --key "$SERVICE_API_KEY" --quiet >"$out" 2>&1
+  v=$(jget "$out" rss_per_conn_kb)
+  case "$v" in [0-9]*) echo "$v";; *) echo failed;; esac
+}
+
+section_idle() {
+  hr "e. RSS per idle WebSocket: $IDLE_CONNS subscribed sockets on market:all, fresh processes ($IDLE_RUNS interleaved runs, median)"
+  local r who v
+  declare -A I=()
+  for r in $(seq "$IDLE_RUNS"); do
+    for who in osbackend uws baseline; do
+      serving "$who" || continue
+      restart "$who"
+      v=$(idle_measure "$who" "$r")
+      say "  $who run $r: $v KB/connection"
+      I[$who]+=" $v"
+    done
+  done
+  mi() { if serving "$1"; then median ${I[$1]:-}; else echo n/a; fi; }
+  row3 "RSS KB per idle WebSocket" "$(mi osbackend)" "$(mi uws)" "$(mi baseline)" lower 2
 }
 
 # apps_ws LABEL PORT RATE: wsload --market at RATE PUTs/s to 1,000
@@ -631,14 +734,16 @@ if ! { psql "$PG_ADMIN_URL" -qc "CREATE DATABASE baseline" && psql "$NODE_DB_URL
      >"$RES/baseline-seed.txt" 2>&1; then
   say "  seeding the baseline database failed (see $RES/baseline-seed.txt)"
 fi
-start_node
-start_osb osbackend "$OSB_PORT"
+serving baseline && start_node
+serving osbackend && start_osb osbackend "$OSB_PORT"
+serving uws && start_uws
 
 for s in $SECTIONS; do
   case "$s" in
     health) section_health ;;
     db) section_db ;;
     ws) section_ws ;;
+    idle) section_idle ;;
     auth) section_auth ;;
     apps) section_apps ;;
     upstream) section_upstream ;;
@@ -648,12 +753,12 @@ for s in $SECTIONS; do
   check_servers
 done
 
-hr "summary (ratio = osbackend / baseline)"
+hr "summary (ratios = osbackend ÷ uws, osbackend ÷ baseline; one run, interleaved: compare ratios, not absolute figures)"
 {
-  printf '%-44s %14s %14s %8s  %s\n' metric osbackend baseline ratio better
+  printf '%-44s %12s %12s %12s %7s %9s  %s\n' metric osbackend uws baseline '÷uws' '÷baseline' better
   for line in "${SUMMARY[@]}"; do
-    IFS='|' read -r m o n r b <<<"$line"
-    printf '%-44s %14s %14s %8s  %s\n' "$m" "$o" "$n" "$r" "$b"
+    IFS='|' read -r m o u n ru rn b <<<"$line"
+    printf '%-44s %12s %12s %12s %7s %9s  %s\n' "$m" "$o" "$u" "$n" "$ru" "$rn" "$b"
   done
   for line in "${NOTES[@]}"; do printf '%s\n' "$line"; done
 } | tee "$RES/summary.txt"

@@ -651,6 +651,7 @@ typedef struct pubconn {
   int state;           /* ST_IDLE, ST_CONNECTING, ST_SUBSCRIBED (= open), ST_CLOSED */
   http_parser parser;
   uint32_t *fifo;      /* publish indexes awaiting a response, in order */
+  uint64_t *fifo_us;   /* and when each was built (now_us), for the publish latency */
   uint32_t head, count;
   osb_buf_t out;       /* requests built during this tick */
   uint32_t out_n;
@@ -665,6 +666,8 @@ static struct {
   uint64_t start_us, end_us;
   uint32_t sent, acked, non2xx, errors, unanswered, connect_fails;
   uint8_t *acked_flag;
+  uint64_t lat_hist[HIST_BUCKETS]; /* publish request built → response parsed, µs */
+  uint64_t lat_n, lat_max_us;
   int first_status;
   char first_error[200];
   bool running, done;
@@ -720,6 +723,10 @@ static int pub_on_message_complete(http_parser *hp) {
   pubconn_t *pc = hp->data;
   if (pc->count == 0) return 0; /* a response nobody asked for */
   uint32_t i = pc->fifo[pc->head];
+  uint64_t lat = now_us() - pc->fifo_us[pc->head];
+  P.lat_hist[hist_index(lat)]++;
+  P.lat_n++;
+  if (lat > P.lat_max_us) P.lat_max_us = lat;
   pc->head = (pc->head + 1) % O.pub_inflight;
   pc->count--;
   if (hp->status_code >= 200 && hp->status_code <= 299) {
@@ -803,6 +810,7 @@ static bool pub_enqueue(uint32_t i, uint64_t t) {
     }
     pc->out_n++;
     pc->fifo[(pc->head + pc->count) % O.pub_inflight] = i;
+    pc->fifo_us[(pc->head + pc->count) % O.pub_inflight] = t;
     pc->count++;
     return true;
   }
@@ -854,6 +862,9 @@ static struct {
   uint64_t ramp_end_us;
   uint64_t subs_at_start;
   uint64_t cpu_start_us, cpu_end_us; /* this process, all threads (getrusage) */
+  /* the server's (--server-pid) user and system CPU, µs, from /proc/PID/stat:
+   * at the start of the publish window, at its end, and once the drain is over */
+  uint64_t srv_u0, srv_s0, srv_u1, srv_s1, srv_u2, srv_s2, drain_end_us;
   long rss_before_kb, rss_idle_kb;
   bool interrupted, deadline_hit;
 } C;
@@ -863,6 +874,28 @@ static uint64_t cpu_used_us(void) {
   if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
   return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
          (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+/* utime and stime of pid in µs (fields 14 and 15 of /proc/PID/stat). */
+static bool read_cpu_us(int pid, uint64_t *user, uint64_t *sys) {
+  if (pid <= 0) return false;
+  char path[64], line[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return false;
+  size_t n = fread(line, 1, sizeof line - 1, f);
+  fclose(f);
+  line[n] = 0;
+  const char *p = strrchr(line, ')'); /* the command name may hold spaces */
+  if (!p) return false;
+  unsigned long long ut = 0, st = 0;
+  /* after ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime(14) stime(15) */
+  if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) return false;
+  long hz = sysconf(_SC_CLK_TCK);
+  if (hz <= 0) hz = 100;
+  *user = ut * 1000000ull / (unsigned long long)hz;
+  *sys = st * 1000000ull / (unsigned long long)hz;
+  return true;
 }
 
 static long read_rss_kb(int pid) {
@@ -950,6 +983,7 @@ static void controller_tick_cb(uv_timer_t *t) {
     }
     C.phase = PH_PUBLISH;
     C.cpu_start_us = cpu_used_us();
+    read_cpu_us(O.server_pid, &C.srv_u0, &C.srv_s0);
     P.start_us = now_us();
     atomic_store(&G.window_end, P.start_us + (uint64_t)O.duration_s * 1000000u);
     P.running = true;
@@ -960,6 +994,7 @@ static void controller_tick_cb(uv_timer_t *t) {
   case PH_PUBLISH:
     if (P.done) {
       C.cpu_end_us = cpu_used_us();
+      read_cpu_us(O.server_pid, &C.srv_u1, &C.srv_s1);
       C.phase = PH_DRAIN;
       C.drain_deadline = now + (uint64_t)O.drain_ms * 1000u;
       say("publish phase over: %u sent, %u acked; draining", P.sent, P.acked);
@@ -970,6 +1005,8 @@ static void controller_tick_cb(uv_timer_t *t) {
     bool deliveries_done = SUM(a_received) >= (uint64_t)P.acked * C.subs_at_start;
     if ((replies_done && deliveries_done) || now >= C.drain_deadline) {
       if (!(replies_done && deliveries_done)) say("drain timeout");
+      read_cpu_us(O.server_pid, &C.srv_u2, &C.srv_s2);
+      C.drain_end_us = now;
       controller_stop();
     }
     break;
@@ -1154,6 +1191,7 @@ int main(int argc, char **argv) {
   for (uint32_t k = 0; k < O.pub_conns; k++) {
     P.pc[k].idx = (int)k;
     P.pc[k].fifo = osb_calloc(O.pub_inflight, sizeof(uint32_t));
+    P.pc[k].fifo_us = osb_calloc(O.pub_inflight, sizeof(uint64_t));
     pub_connect(&P.pc[k]);
   }
   uv_timer_init(P.loop, &P.tick);
@@ -1230,6 +1268,20 @@ int main(int argc, char **argv) {
   double pub_s = P.end_us > P.start_us ? (double)(P.end_us - P.start_us) / 1e6 : 0;
   double client_cpu = pub_s > 0 && C.cpu_end_us >= C.cpu_start_us
                           ? (double)(C.cpu_end_us - C.cpu_start_us) / 1e4 / pub_s : 0;
+  double pl50 = hist_percentile(P.lat_hist, P.lat_n, 50) / 1000.0,
+         pl99 = hist_percentile(P.lat_hist, P.lat_n, 99) / 1000.0;
+  /* The server's CPU: % of one core over the publish window, and CPU time
+   * per delivery from the window's start to the end of the drain (when the
+   * last delivery arrived), so deliveries still being written after the
+   * window are counted with the CPU they cost. */
+  bool srv_cpu = O.server_pid && C.drain_end_us && C.srv_u2 + C.srv_s2 >= C.srv_u0 + C.srv_s0;
+  double srv_user_pct = srv_cpu && pub_s > 0 ? (double)(C.srv_u1 - C.srv_u0) / 1e4 / pub_s : -1;
+  double srv_sys_pct = srv_cpu && pub_s > 0 ? (double)(C.srv_s1 - C.srv_s0) / 1e4 / pub_s : -1;
+  double srv_pct = srv_cpu && pub_s > 0 ? srv_user_pct + srv_sys_pct : -1;
+  double srv_ns_per = srv_cpu && received
+                          ? (double)(C.srv_u2 + C.srv_s2 - C.srv_u0 - C.srv_s0) * 1000.0 / (double)received : -1;
+  double srv_user_share = srv_cpu && C.srv_u2 + C.srv_s2 > C.srv_u0 + C.srv_s0
+                          ? 100.0 * (double)(C.srv_u2 - C.srv_u0) / (double)(C.srv_u2 + C.srv_s2 - C.srv_u0 - C.srv_s0) : -1;
   double ramp_s = C.ramp_end_us ? (double)(C.ramp_end_us - C.t0) / 1e6 : -1;
   bool ok = !C.interrupted && !C.deadline_hit && failed == 0 && dropped == 0 && subscribed == O.conns &&
             P.sent == G.npub && P.acked == P.sent && lost == 0;
@@ -1247,6 +1299,11 @@ int main(int argc, char **argv) {
          dps, window_s, dps_span, span_s);
   printf("  latency ms    p50 %.3f  p95 %.3f  p99 %.3f  max %.3f  (n=%" PRIu64 ")\n", p50, p95, p99, pmax,
          hist_total);
+  printf("  publish ms    p50 %.3f  p99 %.3f  max %.3f  (request sent → response, n=%" PRIu64 ")\n", pl50, pl99,
+         (double)P.lat_max_us / 1000.0, P.lat_n);
+  if (srv_cpu)
+    printf("  server CPU    %.1f%% of one core in the window (user %.1f%%, system %.1f%%); %.0f ns per delivery"
+           " (%.0f%% user)\n", srv_pct, srv_user_pct, srv_sys_pct, srv_ns_per, srv_user_share);
   if (O.server_pid)
     printf("  server RSS    before %ld KB  idle with %" PRIu64 " sockets %ld KB  → %.2f KB/connection\n",
            C.rss_before_kb, subscribed, C.rss_idle_kb, rss_per_conn);
@@ -1271,17 +1328,20 @@ int main(int argc, char **argv) {
          "\"p50_ms\":%.3f,\"p95_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
          "\"rss_before_kb\":%ld,\"rss_idle_kb\":%ld,\"rss_per_conn_kb\":%.3f,"
          "\"server_pings\":%" PRIu64 ",\"server_closes\":%" PRIu64 ",\"deadline_hit\":%s,\"elapsed_s\":%.2f,"
-         "\"client_cpu_pct\":%.1f,\"pub_first_status\":%d,\"first_conn_error\":%s,\"first_pub_error\":%s}\n",
+         "\"client_cpu_pct\":%.1f,\"pub_p50_ms\":%.3f,\"pub_p99_ms\":%.3f,\"pub_max_ms\":%.3f,"
+         "\"server_cpu_pct\":%.1f,\"server_user_pct\":%.1f,\"server_sys_pct\":%.1f,\"server_ns_per_delivery\":%.1f,"
+         "\"server_user_share_pct\":%.1f,\"pub_first_status\":%d,\"first_conn_error\":%s,\"first_pub_error\":%s}\n",
          ok ? "true" : "false", O.port, chan, O.conns, O.rate, O.duration_s, O.threads, O.conns, made, subscribed,
          failed, dropped, ramp_s, G.npub, P.sent, P.acked, P.non2xx, P.errors, unanswered, expected, got, lost,
          loss_pct, dups, dps, dps_span, p50, p95, p99, pmax, C.rss_before_kb, C.rss_idle_kb, rss_per_conn, pings,
-         closes, C.deadline_hit ? "true" : "false", (double)(t_end - C.t0) / 1e6, client_cpu, P.first_status, cerr, perr);
+         closes, C.deadline_hit ? "true" : "false", (double)(t_end - C.t0) / 1e6, client_cpu, pl50, pl99,
+         (double)P.lat_max_us / 1000.0, srv_pct, srv_user_pct, srv_sys_pct, srv_ns_per, srv_user_share, P.first_status, cerr, perr);
   fflush(stdout);
 
   int rc = uv_loop_close(&w0->loop);
   if (rc != 0) fprintf(stderr, "wsload: warning: loop not clean at exit (%s)\n", uv_strerror(rc));
   for (uint32_t i = 0; i < O.threads; i++) free(G.workers[i].counts);
-  for (uint32_t k = 0; k < O.pub_conns; k++) { free(P.pc[k].fifo); osb_buf_free(&P.pc[k].out); }
+  for (uint32_t k = 0; k < O.pub_conns; k++) { free(P.pc[k].fifo); free(P.pc[k].fifo_us); osb_buf_free(&P.pc[k].out); }
   free(P.pc);
   free(P.acked_flag);
   free(all);

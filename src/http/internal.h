@@ -34,7 +34,8 @@ typedef struct osb__outq_ent { osb_msg_t *msg; size_t off; } osb__outq_ent_t;
 typedef struct osb__conn {
   uv_tcp_t tcp;                 /* first: the handle's memory is the conn's */
   osb_list_t node;              /* server.conns */
-  osb_list_t flush_node;        /* server.pending_flush while it has unsent data */
+  osb_list_t flush_node;        /* server.pending_http (HTTP mode) or server.pending_flush
+                                 * (WebSocket) while it has unsent data or pipelined input */
   uint64_t id;
   osb__conn_mode_t mode;
   bool closing;                 /* osb__conn_close was called */
@@ -139,7 +140,8 @@ typedef struct osb__server {
   bool shutting_down;
   uv_timer_t sweep;
   osb_list_t conns;
-  osb_list_t pending_flush;
+  osb_list_t pending_flush;     /* WebSocket connections with output (fan-out) */
+  osb_list_t pending_http;      /* HTTP connections: flushed first in every round */
   size_t nconns;
   size_t inflight;
   uint64_t next_conn_id;

@@ -645,7 +645,8 @@ static void conn_output_progress(osb__conn_t *c) {
 
 void osb__conn_schedule_flush(osb__conn_t *c) {
   if (!osb_list_linked(&c->flush_node) && !c->closing) {
-    osb_list_insert_tail(&osb__srv.pending_flush, &c->flush_node);
+    osb_list_insert_tail(c->mode == OSB__CONN_HTTP ? &osb__srv.pending_http : &osb__srv.pending_flush,
+                         &c->flush_node);
     osb_core_wake();
   }
 }
@@ -895,18 +896,43 @@ static bool still_writing(osb__conn_t *c, uint64_t now) {
   return false;
 }
 
-/* One flush round: parse pipelined requests left waiting, then write what
- * was queued. Handlers run here may schedule more connections, and may take
- * any other connection out of this round (osb__conn_close, a WebSocket send
- * that writes at once): so always take the head, never keep a "next". */
-static void flush_round(void) {
+/* Connections a round writes from the WebSocket list. Core runs at most
+ * OSB_CORE_STEP_ROUNDS rounds per before-sleep phase and then polls
+ * without blocking when work is left, so one phase writes at most 8 × 256
+ * sockets before the loop reads again: with 10,000 subscribers a publish
+ * that arrives mid-drain is read and answered after about 2,000 writes,
+ * not after all of them (redis caps its writes per event the same way,
+ * NET_MAX_WRITES_PER_EVENT). Connections still waiting keep their place,
+ * ahead of those scheduled since, and meanwhile gather more messages, so
+ * they leave in fewer writes. */
+#define OSB__WS_FLUSH_BATCH 256
+
+/* Put everything in `from` back at the head of `h`, in order. */
+static void list_splice_head(osb_list_t *h, osb_list_t *from) {
+  if (osb_list_empty(from)) return;
+  osb_list_t *first = from->next, *last = from->prev;
+  last->next = h->next;
+  h->next->prev = last;
+  h->next = first;
+  first->prev = h;
+  osb_list_init(from);
+}
+
+/* Flush up to `max` connections of one list: parse pipelined requests left
+ * waiting, then write what was queued. Handlers run here may schedule more
+ * connections, and may take any other connection out of this round
+ * (osb__conn_close, a WebSocket send that writes at once): so always take
+ * the head, never keep a "next". */
+static void flush_list(osb_list_t *list, size_t max) {
   osb_list_t round;
-  osb_list_move(&round, &osb__srv.pending_flush);
-  while (!osb_list_empty(&round)) {
+  osb_list_move(&round, list);
+  size_t done = 0;
+  while (!osb_list_empty(&round) && done < max) {
     osb_list_t *pos = round.next;
     osb__conn_t *c = osb_container_of(pos, osb__conn_t, flush_node);
     osb_list_remove(pos);
     if (c->closing) continue;
+    done++;
     if (c->mode == OSB__CONN_HTTP) {
       conn_update_reading(c);   /* lifts an output pause once the queue drained */
       if (!conn_busy(c) && c->in.len && !c->close_after_flush && !c->out_paused) {
@@ -919,6 +945,20 @@ static void flush_round(void) {
     conn_write(c);
     osb__conn_stream_drain_check(c);
   }
+  list_splice_head(list, &round);
+}
+
+/* One flush round: HTTP connections first, then (some of the) WebSocket
+ * ones. A publish answered during the iteration is written before the
+ * fan-out it caused (thousands of subscriber writes), as uWebSockets
+ * answers at once and drains its subscribers at the end of the iteration:
+ * the publisher hears back within one write, keeps its next publishes
+ * coming, and more of them reach each subscriber's queue before the next
+ * drain (more messages per write syscall). Pipelined requests parsed in
+ * the HTTP pass fan out into queues that the WebSocket pass writes. */
+static void flush_round(void) {
+  flush_list(&osb__srv.pending_http, SIZE_MAX);
+  flush_list(&osb__srv.pending_flush, OSB__WS_FLUSH_BATCH);
 }
 
 /* The HTTP step of core's before-sleep phase (OSB_STEP_HTTP, first): runs
@@ -929,7 +969,7 @@ static void flush_round(void) {
  * round. Core repeats the round while a step did work. */
 static bool http_step(void *ud) {
   OSB_UNUSED(ud);
-  if (osb_list_empty(&osb__srv.pending_flush)) return false;
+  if (osb_list_empty(&osb__srv.pending_flush) && osb_list_empty(&osb__srv.pending_http)) return false;
   flush_round();
   return true;
 }
@@ -1041,6 +1081,14 @@ static void on_sweep(uv_timer_t *t) {
   osb_list_foreach_safe(pos, tmp, &osb__srv.conns) {
     osb__conn_t *c = osb_container_of(pos, osb__conn_t, node);
     if (c->closing) continue;
+    if (c->qlen == 0 && c->q) {
+      /* An idle connection owns no output ring (80 bytes of heap per idle
+       * WebSocket); a busy one keeps its ring between sweeps, so fan-out
+       * does not allocate per delivery. */
+      free(c->q);
+      c->q = NULL;
+      c->qcap = c->qhead = 0;
+    }
     switch (c->phase) {
       case OSB__PHASE_IDLE:
         if (c->deadline && now >= c->deadline && !still_writing(c, now)) osb__conn_close(c, "idle timeout");
@@ -1105,6 +1153,7 @@ int osb_http_server_start(uv_loop_t *loop) {
   s->loop = loop;
   osb_list_init(&s->conns);
   osb_list_init(&s->pending_flush);
+  osb_list_init(&s->pending_http);
   osb_list_init(&req_freelist);
 
   parser_settings.on_message_begin = on_message_begin;

@@ -45,7 +45,8 @@ struct osb__ws_state {
   uint64_t frame_since;       /* loop ms the partial frame in conn->in began; 0 = none */
   uint64_t msg_since;         /* loop ms the fragmented message in `msg` began; 0 = none */
   osb_tbucket_t ctl;          /* inbound control-frame bucket (WS_CONTROL_FRAMES_PER_S) */
-  osb_buf_t msg;              /* data message being reassembled */
+  osb_buf_t *msg;             /* data message being reassembled (fragments are rare:
+                               * allocated for one, so idle sockets carry 8 bytes, not 24) */
   uint8_t msg_opcode;         /* 0 = none in progress */
   bool close_sent;
   bool on_close_called;
@@ -260,6 +261,13 @@ static bool control_admit(osb__conn_t *c) {
   return osb_tbucket_take(&w->ctl, rate, 2.0 * rate, now);
 }
 
+static void msg_drop(struct osb__ws_state *w) {
+  if (!w->msg) return;
+  osb_buf_free(w->msg);
+  free(w->msg);
+  w->msg = NULL;
+}
+
 /* One complete frame: opcode, fin, payload (unmasked). Returns false to stop reading. */
 static bool on_frame(osb__conn_t *c, uint8_t opcode, bool fin, const uint8_t *p, size_t n) {
   struct osb__ws_state *w = c->ws;
@@ -271,29 +279,33 @@ static bool on_frame(osb__conn_t *c, uint8_t opcode, bool fin, const uint8_t *p,
       if (opcode != 0 && w->msg_opcode != 0) { fail(c, 1002, "new message inside a fragmented one"); return false; }
       if (opcode != 0) w->msg_opcode = opcode;
       if (!fin && w->msg_since == 0) w->msg_since = uv_now(osb__srv.loop);
-      if (w->msg.len + n > (size_t)osb_cfg->ws_max_message_bytes) { fail(c, 1009, "message too big"); return false; }
+      size_t have = w->msg ? w->msg->len : 0;
+      if (have + n > (size_t)osb_cfg->ws_max_message_bytes) { fail(c, 1009, "message too big"); return false; }
       const uint8_t *data = p;
       size_t len = n;
-      bool whole = fin && w->msg.len == 0;
+      bool whole = fin && have == 0;
       if (!whole) {
-        osb_buf_append(&w->msg, p, n);
+        if (!w->msg) {
+          w->msg = osb_malloc(sizeof(*w->msg));
+          *w->msg = (osb_buf_t)OSB_BUF_INIT;
+        }
+        osb_buf_append(w->msg, p, n);
         if (!fin) return true;
-        data = (const uint8_t *)w->msg.base;
-        len = w->msg.len;
+        data = (const uint8_t *)w->msg->base;
+        len = w->msg->len;
       }
       uint8_t op = w->msg_opcode;
       w->msg_opcode = 0;
       w->msg_since = 0;
       if (op == 0x1 && !osb__utf8_valid(data, len)) {
-        osb_buf_free(&w->msg);
+        msg_drop(w);
         fail(c, 1007, "invalid UTF-8 in a text message");
         return false;
       }
       osb_series_inc(s_in, 1);
       if (!w->close_sent) handler->on_message(WS(c), op == 0x2, (const char *)data, len);
       if (!whole) {
-        if (w->msg.cap > 4096) osb_buf_free(&w->msg);
-        else osb_buf_reset(&w->msg);
+        msg_drop(w);
       }
       return !c->closing;
     }
@@ -446,7 +458,7 @@ void osb__ws_sweep(osb__conn_t *c, uint64_t now) {
     /* A frame or message trickled in slowly holds up to two buffers of
      * WS_MAX_MESSAGE_BYTES; it does not get to keep them for ever. */
     osb_series_inc(s_msg_timeout, 1);
-    osb_buf_free(&w->msg);
+    msg_drop(w);
     osb_buf_free(&c->in);
     w->msg_opcode = 0;
     w->frame_since = w->msg_since = 0;
@@ -481,7 +493,7 @@ void osb__ws_on_close(osb__conn_t *c) {
 
 void osb__ws_dispose(osb__conn_t *c) {
   if (!c->ws) return;
-  osb_buf_free(&c->ws->msg);
+  msg_drop(c->ws);
   free(c->ws);
   c->ws = NULL;
 }

@@ -232,6 +232,115 @@ static void handler_in_flush_round_flushes_another_conn(void **state) {
   alarm(0);
 }
 
+/* /fan: the realtime publish's shape: queue a frame to the first WebSocket
+ * (the fan-out), then answer. Both wait for the before-sleep flush, and
+ * the answer is flushed first: the HTTP list comes before the WebSocket one. */
+static bool fan_answer_first;
+static void fan(osb_req_t *r) {
+  osb__conn_t *hc = r->conn;
+  osb__conn_t *wc = (osb__conn_t *)first_ws();
+  osb_msg_t *f = osb_ws_frame_new(OSB_WS_TEXT, "fan-frame", 9);
+  osb_ws_send((osb_ws_t *)wc, f);
+  osb_msg_unref(f);
+  osb_res_send(r, 200, "application/json", "{}", 2);
+  fan_answer_first = osb__srv.pending_http.next == &hc->flush_node &&
+                     osb__srv.pending_flush.next == &wc->flush_node;
+}
+
+static const char *want_text;
+static bool got_text(void *arg) {
+  client_t *c = arg;
+  return c->got.base && memmem(c->got.base, c->got.len, want_text, strlen(want_text)) != NULL;
+}
+static bool ws_ring_freed(void *arg) {
+  osb__conn_t *c = (osb__conn_t *)first_ws();
+  return c && c->q == NULL && c->qcap == 0;
+}
+
+static void publish_answer_flushed_before_fanout(void **state) {
+  client_t x = {0}, a = {0};
+  x.chunks[0] = ws_handshake;
+  x.nchunks = 1;
+  client_start(&x);
+  assert_true(run_until(ws_welcomed, &x, 3000));
+
+  fan_answer_first = false;
+  a.chunks[0] = "GET /fan HTTP/1.1\r\nHost: a\r\n\r\n";
+  a.nchunks = 1;
+  a.expect_responses = 1;
+  client_start(&a);
+  assert_true(run_until(has_responses, &a, 3000));
+  assert_true(fan_answer_first);
+  want_text = "fan-frame";
+  assert_true(run_until(got_text, &x, 3000));   /* and the fan-out is not lost */
+
+  /* Idle now: the sweep gives the output ring back, and the next frame
+   * gets a new one. */
+  assert_true(run_until(ws_ring_freed, NULL, 3000));
+  osb_msg_t *f = osb_ws_frame_new(OSB_WS_TEXT, "after-sweep", 11);
+  assert_int_equal(osb_ws_send(first_ws(), f), 0);
+  osb_msg_unref(f);
+  want_text = "after-sweep";
+  assert_true(run_until(got_text, &x, 3000));
+
+  stop_when_done(&a);
+  stop_when_done(&x);
+  assert_true(run_until(all_closed, &x, 3000));
+  assert_true(run_until(all_closed, &a, 3000));
+  osb_buf_free(&a.got);
+  osb_buf_free(&x.got);
+}
+
+/* More WebSocket connections with output than one round writes (256): the
+ * before-sleep phase takes several rounds, and every connection still gets
+ * its frame, once. */
+#define NBATCH 300
+static client_t batch[NBATCH];
+static bool batch_pred_all(void *arg) {
+  const char *want = arg;
+  for (int i = 0; i < NBATCH; i++)
+    if (!batch[i].got.base || !memmem(batch[i].got.base, batch[i].got.len, want, strlen(want))) return false;
+  return true;
+}
+static bool batch_closed(void *arg) {
+  for (int i = 0; i < NBATCH; i++)
+    if (!batch[i].close_cb_called) return false;
+  return osb_http_open_connections() == 0;
+}
+static int count_in(const osb_buf_t *b, const char *needle) {
+  int n = 0;
+  size_t l = strlen(needle);
+  for (const char *p = b->base, *e = b->base + b->len; p && (p = memmem(p, (size_t)(e - p), needle, l)); p += l) n++;
+  return n;
+}
+
+static void ws_flush_rounds_are_capped_and_lose_nothing(void **state) {
+  memset(batch, 0, sizeof(batch));
+  for (int i = 0; i < NBATCH; i++) {
+    batch[i].chunks[0] = ws_handshake;
+    batch[i].nchunks = 1;
+    client_start(&batch[i]);
+  }
+  assert_true(run_until(batch_pred_all, "welcome", 10000));
+  osb_msg_t *f = osb_ws_frame_new(OSB_WS_TEXT, "batch-frame", 11);
+  int queued = 0;
+  osb_list_t *pos, *tmp;
+  osb_list_foreach_safe(pos, tmp, &osb__srv.conns) {
+    osb__conn_t *c = osb_container_of(pos, osb__conn_t, node);
+    if (c->mode == OSB__CONN_WS && !c->closing && osb_ws_send((osb_ws_t *)c, f) == 0) queued++;
+  }
+  osb_msg_unref(f);
+  assert_int_equal(queued, NBATCH);
+  /* 256 in the first round, 44 in the second, then a quiet round */
+  assert_true(osb_core_run_steps() >= 3);
+  assert_true(osb_list_empty(&osb__srv.pending_flush));
+  assert_true(run_until(batch_pred_all, "batch-frame", 10000));
+  for (int i = 0; i < NBATCH; i++) assert_int_equal(count_in(&batch[i].got, "batch-frame"), 1);
+  for (int i = 0; i < NBATCH; i++) stop_when_done(&batch[i]);
+  assert_true(run_until(batch_closed, NULL, 10000));
+  for (int i = 0; i < NBATCH; i++) osb_buf_free(&batch[i].got);
+}
+
 /* Bytes that arrive just after an asynchronous request finished, and push
  * the pipelined backlog over the read limit, must not leave the connection
  * with reading stopped once the backlog is processed. */
@@ -399,6 +508,7 @@ static int setup(void **state) {
   osb_route(OSB_GET, "/later", later);
   osb_route(OSB_GET, "/hold", hold);
   osb_route(OSB_GET, "/poke", poke);
+  osb_route(OSB_GET, "/fan", fan);
   osb_route(OSB_GET, "/stream", stream);
   osb_route(OSB_GET, "/hdrs", hdrs);
   osb_route(OSB_GET, "/q", queued);
@@ -491,6 +601,8 @@ int main(void) {
     cmocka_unit_test(async_response_keeps_order),
     cmocka_unit_test(client_gone_mid_request_detaches),
     cmocka_unit_test(handler_in_flush_round_flushes_another_conn),
+    cmocka_unit_test(publish_answer_flushed_before_fanout),
+    cmocka_unit_test(ws_flush_rounds_are_capped_and_lose_nothing),
     cmocka_unit_test(read_resumes_after_backlog_processed),
     cmocka_unit_test(head_of_streamed_response_has_no_body),
     cmocka_unit_test(trailer_fields_never_become_headers),
