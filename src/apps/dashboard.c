@@ -277,11 +277,18 @@ static void get_asset(osb_req_t *req) {
 }
 
 void osb_dashboard_routes(void) {
-  /* The page is the `dashboard` feature (DISABLE); /client.js serves every app. */
-  for (const osb_asset_t *a = osb_assets; a->url; a++) {
-    if (strncmp(a->url, "/dashboard", 10) == 0) osb_feature_route("dashboard", OSB_GET, a->url, get_asset);
-    else osb_route(OSB_GET, a->url, get_asset);
-  }
+  /* The embedded files (apps/assets.h), by literal pattern so the route
+   * table can be read from the sources (the OpenAPI test): the page is the
+   * `dashboard` feature (DISABLE); /client.js serves every app. */
+  static const char *const page[] = { "/dashboard", "/dashboard/app.js", "/dashboard/app.css" };
+  size_t n = 0;
+  for (const osb_asset_t *a = osb_assets; a->url; a++) n++;
+  osb_assert(n == OSB_ARRAY_LEN(page) + 1 && asset_for("/client.js"));
+  for (size_t i = 0; i < OSB_ARRAY_LEN(page); i++) osb_assert(asset_for(page[i]));
+  osb_feature_route("dashboard", OSB_GET, "/dashboard", get_asset);
+  osb_feature_route("dashboard", OSB_GET, "/dashboard/app.js", get_asset);
+  osb_feature_route("dashboard", OSB_GET, "/dashboard/app.css", get_asset);
+  osb_route(OSB_GET, "/client.js", get_asset);
   osb_feature_route("dashboard", OSB_GET, "/api/dashboard/history", get_history);
 }
 

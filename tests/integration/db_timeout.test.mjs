@@ -40,6 +40,7 @@ async function until(fn, ms, what) {
 async function pgServer(name, env) {
   const srv = await startServer({
     env: { DATABASE_URL: urlFor(name), JWT_SECRET: randomKey(32), QUERY_CACHE_MB: '0', DB_POOL_MIN: '1',
+           CLUSTER_BUS: 'local',   // the pool's connections only (the bus's LISTEN connection would count too)
            DB_POOL_MAX: '1', DB_ACQUIRE_TIMEOUT_MS: '10000', DB_HEALTH_INTERVAL_MS: '600000', ...env },
   });
   servers.push(srv);

@@ -12,7 +12,19 @@ import { join } from 'node:path';
 import { startServer, runBinary, randomKey } from './lib/server.mjs';
 
 const PG = process.env.OSB_TEST_PG_URL;
+// The previous release is one from before migration 2, the first contract
+// migration: MIGRATIONS_UPTO=1.
 const PREVIOUS = { MIGRATIONS_UPTO: '1' };
+// How many migrations this binary knows (N): the current release.
+const N = await (async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'osb-rollback-n-'));
+  try {
+    const r = await runBinary(['migrate', '--status'], { env: { SQLITE_PATH: join(dir, 'osb.db') } });
+    const m = r.stdout.match(/this release knows up to (\d+)/);
+    if (!m) throw new Error(`migrate --status: ${r.stdout}${r.stderr}`);
+    return Number(m[1]);
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+})();
 
 function sql(backend, target, text) {
   if (backend === 'sqlite') return execFileSync('sqlite3', [target, text], { encoding: 'utf8' });
@@ -67,7 +79,7 @@ for (const backend of backends) {
       try {
         const r = await status(db);
         assert.equal(r.code, 0, r.stderr);
-        assert.match(r.stdout, /schema version: 0 \(this release knows up to 2\)/);
+        assert.match(r.stdout, new RegExp(`schema version: 0 \\(this release knows up to ${N}\\)`));
         assert.match(r.stdout, /applied: none/);
         assert.match(r.stdout, /pending:\n {2}1 {2}initial schema\n {2}2 {2}/);
         if (backend === 'sqlite') assert.equal(existsSync(db.target), false, 'status must not create the database');
@@ -92,7 +104,7 @@ for (const backend of backends) {
         const logs = await serves(db);           // the current one migrates at start
         assert.match(logs, /applied migration 2/);
         s = await status(db);
-        assert.match(s.stdout, /schema version: 2 \(this release knows up to 2\)/);
+        assert.match(s.stdout, new RegExp(`schema version: ${N} \\(this release knows up to ${N}\\)`));
         assert.match(s.stdout, /oldest release supported: one that knows schema version 2 or later/);
       } finally { db.done(); }
     });
@@ -101,7 +113,7 @@ for (const backend of backends) {
       const db = freshDb(backend);
       try {
         await serves(db);
-        await refuses(db, PREVIOUS, /schema is at version 2 and needs a release that knows schema version 2 or later; this release knows up to 1/);
+        await refuses(db, PREVIOUS, new RegExp(`schema is at version ${N} and needs a release that knows schema version 2 or later; this release knows up to 1`));
         const s = await status(db, PREVIOUS);
         assert.equal(s.code, 1);
         assert.match(s.stdout, /this release: cannot run on this schema/);
@@ -114,17 +126,17 @@ for (const backend of backends) {
       try {
         await serves(db);
         const now = Date.now();
-        sql(backend, db.target, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (3, 'next release: add a column', ${now})`);
+        sql(backend, db.target, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (${N + 1}, 'next release: add a column', ${now})`);
         sql(backend, db.target, `UPDATE osb_meta SET value = '2' WHERE key = 'schema_min_version'`);
         const logs = await serves(db);
-        assert.match(logs, /newer than this release \(2\); it supports releases back to schema version 2/);
+        assert.match(logs, new RegExp(`newer than this release \\(${N}\\); it supports releases back to schema version 2`));
         const s = await status(db);
         assert.equal(s.code, 0, s.stdout);
         assert.match(s.stdout, /this release: runs on this newer schema without migrating/);
-        assert.match(s.stdout, /3 {2}next release: add a column/);
+        assert.match(s.stdout, new RegExp(`${N + 1} {2}next release: add a column`));
         // The next release contracts the schema: now this binary must refuse.
-        sql(backend, db.target, `UPDATE osb_meta SET value = '3' WHERE key = 'schema_min_version'`);
-        await refuses(db, {}, /needs a release that knows schema version 3 or later; this release knows up to 2/);
+        sql(backend, db.target, `UPDATE osb_meta SET value = '${N + 1}' WHERE key = 'schema_min_version'`);
+        await refuses(db, {}, new RegExp(`needs a release that knows schema version ${N + 1} or later; this release knows up to ${N}`));
         assert.equal((await status(db)).code, 1);
       } finally { db.done(); }
     });
