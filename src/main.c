@@ -8,7 +8,9 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "apps/agents.h"
 #include "apps/auth_routes.h"
+#include "apps/chat.h"
 #include "apps/crm.h"
 #include "apps/market.h"
 #include "auth/auth.h"
@@ -61,6 +63,7 @@ static void finish_shutdown(void) {
   uv_timer_stop(&shutdown_timer);
   uv_timer_stop(&shutdown_poll);
   osb_http_server_stop();
+  osb_chat_close();
   osb_rt_stop();
   osb_db_close();
   osb_auth_close();
@@ -121,6 +124,8 @@ static int serve(void) {
   osb_realtime_api_routes();
   osb_market_routes();
   osb_crm_routes();
+  osb_agents_routes();
+  osb_chat_routes();
   rc = osb_http_server_start(&loop);
   if (rc != 0) {
     exit_code = 1;
@@ -143,6 +148,7 @@ static int serve(void) {
 out:
   /* A failed start-up closes what was opened (all idempotent). */
   osb_http_server_stop();
+  osb_chat_close();
   osb_rt_stop();
   osb_db_close();
   osb_auth_close();
@@ -163,6 +169,7 @@ out:
   osb_core_shutdown_reset();
   osb_log_batch_stop();
   osb_rt_stop();
+  osb_chat_dispose();
   osb_http_server_dispose();
   osb_auth_dispose();
   osb_obs_dispose();

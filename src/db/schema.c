@@ -377,8 +377,14 @@ static const char sq_v2[] =
   "WHERE channel NOT LIKE 'notify:%' AND channel NOT LIKE 'chat:%' GROUP BY channel "
   "ON CONFLICT (channel) DO UPDATE SET last_seq = max(channel_seqs.last_seq, excluded.last_seq);\n";
 
+/* v3: chat replies say why they are what they are (fallback reason, a
+ * stream that broke, voice failures) in a metadata document. */
+static const char pg_v3[] = "ALTER TABLE messages ADD COLUMN metadata jsonb;\n";
+static const char sq_v3[] = "ALTER TABLE messages ADD COLUMN metadata JSON;\n";
+
 const osb__migration_t osb__migrations[] = {
   { 1, "initial schema", pg_v1, sq_v1 },
   { 2, "durable channel seq counters from stored messages", pg_v2, sq_v2 },
+  { 3, "messages.metadata for chat replies", pg_v3, sq_v3 },
 };
 const size_t osb__nmigrations = OSB_ARRAY_LEN(osb__migrations);
