@@ -149,6 +149,7 @@ struct osb__chat_reply {
   osb_buf_t text;
   size_t sent;
   bool truncated;
+  bool store_due;           /* the source ended: store once the last delta is out */
   uint64_t last_flush_ms;
   uv_timer_t timer;
   /* storing */
@@ -346,7 +347,16 @@ static void flush(osb__chat_reply_t *r) {
   }
 }
 
-static void on_flush_timer(uv_timer_t *t) { flush(t->data); }
+static void reply_store_now(osb__chat_reply_t *r);
+
+static void on_flush_timer(uv_timer_t *t) {
+  osb__chat_reply_t *r = t->data;
+  flush(r);
+  if (r->store_due && !r->cancelled) {
+    r->store_due = false;
+    reply_store_now(r);
+  }
+}
 
 /* Cut at OSB_CHAT_MAX_REPLY_BYTES on a UTF-8 boundary. */
 static void append_text(osb__chat_reply_t *r, const char *p, size_t n) {
@@ -478,11 +488,21 @@ static void store_begun(void *ud, int err, osb_db_tx_t *tx) {
   osb_rt_tx_next_seq(tx, channel, store_seq, r);
 }
 
-static void reply_store(osb__chat_reply_t *r) {
-  flush(r);
+static void reply_store_now(osb__chat_reply_t *r) {
   r->state = R_STORING;
   r->refs++;
   osb_db_tx_begin(store_begun, r);
+}
+
+/* The last piece keeps the pace too (one frame per OSB_CHAT_DELTA_MS):
+ * when a flush is already scheduled, store right after it. */
+static void reply_store(osb__chat_reply_t *r) {
+  if (uv_is_active((uv_handle_t *)&r->timer)) {
+    r->store_due = true;
+    return;
+  }
+  flush(r);
+  reply_store_now(r);
 }
 
 /* ---- running the source ---- */
