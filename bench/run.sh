@@ -13,13 +13,16 @@
 # /health latency while clients sign in with Argon2id), ws (WebSocket
 # fan-out with wsload), apps (Market Data PUT → event at 1,000 subscribers,
 # POST /api/notifications → delivery at 1,000 users, on SQLite and
-# PostgreSQL).
+# PostgreSQL), upstream (500 concurrent text-to-speech calls through the
+# libcurl-multi client to a fake ElevenLabs; breaker overhead).
 #
-# Knobs (environment): BENCH_SECTIONS ("health db auth ws apps"), BENCH_APPS_DURATION (10), BENCH_AUTH_LOGINS (20), BENCH_WS_MATRIX
+# Knobs (environment): BENCH_SECTIONS ("health db auth ws apps upstream"), BENCH_APPS_DURATION (10),
+# BENCH_UPSTREAM_CONC (500), BENCH_UPSTREAM_DELAY_MS (50), BENCH_UPSTREAM_DURATION (10), BENCH_AUTH_LOGINS (20), BENCH_WS_MATRIX
 # ("1000:200 10000:50", conns:rate pairs), BENCH_WS_DURATION (20),
 # BENCH_WS_THREADS (1), BENCH_HEALTH_RUNS (3), BENCH_BUILD (build/release),
 # NODE_BASELINE_DIR (/work/shared/anchors/node-baseline), BENCH_PORT_BASE
-# (55490: PostgreSQL on it, osbackend +1, baseline +2, uncached osbackend +3).
+# (55490: PostgreSQL on it, osbackend +1, baseline +2, uncached osbackend +3,
+# upstream-section osbackend +4, its fake ElevenLabs +5).
 #
 # Exit status: non-zero if PostgreSQL or a server failed to start (or a
 # server died during the run). A single
@@ -31,7 +34,7 @@ BUILD=${BENCH_BUILD:-$ROOT/build/release}
 OSB_BIN=$BUILD/osbackend
 WSLOAD=$BUILD/wsload
 NODE_DIR=${NODE_BASELINE_DIR:-/work/shared/anchors/node-baseline}
-SECTIONS=${BENCH_SECTIONS:-health db auth ws apps}
+SECTIONS=${BENCH_SECTIONS:-health db auth ws apps upstream}
 APPS_DURATION=${BENCH_APPS_DURATION:-10}
 AUTH_LOGINS=${BENCH_AUTH_LOGINS:-20}
 WS_MATRIX=${BENCH_WS_MATRIX:-1000:200 10000:50}
@@ -450,6 +453,91 @@ section_apps() {
   done
 }
 
+# upstream: 500 concurrent TTS calls through the libcurl-multi client to a
+# local fake ElevenLabs answering after 50 ms (bench/upstream_load.mjs runs
+# the fake and the load in one Node process), /health probed meanwhile; and
+# the breaker's closed-path micro-benchmark from the release build.
+UP_CONC=${BENCH_UPSTREAM_CONC:-500}
+UP_DELAY=${BENCH_UPSTREAM_DELAY_MS:-50}
+UP_DURATION=${BENCH_UPSTREAM_DURATION:-10}
+section_upstream() {
+  hr "e. upstream: $UP_CONC concurrent POST /api/voice/tts for ${UP_DURATION}s through the client to a fake answering after $UP_DELAY ms"
+  local port=$((BASE + 4)) fport=$((BASE + 5)) key token email pw out c0 c1 hz line
+  hz=$(getconf CLK_TCK)
+  key=$(randhex 16)
+  # A dedicated instance: voice on, a bulkhead as wide as the load, no audio
+  # cache (every call goes upstream), a breaker that the load cannot trip.
+  if ! start_osb upstream "$port" ELEVENLABS_API_KEY="$key" ELEVENLABS_BASE_URL="http://127.0.0.1:$fport" \
+       TTS_MAX_CONCURRENCY=$((UP_CONC + 16)) TTS_CACHE_MB=0 BREAKER_SLOW_CALL_MS=60000 UPSTREAM_TIMEOUT_MS=30000; then
+    row "upstream: TTS calls/s" failed n/a higher
+    return
+  fi
+  email="bench-up-$(randhex 6)@example.test"; pw=$(randhex 12)
+  token=$(curl -s -m 10 -X POST -H 'Content-Type: application/json' \
+    --data "{\"email\":\"$email\",\"password\":\"$pw\"}" "http://127.0.0.1:$port/api/auth/register" |
+    sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+  if [ -z "$token" ]; then
+    say "  n/a: POST /api/auth/register did not return a token"
+    stop_pid upstream
+    return
+  fi
+  out="$RES/upstream-load.txt"
+  # Three processes on purpose: the fake, the load and the /health probe each
+  # get their own event loop, so none measures the others' delays.
+  node "$ROOT/bench/upstream_load.mjs" --mode fake --fake-port "$fport" --delay "$UP_DELAY" \
+    --stats "$RES/upstream-fake.json" >"$RES/upstream-fake.txt" 2>&1 &
+  PIDS[upfake]=$!
+  for _ in $(seq 100); do grep -q '^FAKE listening' "$RES/upstream-fake.txt" 2>/dev/null && break; sleep 0.1; done
+  c0=$(cpu_ticks "${PIDS[upstream]}")
+  node "$ROOT/bench/upstream_load.mjs" --mode health --port "$port" --duration "$UP_DURATION" >"$RES/upstream-health.txt" 2>&1 &
+  local hpid=$!
+  timeout $((UP_DURATION + 60)) node "$ROOT/bench/upstream_load.mjs" --port "$port" --fake-port "$fport" \
+    --token "$token" --conc "$UP_CONC" --delay "$UP_DELAY" --duration "$UP_DURATION" --external-fake 1 >"$out" 2>&1
+  wait "$hpid" 2>/dev/null
+  c1=$(cpu_ticks "${PIDS[upstream]}")
+  stop_pid upfake
+  line=$(sed -n 's/^UPLOAD //p' "$out" | tail -n 1)
+  local hline fline
+  hline=$(sed -n 's/^HEALTH //p' "$RES/upstream-health.txt" | tail -n 1)
+  fline=$(cat "$RES/upstream-fake.json" 2>/dev/null)
+  if [ -z "$line" ]; then
+    say "  failed (see $out)"
+    row "upstream: TTS calls/s" failed n/a higher
+    stop_pid upstream
+    return
+  fi
+  g() { printf '%s' "$line" | sed -n 's/.*"'"$1"'":\([^,}]*\).*/\1/p'; }
+  gj() { printf '%s' "$1" | sed -n 's/.*"'"$2"'":\([^,}]*\).*/\1/p'; }
+  local fp50 fp99 p50 p99 added50 added99
+  fp50=$(gj "$fline" p50_ms); fp99=$(gj "$fline" p99_ms); p50=$(g p50_ms); p99=$(g p99_ms)
+  added50=$(awk -v a="$p50" -v b="$fp50" 'BEGIN { if (b != "") printf "%.2f", a - b; else print "n/a" }')
+  added99=$(awk -v a="$p99" -v b="$fp99" 'BEGIN { if (b != "") printf "%.2f", a - b; else print "n/a" }')
+  local calls ok cpu_us
+  calls=$(g calls); ok=$(g ok)
+  cpu_us=$(awk -v a="$c0" -v b="$c1" -v hz="$hz" -v n="$ok" 'BEGIN { if (n > 0) printf "%.1f", (b - a) / hz * 1e6 / n; else print "n/a" }')
+  say "  $(g calls_per_s) calls/s ($ok ok, $(g errors) errors; the fake saw $(gj "$fline" calls), at most $(gj "$fline" max_in_flight) at once)"
+  say "  latency at the client p50 $p50 ms, p99 $p99 ms; the fake's own p50 ${fp50:-?} ms, p99 ${fp99:-?} ms"
+  say "  added by osbackend: p50 $added50 ms, p99 $added99 ms; server CPU $cpu_us us per call"
+  say "  /health while it runs: p50 $(gj "$hline" p50_ms) ms, p99 $(gj "$hline" p99_ms) ms over $(gj "$hline" n) probes"
+  row "upstream: TTS calls/s ($UP_CONC concurrent)" "$(g calls_per_s)" n/a higher 1
+  row "upstream: added latency p50 ms" "$added50" n/a lower 2
+  row "upstream: added latency p99 ms" "$added99" n/a lower 2
+  row "upstream: server CPU us per call" "$cpu_us" n/a lower 1
+  row "upstream: /health p99 ms during the load" "$(gj "$hline" p99_ms)" n/a lower 2
+  stop_pid upstream
+  # The breaker's closed path (goal <= 100 ns per call), release build.
+  if cmake --build "$BUILD" --target upstream_test_breaker >"$RES/upstream-breaker-build.txt" 2>&1 &&
+     "$BUILD/upstream_test_breaker" >"$RES/upstream-breaker.txt" 2>&1; then
+    local bl ns
+    bl=$(grep '^breaker closed path' "$RES/upstream-breaker.txt")
+    say "  $bl"
+    ns=$(printf '%s' "$bl" | sed -n 's/.*metrics: \([0-9.]*\) ns.*/\1/p')
+    row "upstream: breaker+metrics ns per call (closed)" "${ns:-failed}" n/a lower 1
+  else
+    say "  breaker micro-benchmark: not built (cmocka missing?), see $RES/upstream-breaker-build.txt"
+  fi
+}
+
 # -------------------------------------------------------------------- run
 T0=$(date +%s)
 say "osbackend benchmark  $(date -u +%FT%TZ)  results: $RES"
@@ -493,6 +581,7 @@ for s in $SECTIONS; do
     ws) section_ws ;;
     auth) section_auth ;;
     apps) section_apps ;;
+    upstream) section_upstream ;;
     *) say "unknown section: $s" ;;
   esac
   check_servers

@@ -24,6 +24,9 @@
 #include "obs/metrics.h"
 #include "apps/realtime_api.h"
 #include "realtime/realtime.h"
+#include "upstream/upstream.h"
+#include "apps/voice_routes.h"
+#include "voice/voice.h"
 
 static uv_loop_t loop;
 static uv_signal_t sig_term, sig_int;
@@ -64,11 +67,18 @@ static void finish_shutdown(void) {
   uv_timer_stop(&shutdown_poll);
   osb_http_server_stop();
   osb_chat_close();
+  osb_upstream_close();
   osb_rt_stop();
   osb_db_close();
   osb_auth_close();
   osb_core_close();
   close_main_handles();
+}
+
+/* Upstream calls still running at 80 % of the deadline fail (503), so
+ * their requests answer before the connections are cut. */
+static void upstream_shutdown_hook(void *ud) {
+  osb_upstream_shutdown((uint64_t)osb_cfg->shutdown_timeout_ms * 4 / 5);
 }
 
 static void on_shutdown_poll(uv_timer_t *t) {
@@ -81,6 +91,7 @@ static void on_shutdown_poll(uv_timer_t *t) {
 static void on_shutdown_timeout(uv_timer_t *t) {
   osb_log(OSB_LOG_WARN, "main", "shutdown timeout (%d ms): closing %zu connections, %zu requests in flight",
           osb_cfg->shutdown_timeout_ms, osb_http_open_connections(), osb_http_inflight());
+  osb_upstream_abort_all();
   osb_http_server_force_close();
   /* closes complete on the next loop turn; the poll sees zero connections then */
   uv_timer_start(&shutdown_poll, on_shutdown_poll, 10, 10);
@@ -124,6 +135,14 @@ static int serve(void) {
   osb_realtime_api_routes();
   osb_market_routes();
   osb_crm_routes();
+  if (osb_upstream_init(&loop) != 0) {
+    exit_code = 1;
+    goto out;
+  }
+  osb_core_on_shutdown("upstream", OSB_SHUTDOWN_UPSTREAM, upstream_shutdown_hook, NULL);
+  osb_voice_init();
+  osb_upstream_routes();
+  osb_voice_routes();
   osb_agents_routes();
   osb_chat_routes();
   rc = osb_http_server_start(&loop);
@@ -149,6 +168,7 @@ out:
   /* A failed start-up closes what was opened (all idempotent). */
   osb_http_server_stop();
   osb_chat_close();
+  osb_upstream_close();
   osb_rt_stop();
   osb_db_close();
   osb_auth_close();
@@ -170,6 +190,8 @@ out:
   osb_log_batch_stop();
   osb_rt_stop();
   osb_chat_dispose();
+  osb_voice_dispose();
+  osb_upstream_dispose();
   osb_http_server_dispose();
   osb_auth_dispose();
   osb_obs_dispose();

@@ -93,6 +93,11 @@ static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL}
 static const char *const log_formats[] = {"json", "text", NULL};
 static const char *const pg_schemes[] = {"postgres://", "postgresql://", NULL};
 static const char *const http_schemes[] = {"https://", "http://", NULL};
+static const char *const llm_providers[] = {"openai", "anthropic", NULL};
+#define LLM_OPENAI_URL "https://api.openai.com/v1"
+#define LLM_OPENAI_MODEL "gpt-4o-mini"
+#define LLM_ANTHROPIC_URL "https://api.anthropic.com/v1"
+#define LLM_ANTHROPIC_MODEL "claude-3-5-haiku-latest"
 
 #define OFF(f) offsetof(osb_config_t, f)
 #define INT(n, f, d, lo, hi, desc) {n, OSB_CFG_INT, OFF(f), d, lo, hi, NULL, NULL, 0, desc}
@@ -139,13 +144,27 @@ const osb_config_var_t osb_config_vars[] = {
   SECRET("SERVICE_API_KEY", service_api_key, 16, "server-to-server key for publish/notification APIs"),
   SECRET("METRICS_TOKEN", metrics_token, 16, "bearer token for /metrics and /health/details; unset = open"),
   /* upstreams */
+  ENUM("LLM_PROVIDER", llm_provider, "openai", llm_providers, "LLM wire format: openai (any compatible server) or anthropic"),
   SECRET("LLM_API_KEY", llm_api_key, 1, "LLM provider key; unset = knowledge-base fallback"),
-  URL("LLM_BASE_URL", llm_base_url, "https://api.openai.com/v1", http_schemes, "OpenAI-compatible API base"),
-  STR("LLM_MODEL", llm_model, "gpt-4o-mini", 1, 256, NULL, 0, "model name"),
+  URL("LLM_BASE_URL", llm_base_url, LLM_OPENAI_URL, http_schemes,
+      "LLM API base (default: " LLM_ANTHROPIC_URL " with LLM_PROVIDER=anthropic)"),
+  STR("LLM_MODEL", llm_model, LLM_OPENAI_MODEL, 1, 256, NULL, 0,
+      "model name (default: " LLM_ANTHROPIC_MODEL " with LLM_PROVIDER=anthropic)"),
+  INT("LLM_MAX_TOKENS", llm_max_tokens, "1024", 1, 1000000, "reply length cap"),
+  INT("LLM_CONTEXT_MESSAGES", llm_context_messages, "20", 0, 1000, "earlier messages sent with each request"),
   SECRET("ELEVENLABS_API_KEY", elevenlabs_api_key, 1, "text-to-speech key; unset = voice disabled"),
   URL("ELEVENLABS_BASE_URL", elevenlabs_base_url, "https://api.elevenlabs.io", http_schemes, "text-to-speech API base"),
-  STR("ELEVENLABS_VOICE_ID", elevenlabs_voice_id, NULL, 1, 256, NULL, 0, "default voice"),
-  INT("UPSTREAM_TIMEOUT_MS", upstream_timeout_ms, "30000", 10, H, "deadline of each external call"),
+  STR("ELEVENLABS_VOICE_ID", elevenlabs_voice_id, "21m00Tcm4TlvDq8ikWAM", 1, 256, NULL, 0, "default voice (a stock voice)"),
+  STR("ELEVENLABS_MODEL_ID", elevenlabs_model_id, "eleven_multilingual_v2", 1, 256, NULL, 0, "text-to-speech model"),
+  INT("TTS_CACHE_MB", tts_cache_mb, "256", 0, 1048576, "stored audio budget, least recently used evicted (0 = no cache)"),
+  INT("UPSTREAM_TIMEOUT_MS", upstream_timeout_ms, "30000", 10, H, "deadline of each external call (streams: per gap between chunks)"),
+  INT("LLM_MAX_CONCURRENCY", llm_max_concurrency, "32", 1, 100000, "LLM calls in flight; more wait up to 1 s, then 503"),
+  INT("TTS_MAX_CONCURRENCY", tts_max_concurrency, "8", 1, 100000, "text-to-speech calls in flight; more wait up to 1 s, then 503"),
+  INT("BREAKER_MIN_CALLS", breaker_min_calls, "5", 1, 1000000, "calls in the window before a breaker may open"),
+  INT("BREAKER_FAILURE_RATE", breaker_failure_rate, "50", 1, 100, "percent of failed or slow calls that opens a breaker"),
+  INT("BREAKER_WINDOW_S", breaker_window_s, "30", 1, 3600, "sliding window of the failure rate"),
+  INT("BREAKER_SLOW_CALL_MS", breaker_slow_call_ms, "10000", 1, H, "a call whose first byte takes longer is slow"),
+  INT("BREAKER_OPEN_MS", breaker_open_ms, "30000", 1, 600000, "open time before a half-open trial (doubles per failed trial, up to 10 min)"),
   /* websocket */
   INT("WS_MAX_CONNECTIONS", ws_max_connections, "100000", 1, 10000000, "concurrent WebSocket clients"),
   INT("WS_MAX_MESSAGE_BYTES", ws_max_message_bytes, "65536", 64, 1 << 30, "largest client message (1009 above)"),
@@ -599,6 +618,17 @@ int osb_config_load(osb_config_t *cfg, char *err, size_t errlen, char *warn, siz
       add_warning(warn, warnlen, "%s:%d: unknown variable %s ignored", path, env_file.v[i].line,
                   env_file.v[i].key);
 
+  /* Rules across variables. The LLM defaults follow the provider. */
+  if (cfg->llm_provider == OSB_LLM_ANTHROPIC) {
+    if (!nonempty(getenv("LLM_BASE_URL")) && !nonempty(dotenv_get(&env_file, "LLM_BASE_URL"))) {
+      free(cfg->llm_base_url);
+      cfg->llm_base_url = osb_strdup(LLM_ANTHROPIC_URL);
+    }
+    if (!nonempty(getenv("LLM_MODEL")) && !nonempty(dotenv_get(&env_file, "LLM_MODEL"))) {
+      free(cfg->llm_model);
+      cfg->llm_model = osb_strdup(LLM_ANTHROPIC_MODEL);
+    }
+  }
   /* Rules across variables. */
   if (cfg->database_url && !cfg->jwt_secret) {
     put_line(err, errlen, "config: JWT_SECRET is required when DATABASE_URL is set "

@@ -18,6 +18,7 @@
 #include <stdio.h>
 
 typedef enum { OSB_LOGFMT_JSON, OSB_LOGFMT_TEXT } osb_logfmt_t;
+typedef enum { OSB_LLM_OPENAI, OSB_LLM_ANTHROPIC } osb_llm_provider_t;
 
 typedef struct osb_config {
   /* listener */
@@ -54,9 +55,16 @@ typedef struct osb_config {
   char *service_api_key;
   char *metrics_token;    /* NULL = /metrics and /health/details are open */
   /* upstreams */
-  char *llm_api_key, *llm_base_url, *llm_model;   /* base URL without trailing slash */
-  char *elevenlabs_api_key, *elevenlabs_base_url, *elevenlabs_voice_id;
+  int llm_provider;       /* osb_llm_provider_t */
+  char *llm_api_key, *llm_base_url, *llm_model;   /* base URL without trailing slash; the
+                           * defaults follow LLM_PROVIDER (OpenAI's or Anthropic's) */
+  int llm_max_tokens, llm_context_messages;
+  char *elevenlabs_api_key, *elevenlabs_base_url, *elevenlabs_voice_id, *elevenlabs_model_id;
+  int tts_cache_mb;
   int upstream_timeout_ms;
+  int llm_max_concurrency, tts_max_concurrency;   /* bulkheads */
+  int breaker_min_calls, breaker_failure_rate, breaker_window_s;
+  int breaker_slow_call_ms, breaker_open_ms;
   /* websocket */
   int ws_max_connections;
   int ws_max_message_bytes;

@@ -110,7 +110,19 @@ static void test_defaults_load(void **state) {
   assert_string_equal(cfg.llm_model, "gpt-4o-mini");
   assert_null(cfg.elevenlabs_api_key);
   assert_string_equal(cfg.elevenlabs_base_url, "https://api.elevenlabs.io");
-  assert_null(cfg.elevenlabs_voice_id);
+  assert_string_equal(cfg.elevenlabs_voice_id, "21m00Tcm4TlvDq8ikWAM");   /* SPEC: a stock voice */
+  assert_string_equal(cfg.elevenlabs_model_id, "eleven_multilingual_v2");
+  assert_int_equal(cfg.llm_provider, OSB_LLM_OPENAI);
+  assert_int_equal(cfg.llm_max_tokens, 1024);
+  assert_int_equal(cfg.llm_context_messages, 20);
+  assert_int_equal(cfg.tts_cache_mb, 256);
+  assert_int_equal(cfg.llm_max_concurrency, 32);
+  assert_int_equal(cfg.tts_max_concurrency, 8);
+  assert_int_equal(cfg.breaker_min_calls, 5);
+  assert_int_equal(cfg.breaker_failure_rate, 50);
+  assert_int_equal(cfg.breaker_window_s, 30);
+  assert_int_equal(cfg.breaker_slow_call_ms, 10000);
+  assert_int_equal(cfg.breaker_open_ms, 30000);
   assert_int_equal(cfg.upstream_timeout_ms, 30000);
   assert_int_equal(cfg.ws_max_connections, 100000);
   assert_int_equal(cfg.ws_max_message_bytes, 65536);
@@ -150,6 +162,31 @@ static void test_environment_overrides_default(void **state) {
   assert_int_equal(cfg.log_format, OSB_LOGFMT_TEXT);
   assert_string_equal(cfg.cluster_node_id, "node-a");
   osb_config_dispose(&cfg);
+}
+
+/* The LLM defaults follow LLM_PROVIDER; explicit values win. */
+static void test_llm_defaults_follow_the_provider(void **state) {
+  setenv("LLM_PROVIDER", "anthropic", 1);
+  osb_config_t cfg;
+  load_ok(&cfg);
+  assert_int_equal(cfg.llm_provider, OSB_LLM_ANTHROPIC);
+  assert_string_equal(cfg.llm_base_url, "https://api.anthropic.com/v1");
+  assert_string_equal(cfg.llm_model, "claude-3-5-haiku-latest");
+  osb_config_dispose(&cfg);
+  setenv("LLM_BASE_URL", "http://127.0.0.1:8000/v1/", 1);
+  setenv("LLM_MODEL", "local", 1);
+  load_ok(&cfg);
+  assert_string_equal(cfg.llm_base_url, "http://127.0.0.1:8000/v1");
+  assert_string_equal(cfg.llm_model, "local");
+  osb_config_dispose(&cfg);
+  setenv("LLM_PROVIDER", "gemini", 1);
+  char msg[256];
+  assert_int_equal(osb_config_load(&cfg, msg, sizeof(msg), NULL, 0), OSB_ECONFIG);
+  assert_non_null(strstr(msg, "LLM_PROVIDER"));
+  setenv("LLM_PROVIDER", "openai", 1);
+  setenv("BREAKER_FAILURE_RATE", "101", 1);
+  assert_int_equal(osb_config_load(&cfg, msg, sizeof(msg), NULL, 0), OSB_ECONFIG);
+  assert_non_null(strstr(msg, "BREAKER_FAILURE_RATE must be an integer from 1 to 100"));
 }
 
 static void test_empty_value_means_default(void **state) {
@@ -682,6 +719,7 @@ int main(void) {
     T(test_default_node_id_is_host_and_pid),
     T(test_environment_overrides_default),
     T(test_empty_value_means_default),
+    T(test_llm_defaults_follow_the_provider),
     T(test_int_rejects_text),
     T(test_int_rejects_trailing_junk),
     T(test_int_rejects_surrounding_space),
