@@ -94,5 +94,9 @@ typedef struct osb__chat_src {
 extern const osb__chat_src_t osb__chat_src_knowledge;
 /* Live sources still running (for shutdown accounting). */
 size_t osb__chat_src_knowledge_active(void);
+/* The LLM source for the configured provider (LLM_PROVIDER) through the
+ * `llm` upstream, or NULL when no LLM is configured (no LLM_API_KEY). */
+const osb__chat_src_t *osb__chat_src_llm(void);
+size_t osb__chat_src_llm_active(void);
 
 #endif

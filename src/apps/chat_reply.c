@@ -39,7 +39,9 @@
 
 #include "core/json.h"
 #include "obs/log.h"
+#include "core/config.h"
 #include "realtime/realtime.h"
+#include "upstream/upstream.h"
 
 /* ---- statements ---- */
 
@@ -101,7 +103,6 @@ static const osb_db_stmt_t Q_USAGE = {
   .writes = "usage_daily",
 };
 
-#define CONTEXT_MESSAGES 20   /* LLM_CONTEXT_MESSAGES once the upstream client is in */
 
 /* ---- state ---- */
 
@@ -228,9 +229,11 @@ static void conv_maybe_free(conv_t *c) {
 /* ---- agents:status ---- */
 
 json_t *osb__chat_status_json(void) {
-  return json_pack("{s:b, s:s?, s:{s:b, s:s?}}", "degraded", degraded, "reason",
+  osb_upstream_t *u = osb_upstream_get("llm");
+  return json_pack("{s:b, s:s?, s:{s:b, s:s?, s:s?}}", "degraded", degraded, "reason",
                    degraded ? degraded_reason : NULL, "llm", "configured", llm_source != NULL, "provider",
-                   llm_source ? llm_source->name : NULL);
+                   llm_source ? llm_source->name : NULL, "breaker",
+                   u ? osb_breaker_state_name(osb_upstream_state(u)) : NULL);
 }
 
 static void set_degraded(bool on, const char *reason) {
@@ -614,7 +617,8 @@ static void reply_start(osb__chat_reply_t *r) {
   osb_db_query(&Q_CONTEXT, ap, 1, ctx_agent, r);
   char seq[24], lim[16];
   snprintf(seq, sizeof(seq), "%llu", (unsigned long long)r->user_seq);
-  snprintf(lim, sizeof(lim), "%d", CONTEXT_MESSAGES);
+  /* LLM_CONTEXT_MESSAGES earlier messages plus the one being answered. */
+  snprintf(lim, sizeof(lim), "%d", osb_cfg->llm_context_messages + 1);
   const char *hp[3] = { r->conv_id, seq, lim };
   osb_db_query(&Q_HISTORY, hp, 3, ctx_history, r);
 }
@@ -829,15 +833,33 @@ static void shutdown_hook(void *ud) {
   closing = true;
 }
 
+/* The llm breaker decides whether replies are degraded: open (or forced
+ * open) → the knowledge base answers; closed again → recovered. */
+static void llm_state(void *ud, osb_upstream_t *u, osb_breaker_state_t from, osb_breaker_state_t to,
+                      const char *reason) {
+  OSB_UNUSED(ud);
+  OSB_UNUSED(from);
+  if (strcmp(osb_upstream_name(u), "llm") != 0 || !llm_source) return;
+  if (to == OSB_BREAKER_OPEN || to == OSB_BREAKER_FORCED_OPEN) {
+    char why[160];
+    snprintf(why, sizeof(why), "llm breaker %s%s%s: answers come from the agents' knowledge",
+             osb_breaker_state_name(to), reason ? ": " : "", reason ? reason : "");
+    set_degraded(true, why);
+  } else if (to == OSB_BREAKER_CLOSED) {
+    set_degraded(false, NULL);
+  }
+}
+
 void osb__chat_reply_init(void) {
   table_init();
   const osb_db_stmt_t *stmts[] = { &Q_OWNED, &Q_INSERT, &Q_TOUCH, &Q_CONTEXT, &Q_HISTORY, &Q_USAGE };
   osb_db_register(stmts, OSB_ARRAY_LEN(stmts));
   osb_core_on_shutdown("chat", OSB_SHUTDOWN_HTTP + 10, shutdown_hook, NULL);
-  closing = false;
-  llm_source = NULL;
+  closing = closed = false;
+  llm_source = osb__chat_src_llm();
   degraded = false;
-  set_degraded(true, "no LLM configured (LLM_API_KEY not set): answers come from the agents' knowledge");
+  if (llm_source) osb_upstream_on_state(llm_state, NULL);
+  else set_degraded(true, "no LLM configured (LLM_API_KEY not set): answers come from the agents' knowledge");
 }
 
 void osb_chat_close(void) {

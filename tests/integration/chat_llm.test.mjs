@@ -1,0 +1,198 @@
+// Chat replies from an LLM, against the fake of tests/integration/lib/
+// fake_upstreams.mjs, on SQLite and PostgreSQL: both wire formats (OpenAI
+// chat/completions and Anthropic messages, streamed), the request the
+// provider sees (system prompt, context, max_tokens, key header), deltas
+// that concatenate to the stored reply, usage from the provider's counts,
+// a 500 that opens the breaker (then the fake sees no call and the
+// knowledge base answers, agents:status says so), a stream dropped mid-way
+// (the text so far kept with status error), and coalescing of fast tokens.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, randomKey } from './lib/server.mjs';
+import { api, register, WsClient, BACKENDS, backendEnv, sleep, until } from './lib/apps.mjs';
+import { startFakeLLM } from './lib/fake_upstreams.mjs';
+
+const OBJECTION_COACH = 'a0000000-0000-4000-8000-000000000003';
+const REPLY = 'Acknowledge the concern, then show what the system pays back each month in extra cases and saved chair time.';
+
+async function setup(backend, provider, extra = {}) {
+  const key = `sk-test-${randomKey(8)}`;
+  const llm = await startFakeLLM({ apiKey: key, reply: REPLY, usage: { input: 11, output: 7 } });
+  const srv = await startServer({ env: backendEnv(backend, {
+    LLM_PROVIDER: provider, LLM_API_KEY: key, LLM_BASE_URL: `${llm.url}/v1`, LLM_MODEL: 'fake-model-1',
+    LLM_MAX_TOKENS: '321', LLM_CONTEXT_MESSAGES: '2', ...extra,
+  }) });
+  const user = await register(srv, 'rep');
+  const conv = async () => {
+    const r = await api(srv, 'POST', '/api/conversations', { token: user.token, body: { agent_id: OBJECTION_COACH } });
+    assert.equal(r.status, 201);
+    return r.body;
+  };
+  return { key, llm, srv, user, conv };
+}
+
+const waitReply = async (srv, user, convId, text) => {
+  const r = await api(srv, 'POST', `/api/conversations/${convId}/messages`, { token: user.token, body: { text }, headers: { prefer: 'wait=30' } });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return r.body;
+};
+
+for (const backend of BACKENDS) {
+  for (const provider of ['openai', 'anthropic']) {
+    describe(`chat with an LLM: ${provider} (${backend})`, () => {
+      let t;
+      before(async () => { t = await setup(backend, provider); });
+      after(async () => { await t.srv.stop(); await t.llm.close(); });
+
+      test('the reply streams over WebSocket and SSE; deltas concatenate to the stored agent.done', async () => {
+        const { srv, user, llm, key } = t;
+        const c = await t.conv();
+        const ws = await WsClient.open(srv, user.token);
+        await ws.subscribe(`chat:${c.id}`);
+        llm.reset();
+        const post = await api(srv, 'POST', `/api/conversations/${c.id}/messages`, { token: user.token, body: { text: 'The owner says it is too expensive.' } });
+        assert.equal(post.status, 202);
+        const done = await ws.next((m) => m.type === 'message' && m.data.type === 'agent.done', 20000);
+        const deltas = ws.on(`chat:${c.id}`).filter((m) => m.data.type === 'agent.delta');
+        assert.ok(deltas.length >= 1);
+        assert.equal(deltas.map((d) => d.data.text).join(''), done.data.message.content);
+        assert.equal(done.data.message.content, REPLY);
+        assert.equal(done.data.message.fallback, false);
+        assert.equal(done.data.message.status, 'done');
+        assert.equal(done.data.message.metadata.source, provider);
+        ws.close();
+        // what the provider saw
+        assert.equal(llm.count, 1);
+        const call = llm.calls[0];
+        assert.equal(call.path, provider === 'openai' ? '/v1/chat/completions' : '/v1/messages');
+        assert.equal(call.body.stream, true);
+        assert.equal(call.body.model, 'fake-model-1');
+        assert.equal(call.body.max_tokens, 321);
+        if (provider === 'openai') {
+          assert.equal(call.headers.authorization, `Bearer ${key}`);
+          assert.deepEqual(call.body.stream_options, { include_usage: true });
+          assert.equal(call.body.messages[0].role, 'system');
+          assert.match(call.body.messages[0].content, /objections/);
+          assert.deepEqual(call.body.messages.at(-1), { role: 'user', content: 'The owner says it is too expensive.' });
+        } else {
+          assert.equal(call.headers['x-api-key'], key);
+          assert.ok(call.headers['anthropic-version']);
+          assert.match(call.body.system, /objections/);
+          assert.deepEqual(call.body.messages, [{ role: 'user', content: 'The owner says it is too expensive.' }]);
+        }
+        // SSE
+        const r = await srv.fetch(`/api/conversations/${c.id}/messages`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${user.token}`, 'content-type': 'application/json', accept: 'text/event-stream' },
+          body: JSON.stringify({ text: 'And if they want a discount?' }),
+        });
+        assert.equal(r.status, 200);
+        const events = (await r.text()).split('\n\n').filter((b) => b.startsWith('data: ')).map((b) => b.slice(6));
+        assert.equal(events.at(-1), '[DONE]');
+        const evs = events.slice(0, -1).map((e) => JSON.parse(e));
+        assert.equal(evs.at(-1).type, 'agent.done');
+        assert.equal(evs.slice(0, -1).map((e) => e.text).join(''), evs.at(-1).message.content);
+        assert.equal(evs.at(-1).message.content, REPLY);
+        // context: LLM_CONTEXT_MESSAGES=2 earlier messages, then the new one
+        const second = llm.calls.at(-1).body.messages.filter((m) => m.role !== 'system');
+        if (provider === 'openai') {
+          assert.deepEqual(second, [
+            { role: 'user', content: 'The owner says it is too expensive.' },
+            { role: 'assistant', content: REPLY },
+            { role: 'user', content: 'And if they want a discount?' },
+          ]);
+        } else {
+          assert.equal(second.length, 3);
+          assert.equal(second.at(-1).content, 'And if they want a discount?');
+        }
+      });
+
+      test('Prefer: wait answers with the finished reply; usage counts the provider\'s tokens', async () => {
+        const { srv, user } = t;
+        const before = (await api(srv, 'GET', '/api/usage', { token: user.token })).body.totals.llm_tokens;
+        const c = await t.conv();
+        const r = await waitReply(srv, user, c.id, 'How do I open the call?');
+        assert.equal(r.reply.content, REPLY);
+        assert.equal(r.reply.fallback, false);
+        assert.deepEqual(r.reply.metadata.tokens, { input: 11, output: 7 });
+        const u = await until(async () => {
+          const x = await api(srv, 'GET', '/api/usage', { token: user.token });
+          return x.body.totals.llm_tokens >= before + 18 && x;
+        }, 5000, 'usage');
+        assert.equal(u.body.totals.llm_tokens, before + 18);
+      });
+
+      test('a stream dropped mid-way keeps the text so far, with status error', async () => {
+        const { srv, user, llm } = t;
+        const c = await t.conv();
+        llm.queue({ drop: 'body', tokenDelayMs: 5 });   // paced, so the first half reaches us before the cut
+        const r = await waitReply(srv, user, c.id, 'Tell me everything.');
+        assert.equal(r.reply.status, 'error');
+        assert.equal(r.reply.fallback, false);
+        assert.ok(r.reply.content.length > 0);
+        assert.ok(REPLY.startsWith(r.reply.content), r.reply.content);
+        assert.ok(r.reply.content.length < REPLY.length);
+        assert.ok(r.reply.metadata.error);
+      });
+    });
+  }
+
+  describe(`chat with a failing LLM (${backend})`, () => {
+    let t;
+    before(async () => {
+      t = await setup(backend, 'openai', { BREAKER_MIN_CALLS: '3', BREAKER_FAILURE_RATE: '50', BREAKER_OPEN_MS: '600000' });
+    });
+    after(async () => { await t.srv.stop(); await t.llm.close(); });
+
+    test('500s fall back to knowledge, open the breaker, and then the fake sees no call', async () => {
+      const { srv, user, llm } = t;
+      const ws = await WsClient.open(srv, user.token);
+      await ws.subscribe('agents:status');
+      llm.script({ status: 500 });
+      llm.reset();
+      const c = await t.conv();
+      for (let i = 0; i < 3; i++) {
+        const r = await waitReply(srv, user, c.id, 'The owner wants a discount on the price.');
+        assert.equal(r.reply.fallback, true);
+        assert.match(r.reply.content, /discount/i);
+        assert.match(r.reply.metadata.fallback_reason, /openai/);
+      }
+      assert.equal(llm.count, 3);
+      await ws.next((m) => m.type === 'message' && m.data.type === 'upstream.state' && m.data.upstream === 'llm' && m.data.state === 'open');
+      const st = await ws.next((m) => m.type === 'message' && m.data.type === 'agents.status' && m.data.degraded === true);
+      assert.ok(st.data.reason);
+      const status = await api(srv, 'GET', '/api/agents/status', { token: user.token });
+      assert.equal(status.body.degraded, true);
+      assert.equal(status.body.llm.breaker, 'open');
+      llm.script({});   // healthy again, but the breaker is open: no call
+      const r = await waitReply(srv, user, c.id, 'What if they say not now?');
+      assert.equal(r.reply.fallback, true);
+      assert.match(r.reply.metadata.fallback_reason, /open|unavailable/i);
+      assert.equal(llm.count, 3, 'no call reached the fake while the breaker is open');
+      ws.close();
+    });
+  });
+
+  describe(`chat LLM deltas are coalesced (${backend})`, () => {
+    let t;
+    const long = Array.from({ length: 60 }, (_, i) => `tok${i}`).join(' ');
+    before(async () => { t = await setup(backend, 'openai'); t.llm.setReply(long); });
+    after(async () => { await t.srv.stop(); await t.llm.close(); });
+
+    test('a fast model is not one frame per token; frames at most one per ~30 ms', async () => {
+      const { srv, user, llm } = t;
+      llm.script({ tokenDelayMs: 3 });
+      const c = await t.conv();
+      const ws = await WsClient.open(srv, user.token);
+      await ws.subscribe(`chat:${c.id}`);
+      await api(srv, 'POST', `/api/conversations/${c.id}/messages`, { token: user.token, body: { text: 'go' } });
+      const done = await ws.next((m) => m.type === 'message' && m.data.type === 'agent.done', 20000);
+      const deltas = ws.on(`chat:${c.id}`).filter((m) => m.data.type === 'agent.delta');
+      assert.equal(deltas.map((d) => d.data.text).join(''), done.data.message.content);
+      assert.equal(done.data.message.content, long);
+      assert.ok(deltas.length < 40, `${deltas.length} frames for 60 tokens`);
+      for (let i = 1; i < deltas.length; i++) assert.ok(deltas[i].ts - deltas[i - 1].ts >= 20);
+      ws.close();
+    });
+  });
+}
