@@ -55,6 +55,14 @@ void osb__chat_unwatch(osb__chat_watch_t *w);
 /* The conversation was deleted (committed): cancel its reply and queue. */
 void osb__chat_conversation_deleted(const char *conv_id);
 
+/* Text-to-speech for a stored reply (chat_voice.c): audio_url and
+ * metadata.voice on the message, then a transient message.audio. Strings
+ * are copied; voice_id NULL = ELEVENLABS_VOICE_ID. */
+void osb__chat_voice_start(const char *user_id, const char *conv_id, const char *msg_id, const char *text,
+                           const char *voice_id);
+/* Cancel the syntheses still running (their replies keep their text). */
+void osb__chat_voice_close(void);
+
 /* GET /api/agents/status and the agents:status announcements. */
 json_t *osb__chat_status_json(void);
 void osb__chat_reply_init(void);

@@ -398,6 +398,9 @@ static void store_committed(void *ud, int err, const osb_db_result_t *res) {
     json_decref(r->message);
     r->message = NULL;
   }
+  if (!err && r->voice && r->message)
+    osb__chat_voice_start(r->user_id, r->conv_id, r->id, json_string_value(json_object_get(r->message, "content")),
+                          json_string_value(json_object_get(r->agent, "voice_id")));
   reply_finish(r, err ? (err == OSB_ENOTFOUND ? OSB_ENOTFOUND : OSB_EUNAVAIL) : 0);
   reply_unref(r);   /* the transaction's reference */
 }
@@ -864,6 +867,7 @@ void osb__chat_reply_init(void) {
 
 void osb_chat_close(void) {
   closing = closed = true;
+  osb__chat_voice_close();
   if (!inited) return;
   /* Posts in flight finish through their transactions (which fail once the
    * database closes, or commit without a reply); replies are cancelled. */

@@ -385,6 +385,21 @@ for (const backend of BACKENDS) {
       ws.close();
     });
 
+    test('voice: true with voice disabled leaves the text reply and says why', async () => {
+      const c = await conversation();
+      const post = await api(srv, 'POST', `/api/conversations/${c.id}/messages`, { token: alice.token, body: { text: `${unique}gamma aloud`, voice: true } });
+      assert.equal(post.status, 202);
+      const stored = await until(async () => {
+        const m = await api(srv, 'GET', `/api/conversations/${c.id}/messages`, { token: alice.token });
+        const last = m.body.items.at(-1);
+        return last && last.role === 'assistant' && last.metadata && last.metadata.voice && last;
+      }, 10000, 'voice metadata');
+      assert.equal(stored.metadata.voice.status, 'disabled');
+      assert.match(stored.metadata.voice.reason, /ELEVENLABS_API_KEY/);
+      assert.equal(stored.audio_url, null);
+      assert.ok(stored.content.length > 0);
+    });
+
     test('export as JSON and Markdown attachments', async () => {
       const c = await conversation();
       const r = await waitReply(alice, c.id, `Export the ${unique}gamma notes`);

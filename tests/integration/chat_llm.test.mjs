@@ -5,12 +5,14 @@
 // that concatenate to the stored reply, usage from the provider's counts,
 // a 500 that opens the breaker (then the fake sees no call and the
 // knowledge base answers, agents:status says so), a stream dropped mid-way
-// (the text so far kept with status error), and coalescing of fast tokens.
+// (the text so far kept with status error), coalescing of fast tokens, and
+// voice on replies through the fake ElevenLabs (audio_url, message.audio; a
+// failing voice leaves the text intact and says why).
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, randomKey } from './lib/server.mjs';
 import { api, register, WsClient, BACKENDS, backendEnv, sleep, until } from './lib/apps.mjs';
-import { startFakeLLM } from './lib/fake_upstreams.mjs';
+import { startFakeLLM, startFakeElevenLabs, isMp3 } from './lib/fake_upstreams.mjs';
 
 const OBJECTION_COACH = 'a0000000-0000-4000-8000-000000000003';
 const REPLY = 'Acknowledge the concern, then show what the system pays back each month in extra cases and saved chair time.';
@@ -193,6 +195,67 @@ for (const backend of BACKENDS) {
       assert.ok(deltas.length < 40, `${deltas.length} frames for 60 tokens`);
       for (let i = 1; i < deltas.length; i++) assert.ok(deltas[i].ts - deltas[i - 1].ts >= 20);
       ws.close();
+    });
+  });
+}
+
+for (const backend of BACKENDS) {
+  describe(`voice on replies (${backend})`, () => {
+    let t, el;
+    before(async () => {
+      const elKey = `el-${randomKey(8)}`;
+      el = await startFakeElevenLabs({ apiKey: elKey });
+      t = await setup(backend, 'openai', { ELEVENLABS_API_KEY: elKey, ELEVENLABS_BASE_URL: el.url, BREAKER_MIN_CALLS: '1000' });
+    });
+    after(async () => { await t.srv.stop(); await t.llm.close(); await el.close(); });
+
+    test('voice: true → after agent.done the message gains a playable audio_url and message.audio follows', async () => {
+      const { srv, user } = t;
+      const c = await t.conv();
+      const ws = await WsClient.open(srv, user.token);
+      await ws.subscribe(`chat:${c.id}`);
+      const spoken = `Spoken answer ${randomKey(4)}, fresh for the cache.`;
+      t.llm.queue({ reply: spoken });
+      const post = await api(srv, 'POST', `/api/conversations/${c.id}/messages`, { token: user.token, body: { text: 'Say it out loud', voice: true } });
+      assert.equal(post.status, 202);
+      const done = await ws.next((m) => m.type === 'message' && m.data.type === 'agent.done', 20000);
+      const audio = await ws.next((m) => m.type === 'message' && m.data.type === 'message.audio', 20000);
+      assert.equal(audio.seq, undefined);
+      assert.equal(audio.data.message_id, done.data.message.id);
+      assert.match(audio.data.audio_url, /^\/api\/voice\/audio\/[0-9a-f]{64}$/);
+      const a = await srv.fetch(audio.data.audio_url, { headers: { authorization: `Bearer ${user.token}` } });
+      assert.equal(a.status, 200);
+      assert.equal(a.headers.get('content-type'), 'audio/mpeg');
+      assert.ok(isMp3(Buffer.from(await a.arrayBuffer())));
+      assert.equal(el.calls.at(-1).body.text, spoken);
+      const msgs = await api(srv, 'GET', `/api/conversations/${c.id}/messages`, { token: user.token });
+      const stored = msgs.body.items.at(-1);
+      assert.equal(stored.audio_url, audio.data.audio_url);
+      assert.equal(stored.metadata.voice.status, 'ok');
+      assert.equal(stored.content, spoken);
+      ws.close();
+    });
+
+    test('a failing voice keeps the text reply and says why', async () => {
+      const { srv, user } = t;
+      el.script({ status: 500 });
+      const spoken = `Unspeakable answer ${randomKey(4)}.`;
+      t.llm.queue({ reply: spoken });
+      const c = await t.conv();
+      const r = (await api(srv, 'POST', `/api/conversations/${c.id}/messages`, {
+        token: user.token, body: { text: 'Say it again', voice: true }, headers: { prefer: 'wait=30' },
+      })).body;
+      const stored = await until(async () => {
+        const m = await api(srv, 'GET', `/api/conversations/${c.id}/messages`, { token: user.token });
+        const last = m.body.items.at(-1);
+        return last.metadata && last.metadata.voice && last;
+      }, 10000, 'voice metadata');
+      assert.equal(stored.id, r.reply.id);
+      assert.equal(stored.content, spoken);
+      assert.equal(stored.audio_url, null);
+      assert.equal(stored.metadata.voice.status, 'failed');
+      assert.ok(stored.metadata.voice.reason);
+      el.script({});
     });
   });
 }
