@@ -509,6 +509,7 @@ static void posted(void *ud, int err, json_t *message, osb__chat_reply_t *reply)
   if (err) {
     pr->req = NULL;
     if (err == OSB_ENOTFOUND) osb_res_error(req, 404, "not_found", "no such conversation");
+    else if (err == OSB_EUNAVAIL) osb_res_error_code(req, err, "messages cannot be stored now (shutting down or the database is unavailable), retry shortly");
     else osb_app_db_error(req, err);
     return;
   }
@@ -563,9 +564,9 @@ static bool wants_sse(osb_req_t *req) {
 }
 
 /* Validate {text, voice?}; NULL text on error (recorded in f). */
-static const char *read_post(osb_app_fields_t *f, json_t *body, bool *voice) {
+static const char *read_post(osb_app_fields_t *f, json_t *body, bool strict, bool *voice) {
   static const char *const allowed[] = { "text", "voice", NULL };
-  osb_app_reject_unknown(f, body, allowed);
+  if (strict) osb_app_reject_unknown(f, body, allowed);
   const char *text = NULL;
   bool has;
   osb_app_get_string(f, body, "text", 1, OSB_CHAT_MAX_TEXT, false, &text, &has);
@@ -583,7 +584,7 @@ static void h_post(osb_req_t *req) {
   if (!body) return;
   osb_app_fields_t f = {0};
   bool voice;
-  const char *text = read_post(&f, body, &voice);
+  const char *text = read_post(&f, body, true, &voice);
   if (!text) {
     osb_app_send_invalid(req, &f, "some fields are invalid");
     return;
@@ -771,7 +772,8 @@ static void chat_publish(void *ud, const char *channel, const osb_rt_who_t *who,
   OSB_UNUSED(ud);
   osb_app_fields_t f = {0};
   bool voice = false;
-  const char *text = json_is_object(data) ? read_post(&f, (json_t *)data, &voice) : NULL;
+  /* Unknown members of a client message are ignored (SPEC §5). */
+  const char *text = json_is_object(data) ? read_post(&f, (json_t *)data, false, &voice) : NULL;
   if (f.fields) json_decref(f.fields);
   if (!text || !who->user_id || who->role == OSB_ROLE_SERVICE) {
     cb(ctx, !text ? OSB_EINVAL : OSB_EDENIED, 0);

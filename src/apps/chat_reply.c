@@ -151,6 +151,7 @@ struct osb__chat_reply {
   size_t sent;
   bool truncated;
   bool store_due;           /* the source ended: store once the last delta is out */
+  int store_attempts;       /* transactions tried (retried while the database is busy) */
   uint64_t last_flush_ms;
   uv_timer_t timer;
   /* storing */
@@ -385,12 +386,37 @@ static void src_text(void *ud, const char *p, size_t n) {
 
 /* ---- storing the reply ---- */
 
+#define STORE_ATTEMPTS 6   /* 0.25 + 0.5 + 1 + 2 + 4 s of waiting at most */
+
+static void reply_store_now(osb__chat_reply_t *r);
+static void store_retry_fire(uv_timer_t *t) { reply_store_now(t->data); }
+
+/* The database was busy or unreachable (OSB_EUNAVAIL: no connection within
+ * DB_ACQUIRE_TIMEOUT_MS, or it broke): try the whole transaction again a
+ * little later, so a burst of replies is not lost. A retry after a COMMIT
+ * whose answer was lost cannot store the reply twice: its id is the
+ * primary key (the retry then fails with a conflict). */
+static bool store_retry(osb__chat_reply_t *r, int err) {
+  if (err != OSB_EUNAVAIL || closed || r->cancelled || r->store_attempts >= STORE_ATTEMPTS) return false;
+  uint64_t delay = 250u << (r->store_attempts - 1);
+  osb_log(OSB_LOG_WARN, "chat", "reply %s: database unavailable, storing again in %llu ms", r->id,
+          (unsigned long long)delay);
+  uv_timer_start(&r->timer, store_retry_fire, delay, 0);
+  return true;
+}
+
 static void store_committed(void *ud, int err, const osb_db_result_t *res) {
   OSB_UNUSED(res);
   osb__chat_reply_t *r = ud;
   if (!err && r->store_err) err = r->store_err;
   if (r->cancelled) {
     reply_unref(r);
+    return;
+  }
+  if (err && store_retry(r, err)) {
+    json_decref(r->message);
+    r->message = NULL;
+    reply_unref(r);   /* the transaction's reference; the retry takes a new one */
     return;
   }
   if (err) {
@@ -481,7 +507,7 @@ static void store_begun(void *ud, int err, osb_db_tx_t *tx) {
   osb__chat_reply_t *r = ud;
   if (err || r->cancelled) {
     if (tx) osb_db_tx_rollback(tx, NULL, NULL);
-    if (!r->cancelled) {
+    if (!r->cancelled && !store_retry(r, err)) {
       osb_log(OSB_LOG_ERROR, "chat", "reply %s not stored: %s", r->id, osb_strerror(err));
       reply_finish(r, OSB_EUNAVAIL);
     }
@@ -496,6 +522,7 @@ static void store_begun(void *ud, int err, osb_db_tx_t *tx) {
 
 static void reply_store_now(osb__chat_reply_t *r) {
   r->state = R_STORING;
+  r->store_attempts++;
   r->refs++;
   osb_db_tx_begin(store_begun, r);
 }
@@ -627,7 +654,10 @@ static void reply_start(osb__chat_reply_t *r) {
 }
 
 static void kick(conv_t *c) {
-  if (osb_list_empty(&c->replies) || closing || c->dead) return;
+  /* During the graceful shutdown queued replies still run (their messages
+   * are stored; the LLM call fails over to the knowledge base once the
+   * upstream module stops); only osb_chat_close cancels them. */
+  if (osb_list_empty(&c->replies) || closed || c->dead) return;
   osb__chat_reply_t *r = osb_container_of(c->replies.next, osb__chat_reply_t, link);
   if (r->state == R_QUEUED) reply_start(r);
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "core/json.h"
 #include "obs/log.h"
@@ -32,24 +33,48 @@ static const osb_db_stmt_t Q_AUDIO = {
   .writes = "messages",
 };
 
+/* The voice module answers before its cache row is written; audio_url is
+ * given out only once GET /api/voice/audio/:hash can serve it. */
+static const osb_db_stmt_t Q_STORED = {
+  .name = "chat_voice_stored",
+  .pg = "SELECT 1 FROM tts_cache WHERE hash = $1",
+  .nparams = 1,
+  .reads = "tts_cache",
+};
+#define STORED_POLL_MS 25
+#define STORED_POLLS 80     /* 2 s */
+
 typedef struct vjob {
   osb_list_t link;
   char *conv_id, *msg_id, *user_id;
   osb_voice_job_t *job;     /* while synthesizing */
-  char *audio_url;
-  bool updating;
+  char *audio_url, *hash;
+  bool updating;            /* a database call is pending */
+  bool cancelled;
+  int polls;
+  uv_timer_t timer;         /* initialised once audio came; closed before the job is freed */
+  bool has_timer;
 } vjob_t;
 
 static osb_list_t jobs = { &jobs, &jobs };
 static bool registered;
 
-static void vjob_free(vjob_t *j) {
-  osb_list_remove(&j->link);
+static void vjob_release(vjob_t *j) {
   free(j->conv_id);
   free(j->msg_id);
   free(j->user_id);
   free(j->audio_url);
+  free(j->hash);
   free(j);
+}
+
+static void vjob_closed(uv_handle_t *h) { vjob_release(h->data); }
+
+static void vjob_free(vjob_t *j) {
+  osb_list_remove(&j->link);
+  osb_list_init(&j->link);
+  if (j->has_timer) uv_close((uv_handle_t *)&j->timer, vjob_closed);
+  else vjob_release(j);
 }
 
 static void updated(void *ud, int err, const osb_db_result_t *res) {
@@ -78,12 +103,44 @@ static void record(vjob_t *j, const char *status, const char *reason) {
   free(m);
 }
 
+static void poll_stored(vjob_t *j);
+
+static void on_poll_timer(uv_timer_t *t) { poll_stored(t->data); }
+
+static void stored_checked(void *ud, int err, const osb_db_result_t *res) {
+  vjob_t *j = ud;
+  j->updating = false;
+  if (j->cancelled) {
+    vjob_free(j);
+    return;
+  }
+  if (!err && osb_db_nrows(res) > 0) {
+    record(j, "ok", NULL);
+  } else if (++j->polls >= STORED_POLLS) {
+    free(j->audio_url);
+    j->audio_url = NULL;
+    record(j, "failed", "the audio was not stored (TTS_CACHE_MB=0 or the database failed)");
+  } else {
+    uv_timer_start(&j->timer, on_poll_timer, STORED_POLL_MS, 0);
+  }
+}
+
+static void poll_stored(vjob_t *j) {
+  const char *p[1] = { j->hash };
+  j->updating = true;
+  osb_db_query(&Q_STORED, p, 1, stored_checked, j);
+}
+
 static void synthesized(void *ud, const osb_voice_result_t *r) {
   vjob_t *j = ud;
   j->job = NULL;
-  if (r->err == 0 && r->audio_url) {
+  if (r->err == 0 && r->audio_url && r->hash) {
     j->audio_url = osb_strdup(r->audio_url);
-    record(j, "ok", NULL);
+    j->hash = osb_strdup(r->hash);
+    uv_timer_init(osb_loop(), &j->timer);
+    j->timer.data = j;
+    j->has_timer = true;
+    poll_stored(j);
     return;
   }
   char why[240];
@@ -96,8 +153,8 @@ static void synthesized(void *ud, const osb_voice_result_t *r) {
 void osb__chat_voice_start(const char *user_id, const char *conv_id, const char *msg_id, const char *text,
                            const char *voice_id) {
   if (!registered) {
-    const osb_db_stmt_t *stmts[] = { &Q_AUDIO };
-    osb_db_register(stmts, 1);
+    const osb_db_stmt_t *stmts[] = { &Q_AUDIO, &Q_STORED };
+    osb_db_register(stmts, 2);
     registered = true;
   }
   vjob_t *j = osb_calloc(1, sizeof(*j));
@@ -135,10 +192,12 @@ void osb__chat_voice_close(void) {
   while (n != &jobs) {
     vjob_t *j = osb_container_of(n, vjob_t, link);
     n = n->next;
+    j->cancelled = true;
     if (j->job) {
       osb_voice_cancel(j->job);
       j->job = NULL;
-      if (!j->updating) vjob_free(j);
     }
+    /* A pending database call frees the job when it comes back. */
+    if (!j->updating) vjob_free(j);
   }
 }

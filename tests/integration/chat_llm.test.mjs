@@ -10,6 +10,7 @@
 // failing voice leaves the text intact and says why).
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { startServer, randomKey } from './lib/server.mjs';
 import { api, register, WsClient, BACKENDS, backendEnv, sleep, until } from './lib/apps.mjs';
 import { startFakeLLM, startFakeElevenLabs, isMp3 } from './lib/fake_upstreams.mjs';
@@ -259,3 +260,61 @@ for (const backend of BACKENDS) {
     });
   });
 }
+
+// 200 replies streaming at once (a fake at ~50 tokens/s) while /health is
+// probed: the probes stay fast and every reply arrives whole and unmixed.
+// SQLite only: the streaming path is the same on both backends.
+describe('chat: /health while 200 replies stream', () => {
+  let t;
+  const reply = Array.from({ length: 25 }, (_, i) => `w${i}`).join(' ');
+  before(async () => {
+    t = await setup('sqlite', 'openai', { MAX_CONNECTIONS_PER_IP: '0', LLM_MAX_CONCURRENCY: '256', BREAKER_SLOW_CALL_MS: '60000', UPSTREAM_TIMEOUT_MS: '30000' });
+    t.llm.setReply(reply);
+    t.llm.script({ tokenDelayMs: 20 });
+  });
+  after(async () => { await t.srv.stop(); await t.llm.close(); });
+
+  test('/health p99 stays low; 200 replies complete, each with its own deltas', async () => {
+    const { srv, user } = t;
+    const convs = await Promise.all(Array.from({ length: 200 }, () => t.conv()));
+    // four connections (at most 100 subscriptions each)
+    const wss = await Promise.all([0, 1, 2, 3].map(() => WsClient.open(srv, user.token)));
+    const wsOf = (i) => wss[i % 4];
+    for (let i = 0; i < convs.length; i++) await wsOf(i).subscribe(`chat:${convs[i].id}`);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const probe = () => new Promise((resolve) => {
+      const t0 = performance.now();
+      http.get({ host: '127.0.0.1', port: srv.port, path: '/health', agent }, (r) => { r.resume(); r.on('end', () => resolve(performance.now() - t0)); })
+        .on('error', () => resolve(Infinity));
+    });
+    const idle = [];
+    for (let i = 0; i < 50; i++) idle.push(await probe());
+    // posted 25 at a time (200 writes at once on the one SQLite writer can
+    // outwait DB_ACQUIRE_TIMEOUT_MS under a sanitizer: a 503 the client retries)
+    const posts = [];
+    for (let k = 0; k < convs.length; k += 25) {
+      posts.push(...await Promise.all(convs.slice(k, k + 25).map((c, j) =>
+        api(srv, 'POST', `/api/conversations/${c.id}/messages`, { token: user.token, body: { text: `stream ${k + j}` } }))));
+    }
+    assert.deepEqual(posts.filter((p) => p.status !== 202).map((p) => p.status), []);
+    const busy = [];
+    let done = false;
+    const doneAll = until(() => convs.every((c, i) => wsOf(i).on(`chat:${c.id}`).some((m) => m.data.type === 'agent.done')), 60000, 'all replies')
+      .finally(() => { done = true; });
+    while (!done) { busy.push(await probe()); await sleep(5); }
+    await doneAll;
+    const p99 = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length * 0.99)];
+    assert.ok(busy.length >= 20, `${busy.length} probes`);
+    // generous: a sanitizer build on shared cores; the benchmark has the real figure
+    assert.ok(p99(busy) < 250, `/health p99 ${p99(busy).toFixed(1)} ms while streaming (idle ${p99(idle).toFixed(1)} ms)`);
+    convs.forEach((c, i) => {
+      const frames = wsOf(i).on(`chat:${c.id}`);
+      const d = frames.find((m) => m.data.type === 'agent.done');
+      assert.equal(d.data.message.content, reply);
+      assert.equal(frames.filter((m) => m.data.type === 'agent.delta' && m.data.reply_id === posts[i].body.reply_id)
+        .map((m) => m.data.text).join(''), reply);
+      assert.ok(frames.every((m) => m.data.type !== 'agent.delta' || m.data.reply_id === posts[i].body.reply_id));
+    });
+    for (const w of wss) w.close();
+  });
+});
