@@ -182,12 +182,19 @@ function join() {
   const f = JSON.parse(readFileSync(args.stats, 'utf8'));
   const line = readFileSync(args.load, 'utf8').split('\n').find((l) => l.startsWith('CHATLOAD '));
   const l = JSON.parse(line.slice(9));
-  const added = [];
-  for (const [tag, t] of Object.entries(l.first_delta)) if (f.first[tag]) added.push(t - f.first[tag]);
+  const added = [], steady = [];
+  for (const [tag, t] of Object.entries(l.first_delta)) {
+    if (!f.first[tag]) continue;
+    added.push(t - f.first[tag]);
+    // round 0 starts every stream at once (connections to the fake, first
+    // queries): the steady state is every later round
+    if (Number(tag.split('#')[2]) > 0) steady.push(t - f.first[tag]);
+  }
   const out = {
     replies: l.replies, errors: l.errors, deltas: l.deltas, frames_per_s: l.frames_per_s, fake_calls: f.calls,
     fake_max_in_flight: f.max_in_flight, matched: added.length,
     added_first_delta_p50_ms: +pct(added, 0.5).toFixed(2), added_first_delta_p99_ms: +pct(added, 0.99).toFixed(2),
+    steady_first_delta_p50_ms: +pct(steady, 0.5).toFixed(2), steady_first_delta_p99_ms: +pct(steady, 0.99).toFixed(2),
     rss_per_stream_kb: +((l.rss_peak_kb - l.rss_idle_kb) / l.conc).toFixed(1), rss_idle_kb: l.rss_idle_kb,
     rss_peak_kb: l.rss_peak_kb, duration_s: l.duration_s,
   };
