@@ -20,10 +20,12 @@
 # PostgreSQL), upstream (500 concurrent text-to-speech calls through the
 # libcurl-multi client to a fake ElevenLabs; breaker overhead), cluster (2
 # instances on the PostgreSQL bus, 1,000 subscribers each, 200 msg/s on one:
-# same- vs cross-instance delivery; WORKERS=2 vs 1). The single-instance
+# same- vs cross-instance delivery; WORKERS=2 vs 1), chat (200 concurrent
+# conversations against a fake LLM streaming 50 tokens/s). The single-instance
 # sections run with CLUSTER_BUS=local (one process needs no bus).
 #
-# Knobs (environment): BENCH_SECTIONS ("health db auth ws idle apps upstream cluster"), BENCH_APPS_DURATION (10),
+# Knobs (environment): BENCH_SECTIONS ("health db auth ws idle apps upstream chat cluster"), BENCH_APPS_DURATION (10),
+# BENCH_CHAT_CONC (200), BENCH_CHAT_DURATION (10),
 # BENCH_CLUSTER_DURATION (20), BENCH_UPSTREAM_CONC (500), BENCH_UPSTREAM_DELAY_MS (50), BENCH_UPSTREAM_DURATION (10),
 # BENCH_AUTH_LOGINS (20), BENCH_WS_MATRIX ("1000:200 10000:50", conns:rate pairs), BENCH_WS_DURATION (20),
 # BENCH_WS_THREADS (1), BENCH_WS_RUNS (3), BENCH_HEALTH_RUNS (3),
@@ -32,7 +34,8 @@
 # (build/release), NODE_BASELINE_DIR (/work/shared/anchors/node-baseline),
 # UWS_BIN (/work/shared/anchors/uws/uws-anchor), BENCH_PORT_BASE (55490:
 # PostgreSQL on it, osbackend +1, baseline +2, uncached osbackend +3, apps
-# and upstream +4, upstream's fake ElevenLabs and cluster +5..+7, uws +9).
+# and upstream +4, upstream's fake ElevenLabs and cluster +5..+7, uws +9,
+# chat osbackend +10, its fake LLM +11).
 #
 # Exit status: non-zero if PostgreSQL or a server failed to start (or a
 # server died during the run). A single
@@ -44,7 +47,7 @@ BUILD=${BENCH_BUILD:-$ROOT/build/release}
 OSB_BIN=$BUILD/osbackend
 WSLOAD=$BUILD/wsload
 NODE_DIR=${NODE_BASELINE_DIR:-/work/shared/anchors/node-baseline}
-SECTIONS=${BENCH_SECTIONS:-health db auth ws idle apps upstream cluster}
+SECTIONS=${BENCH_SECTIONS:-health db auth ws idle apps upstream chat cluster}
 SERVERS=${BENCH_SERVERS:-osbackend uws baseline}
 UWS_BIN=${UWS_BIN:-/work/shared/anchors/uws/uws-anchor}
 WS_RUNS=${BENCH_WS_RUNS:-3}
@@ -701,6 +704,79 @@ section_cluster() {
   done
 }
 
+# chat: CHAT_CONC concurrent conversations, each with its own WebSocket on
+# chat:<id>, replying from a fake OpenAI-compatible LLM that streams 50
+# tokens at 50 tokens/s (bench/chat_load.mjs; fake, load and /health probe in
+# three processes). Added first-delta latency = the client's first
+# agent.delta minus the fake writing that reply's first token (one machine
+# clock); frames/s = agent.delta frames received; CPU per reply from
+# /proc/<pid>/stat; RSS per active stream = (peak − idle RSS) / CHAT_CONC.
+CHAT_CONC=${BENCH_CHAT_CONC:-200}
+CHAT_DURATION=${BENCH_CHAT_DURATION:-10}
+
+section_chat() {
+  hr "f. chat: $CHAT_CONC concurrent conversations for ${CHAT_DURATION}s, a fake LLM streaming 50 tokens/s"
+  local port=$((BASE + 10)) fport=$((BASE + 11)) token email pw c0 c1 hz line hidle hload
+  hz=$(getconf CLK_TCK)
+  rm -f "$RES/chat.db" "$RES/chat.db-wal" "$RES/chat.db-shm"
+  node "$ROOT/bench/chat_load.mjs" --mode fake --fake-port "$fport" --tokens 50 --rate 50 \
+    --stats "$RES/chat-fake.json" >"$RES/chat-fake.txt" 2>&1 &
+  PIDS[chatfake]=$!
+  for _ in $(seq 100); do grep -q '^FAKE listening' "$RES/chat-fake.txt" 2>/dev/null && break; sleep 0.1; done
+  if ! start_osb chat "$port" DATABASE_URL= SQLITE_PATH="$RES/chat.db" LLM_API_KEY="$(randhex 16)" \
+       LLM_BASE_URL="http://127.0.0.1:$fport/v1" LLM_MAX_CONCURRENCY=$((CHAT_CONC + 16)) \
+       BREAKER_SLOW_CALL_MS=60000 UPSTREAM_TIMEOUT_MS=30000 REGISTER_IP_BURST=1000; then
+    stop_pid chatfake
+    row "chat: added first-delta p99 ms" failed n/a lower
+    return
+  fi
+  email="bench-chat-$(randhex 6)@example.test"; pw=$(randhex 12)
+  token=$(curl -s -m 10 -X POST -H 'Content-Type: application/json' \
+    --data "{\"email\":\"$email\",\"password\":\"$pw\"}" "http://127.0.0.1:$port/api/auth/register" |
+    sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+  if [ -z "$token" ]; then
+    say "  n/a: POST /api/auth/register did not return a token"
+    stop_pid chat; stop_pid chatfake
+    return
+  fi
+  node "$ROOT/bench/chat_load.mjs" --mode health --port "$port" --duration 5 >"$RES/chat-health-idle.txt" 2>&1
+  c0=$(cpu_ticks "${PIDS[chat]}")
+  node "$ROOT/bench/chat_load.mjs" --mode health --port "$port" --duration "$CHAT_DURATION" >"$RES/chat-health.txt" 2>&1 &
+  local hpid=$!
+  timeout $((CHAT_DURATION + 90)) node "$ROOT/bench/chat_load.mjs" --port "$port" --token "$token" \
+    --pid "${PIDS[chat]}" --conc "$CHAT_CONC" --duration "$CHAT_DURATION" >"$RES/chat-load.txt" 2>&1
+  wait "$hpid" 2>/dev/null
+  c1=$(cpu_ticks "${PIDS[chat]}")
+  stop_pid chatfake
+  stop_pid chat
+  line=$(node "$ROOT/bench/chat_load.mjs" --mode join --stats "$RES/chat-fake.json" --load "$RES/chat-load.txt" 2>/dev/null |
+         sed -n 's/^CHATJOIN //p')
+  if [ -z "$line" ]; then
+    say "  failed (see $RES/chat-load.txt)"
+    row "chat: added first-delta p99 ms" failed n/a lower
+    return
+  fi
+  g() { printf '%s' "$line" | sed -n 's/.*"'"$1"'":\([^,}]*\).*/\1/p'; }
+  gj() { printf '%s' "$1" | sed -n 's/.*"'"$2"'":\([^,}]*\).*/\1/p'; }
+  hidle=$(sed -n 's/^HEALTH //p' "$RES/chat-health-idle.txt" | tail -n 1)
+  hload=$(sed -n 's/^HEALTH //p' "$RES/chat-health.txt" | tail -n 1)
+  local cpu_us
+  cpu_us=$(awk -v a="$c0" -v b="$c1" -v hz="$hz" -v n="$(g replies)" 'BEGIN { if (n > 0) printf "%.0f", (b - a) / hz * 1e6 / n; else print "n/a" }')
+  say "  $(g replies) replies ($(g errors) errors), $(g frames_per_s) agent.delta frames/s delivered"
+  say "  added first-delta latency: p50 $(g added_first_delta_p50_ms) ms, p99 $(g added_first_delta_p99_ms) ms (goal p99 ≤ 5 ms; $(g matched) replies matched)"
+  say "    after the first round (all $CHAT_CONC streams starting at once): p50 $(g steady_first_delta_p50_ms) ms, p99 $(g steady_first_delta_p99_ms) ms"
+  say "  server CPU $cpu_us us per reply; RSS $(g rss_idle_kb) kB idle, $(g rss_peak_kb) kB peak: $(g rss_per_stream_kb) kB per active stream"
+  say "  /health p99: idle $(gj "$hidle" p99_ms) ms, during the load $(gj "$hload" p99_ms) ms"
+  row "chat: added first-delta p50 ms ($CHAT_CONC streams)" "$(g added_first_delta_p50_ms)" n/a lower 2
+  row "chat: added first-delta p99 ms" "$(g added_first_delta_p99_ms)" n/a lower 2
+  row "chat: added first-delta p99 ms, steady state" "$(g steady_first_delta_p99_ms)" n/a lower 2
+  row "chat: agent.delta frames/s" "$(g frames_per_s)" n/a higher 0
+  row "chat: server CPU us per reply" "$cpu_us" n/a lower 0
+  row "chat: RSS kB per active stream" "$(g rss_per_stream_kb)" n/a lower 1
+  row "chat: /health p99 ms during the load" "$(gj "$hload" p99_ms)" n/a lower 2
+  NOTES+=("chat: added first-delta p99 $(g added_first_delta_p99_ms) ms (goal ≤ 5), /health p99 $(gj "$hidle" p99_ms) → $(gj "$hload" p99_ms) ms under $CHAT_CONC streams")
+}
+
 # -------------------------------------------------------------------- run
 T0=$(date +%s)
 say "osbackend benchmark  $(date -u +%FT%TZ)  results: $RES"
@@ -748,6 +824,7 @@ for s in $SECTIONS; do
     apps) section_apps ;;
     upstream) section_upstream ;;
     cluster) section_cluster ;;
+    chat) section_chat ;;
     *) say "unknown section: $s" ;;
   esac
   check_servers

@@ -6,7 +6,8 @@
 # A file of src/<m>/ or tests/unit/<m>/ may include "<x>/..." only for a
 # module x that <m> may use (itself, or one below it on the line; http and
 # db do not see each other). "<x>/internal.h" is for x's own files only.
-# A public header (src/<m>/<name>.h other than internal.h) includes only
+# A public header (src/<m>/<name>.h other than internal.h and *_internal.h,
+# which are module-private like internal.h) includes only
 # core's headers and its own module's: a type it needs from elsewhere is
 # forward-declared (docs/architecture.md). src/main.c may include anything
 # public. Run by ctest as `layers`; the CMake targets enforce the same at
@@ -40,7 +41,8 @@ check_file() {   # file module is_public_header
       *" $x "*) ;;
       *) fail "$f: includes \"$x/${rest%\"*}\": $m may not use $x (allowed: ${may[$m]})"; continue ;;
     esac
-    if [ "${rest%\"*}" = internal.h ] && [ "$x" != "$m" ]; then
+    case "${rest%\"*}" in *internal.h) private=1 ;; *) private=0 ;; esac
+    if [ "$private" = 1 ] && [ "$x" != "$m" ]; then
       fail "$f: includes $x's internal.h (module-private)"
     fi
     if [ "$pub" = 1 ] && [ "$x" != core ] && [ "$x" != "$m" ]; then
@@ -58,7 +60,7 @@ for d in src/*/; do
   for f in "$d"*.c "$d"*.h; do
     [ -e "$f" ] || continue
     pub=0
-    case "$f" in *.h) [ "$(basename "$f")" != internal.h ] && pub=1 ;; esac
+    case "$(basename "$f")" in *internal.h) ;; *.h) pub=1 ;; esac
     check_file "$f" "$m" "$pub"
   done
 done

@@ -15,7 +15,9 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "apps/agents.h"
 #include "apps/auth_routes.h"
+#include "apps/chat.h"
 #include "apps/crm.h"
 #include "apps/features.h"
 #include "apps/market.h"
@@ -78,6 +80,7 @@ static void finish_shutdown(void) {
   uv_timer_stop(&shutdown_poll);
   osb_http_server_stop();
   osb_dashboard_stop();
+  osb_chat_close();
   osb_upstream_close();
   osb_rt_stop();
   osb_db_close();
@@ -152,6 +155,8 @@ static int serve(void) {
   osb_voice_init();
   osb_upstream_routes();
   osb_voice_routes();
+  osb_agents_routes();
+  osb_chat_routes();
   rc = osb_http_server_start(&loop);
   if (rc != 0) {
     exit_code = 1;
@@ -175,6 +180,7 @@ static int serve(void) {
 out:
   /* A failed start-up closes what was opened (all idempotent). */
   osb_http_server_stop();
+  osb_chat_close();
   osb_upstream_close();
   osb_rt_stop();
   osb_db_close();
@@ -197,6 +203,7 @@ out:
   osb_log_batch_stop();
   osb_dashboard_stop();
   osb_rt_stop();
+  osb_chat_dispose();
   osb_voice_dispose();
   osb_upstream_dispose();
   osb_http_server_dispose();

@@ -19,6 +19,14 @@
 
 #define PG_LOCK_KEY "7305231885"     /* pg_advisory_lock key of osbackend migrations */
 #define SEED_UPDATED_AT "1735689600000"  /* 2025-01-01T00:00:00Z: the seed is deterministic */
+/* The knowledge step: seed knowledge entries missing from a database seeded
+ * before they were added (by id, only for seeded agents that still exist),
+ * once per version (osb_meta 'seeded_knowledge'). An entry an admin deleted
+ * afterwards is not brought back. Bump when osb__seed_knowledge grows. */
+#define KNOWLEDGE_VERSION "2"
+#define KNOWLEDGE_INSERT(P1, P2, P3, P4, P5) \
+  "INSERT INTO agent_knowledge (id, agent_id, title, body, created_at) SELECT " P1 ", a.id, " P3 ", " P4 ", " P5 \
+  " FROM agents a WHERE a.id = " P2 " ON CONFLICT (id) DO NOTHING"
 
 /* ---- rollback safety (internal.h, docs/deploy.md) ---- */
 
@@ -211,6 +219,32 @@ fail:
   return rc < 0 ? rc : OSB_EDB;
 }
 
+static int pg_seed_knowledge(PGconn *c) {
+  int rc = pg_exec(c, "BEGIN", "knowledge seed");
+  if (rc < 0) return rc;
+  PGresult *r = PQexec(c, "SELECT count(*) FROM osb_meta WHERE key = 'seeded_knowledge' AND value = '" KNOWLEDGE_VERSION "'");
+  if ((rc = pg_ok(c, r, "knowledge seed check")) < 0) {
+    PQclear(r);
+    goto fail;
+  }
+  bool done = atoi(PQgetvalue(r, 0, 0)) > 0;
+  PQclear(r);
+  if (done) return pg_exec(c, "COMMIT", "knowledge seed");
+  for (size_t i = 0; i < osb__seed_nknowledge; i++) {
+    const osb__seed_knowledge_t *k = &osb__seed_knowledge[i];
+    const char *v[] = { k->id, k->agent_id, k->title, k->body, SEED_UPDATED_AT };
+    rc = pg_params(c, KNOWLEDGE_INSERT("$1", "$2", "$3", "$4", "$5::bigint"), 5, v, "knowledge seed");
+    if (rc < 0) goto fail;
+  }
+  rc = pg_exec(c, "INSERT INTO osb_meta (key, value) VALUES ('seeded_knowledge', '" KNOWLEDGE_VERSION "') "
+                  "ON CONFLICT (key) DO UPDATE SET value = excluded.value", "knowledge seed marker");
+  if (rc < 0) goto fail;
+  return pg_exec(c, "COMMIT", "knowledge seed");
+fail:
+  pg_exec(c, "ROLLBACK", "knowledge seed rollback");
+  return rc < 0 ? rc : OSB_EDB;
+}
+
 int osb__pg_migrate(void *pgconn, bool seed, FILE *report) {
   PGconn *c = pgconn;
   int rc = pg_exec(c, "SELECT pg_advisory_lock(" PG_LOCK_KEY ")", "migration lock");
@@ -268,6 +302,7 @@ int osb__pg_migrate(void *pgconn, bool seed, FILE *report) {
                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value", 1, v, "schema_min_version");
   }
   if (rc == 0 && seed) rc = pg_seed(c);
+  if (rc == 0 && seed) rc = pg_seed_knowledge(c);
   pg_exec(c, "SELECT pg_advisory_unlock(" PG_LOCK_KEY ")", "migration unlock");
   if (rc == 0 && report) fprintf(report, "%d migration(s) applied, schema at version %d\n", applied, current);
   return rc;
@@ -388,6 +423,35 @@ fail:
   return rc < 0 ? rc : OSB_EDB;
 }
 
+static int sq_seed_knowledge(sqlite3 *db) {
+  int rc = sq_exec(db, "BEGIN IMMEDIATE", "knowledge seed");
+  if (rc < 0) return rc;
+  if (sq_int(db, "SELECT count(*) FROM osb_meta WHERE key = 'seeded_knowledge' AND value = '" KNOWLEDGE_VERSION "'") != 0)
+    return sq_exec(db, "COMMIT", "knowledge seed");
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(db, KNOWLEDGE_INSERT("?1", "?2", "?3", "?4", "CAST(?5 AS INTEGER)"), -1, &st, NULL) != SQLITE_OK) {
+    osb_log(OSB_LOG_ERROR, "db", "knowledge seed: %s", sqlite3_errmsg(db));
+    rc = OSB_EDB;
+    goto fail;
+  }
+  for (size_t i = 0; i < osb__seed_nknowledge && rc == 0; i++) {
+    const osb__seed_knowledge_t *k = &osb__seed_knowledge[i];
+    const char *v[] = { k->id, k->agent_id, k->title, k->body, SEED_UPDATED_AT };
+    rc = sq_insert(db, st, v, 5, "knowledge seed");
+  }
+  sqlite3_finalize(st);
+  st = NULL;
+  if (rc < 0) goto fail;
+  rc = sq_exec(db, "INSERT INTO osb_meta (key, value) VALUES ('seeded_knowledge', '" KNOWLEDGE_VERSION "') "
+                   "ON CONFLICT (key) DO UPDATE SET value = excluded.value", "knowledge seed marker");
+  if (rc < 0) goto fail;
+  return sq_exec(db, "COMMIT", "knowledge seed");
+fail:
+  sqlite3_finalize(st);
+  sq_exec(db, "ROLLBACK", "knowledge seed rollback");
+  return rc < 0 ? rc : OSB_EDB;
+}
+
 int osb__sqlite_migrate(sqlite3 *db, bool seed, FILE *report) {
   int rc = sq_exec(db, "BEGIN IMMEDIATE", "migration lock");
   if (rc < 0) return rc;
@@ -435,6 +499,7 @@ int osb__sqlite_migrate(sqlite3 *db, bool seed, FILE *report) {
   if (rc == 0) rc = sq_exec(db, "COMMIT", "migrations");
   else sq_exec(db, "ROLLBACK", "migrations");
   if (rc == 0 && seed) rc = sq_seed(db);
+  if (rc == 0 && seed) rc = sq_seed_knowledge(db);
   if (rc == 0 && report) fprintf(report, "%d migration(s) applied, schema at version %lld\n", applied, (long long)current);
   return rc;
 }

@@ -393,11 +393,16 @@ static const char sq_v3[] =
   "  at_ms INTEGER NOT NULL\n"
   ");\n"
   "CREATE INDEX login_failures_key_idx ON login_failures (key, at_ms);\n";
+/* v4: chat replies say why they are what they are (fallback reason, a
+ * stream that broke, voice failures) in a metadata document. */
+static const char pg_v4[] = "ALTER TABLE messages ADD COLUMN metadata jsonb;\n";
+static const char sq_v4[] = "ALTER TABLE messages ADD COLUMN metadata JSON;\n";
 
 const osb__migration_t osb__migrations[] = {
   { 1, "initial schema", pg_v1, sq_v1 },
   { 2, "durable channel seq counters from stored messages", pg_v2, sq_v2 },
   { 3, "failed sign-ins in the database (cluster-wide login throttle)", pg_v3, sq_v3 },
+  { 3, "messages.metadata for chat replies", pg_v4, sq_v4 },
 };
 const size_t osb__nmigrations = OSB_ARRAY_LEN(osb__migrations);
 

@@ -263,5 +263,65 @@ const osb__seed_knowledge_t osb__seed_knowledge[] = {
     "Ask which procedures the practice refers out today, how long new patients wait for a consultation, and which "
     "treatments patients ask for that the practice does not offer yet. The answers point to the products worth "
     "presenting first." },
+  /* Added by the knowledge step (osb_meta 'seeded_knowledge', migrate.c), so
+   * databases seeded before these entries existed get them too. */
+  { "b0000000-0000-4000-8000-00000000000d", "a0000000-0000-4000-8000-000000000001", "Implant pricing talk",
+    "A single titanium implant with abutment and crown costs patients about 3,000 to 5,000 dollars in the United "
+    "States; full-arch All-on-4 cases run 20,000 to 30,000 dollars per arch. Talk about cost per year of function: "
+    "an implant that lasts twenty years costs less per year than a bridge that is replaced twice. Practices that "
+    "offer third-party financing convert noticeably more full-arch consultations." },
+  { "b0000000-0000-4000-8000-00000000000e", "a0000000-0000-4000-8000-000000000001", "Bone grafting and sinus lifts",
+    "When the ridge is too thin or the sinus too low, a bone graft or sinus lift comes first and healing takes four "
+    "to nine months before the implant. Short and narrow implants, tilted implants and zygomatic implants can avoid "
+    "grafting. Reps should know which of their system's implant lengths and diameters cover these cases." },
+  { "b0000000-0000-4000-8000-00000000000f", "a0000000-0000-4000-8000-000000000001", "Clear aligners and veneers",
+    "Clear aligner therapy moves teeth with a series of trays changed every one to two weeks, typically for six to "
+    "eighteen months; an intraoral scanner replaces impressions and shows the patient a simulated result. Porcelain "
+    "veneers cover the front of the tooth for colour and shape changes and last ten to fifteen years; composite "
+    "veneers cost less but stain and chip sooner. Aligners before veneers often means less tooth reduction." },
+  { "b0000000-0000-4000-8000-000000000010", "a0000000-0000-4000-8000-000000000002", "Aesthetic pricing and packages",
+    "Neurotoxin is priced per unit (about 10 to 20 dollars) or per area (300 to 600 dollars); a syringe of "
+    "hyaluronic acid filler costs patients 600 to 1,000 dollars. Memberships and treatment packages smooth revenue "
+    "and bring patients back on schedule every three to four months. Compete on results and safety, not on the "
+    "lowest unit price." },
+  { "b0000000-0000-4000-8000-000000000011", "a0000000-0000-4000-8000-000000000002", "Filler safety and complications",
+    "The serious filler risk is vascular occlusion: blanching, pain and mottled skin right after injection. Injectors "
+    "should keep hyaluronidase on hand, know the danger zones (glabella, nose, nasolabial folds), aspirate or use "
+    "cannulas where appropriate and follow a written protocol. Bruising and swelling are common and resolve within "
+    "days." },
+  { "b0000000-0000-4000-8000-000000000012", "a0000000-0000-4000-8000-000000000002", "Body contouring and hair removal",
+    "Cryolipolysis freezes fat cells with results over two to three months and no downtime; radiofrequency and HIFU "
+    "devices heat tissue to tighten it. Laser hair removal needs six to eight sessions; the diode and Nd:YAG lasers "
+    "suit darker skin types better than alexandrite. Device purchases pay back through treatment packages." },
+  { "b0000000-0000-4000-8000-000000000013", "a0000000-0000-4000-8000-000000000003", "We already have a supplier",
+    "When the practice says they already work with another company, do not criticise the competitor. Ask what they "
+    "like about the current supplier and what they would improve, then offer a side-by-side trial on a few cases. "
+    "A second supplier for a niche (guided surgery, zirconia, fillers for the lips) is an easier first step than a "
+    "full switch." },
+  { "b0000000-0000-4000-8000-000000000014", "a0000000-0000-4000-8000-000000000003", "Patients will not pay for it",
+    "If the owner doubts that patients will pay, share case acceptance figures from similar practices, suggest "
+    "patient financing with monthly payments, and show how before-and-after photos and a simple treatment "
+    "presentation raise acceptance. Offer to train the front desk on talking about fees with confidence." },
+  { "b0000000-0000-4000-8000-000000000015", "a0000000-0000-4000-8000-000000000003", "Discount requests",
+    "When asked for a discount, trade instead of giving: a better price for a larger order, a longer commitment, a "
+    "case study or a referral. Protect the list price by adding value such as training, marketing material or "
+    "extended warranty. A discount given without a trade teaches the buyer to ask again." },
+  { "b0000000-0000-4000-8000-000000000016", "a0000000-0000-4000-8000-000000000004", "Market size and growth by category",
+    "In the demo data crowns and bridges, root canals and periodontal maintenance are the largest dental markets by "
+    "procedure volume. Clear aligners grow around fourteen percent a year, hair restoration around eleven and body "
+    "contouring around ten; neurotoxins and fillers grow eight to nine percent. Mature categories such as "
+    "endodontics grow about four percent." },
+  { "b0000000-0000-4000-8000-000000000017", "a0000000-0000-4000-8000-000000000004", "Price tiers and DSOs",
+    "Each market is split into premium, standard, value and DSO tiers. Premium practices charge about fifty percent "
+    "above the standard price; value clinics about a third less. Dental service organisations negotiate centrally "
+    "and buy at volume, so their price per procedure sits between value and standard." },
+  { "b0000000-0000-4000-8000-000000000018", "a0000000-0000-4000-8000-000000000005", "Profiling an aesthetic practice",
+    "For a medical spa or aesthetic clinic look at the injector team (nurses, physicians), the devices listed on the "
+    "website, membership offers, and reviews that mention specific treatments. A clinic advertising several laser "
+    "brands is a device buyer; one built around injectables is a candidate for fillers and skin boosters." },
+  { "b0000000-0000-4000-8000-000000000019", "a0000000-0000-4000-8000-000000000005", "Profiling a dental practice",
+    "Check the number of chairs and dentists, whether implants, aligners or sedation are offered in-house, the "
+    "imaging equipment (CBCT, intraoral scanner), opening hours, and whether the practice belongs to a DSO. "
+    "Specialists (periodontists, oral surgeons, orthodontists) are referral hubs worth mapping." },
 };
 const size_t osb__seed_nknowledge = OSB_ARRAY_LEN(osb__seed_knowledge);

@@ -114,7 +114,7 @@ test('migration 2 lifts the durable seq counters above the stored messages', { s
   try {
     assert.equal((await runBinary(['migrate'], { env: { SQLITE_PATH: db } })).code, 0);
     // back to the state before v2, with rows the old hub numbered
-    sql("DELETE FROM schema_migrations WHERE version >= 2; DROP TABLE login_failures; INSERT INTO users (id, email) VALUES ('u1', 'u1@example.test');" +
+    sql("DELETE FROM schema_migrations WHERE version >= 2; DROP TABLE login_failures; ALTER TABLE messages DROP COLUMN metadata; INSERT INTO users (id, email) VALUES ('u1', 'u1@example.test');" +
         "INSERT INTO channel_messages (channel, seq, data) VALUES ('notify:u1', 1, '1'), ('notify:u1', 7, '7'), ('other:x', 3, '3');");
     const r = await runBinary(['migrate'], { env: { SQLITE_PATH: db } });
     assert.equal(r.code, 0, r.stderr);
