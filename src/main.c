@@ -89,8 +89,13 @@ static void finish_shutdown(void) {
   close_main_handles();
 }
 
+/* After the timeout, connections gone is enough: a request still held by a
+ * handler (detached: its client is gone) is answered by closing the modules
+ * under it (its database or upstream callback fails with OSB_EUNAVAIL). */
+static bool shutdown_timed_out;
+
 static void on_shutdown_poll(uv_timer_t *t) {
-  if (osb_http_open_connections() == 0 && osb_http_inflight() == 0) {
+  if (osb_http_open_connections() == 0 && (osb_http_inflight() == 0 || shutdown_timed_out)) {
     osb_log(OSB_LOG_INFO, "main", "all connections closed");
     finish_shutdown();
   }
@@ -99,6 +104,7 @@ static void on_shutdown_poll(uv_timer_t *t) {
 static void on_shutdown_timeout(uv_timer_t *t) {
   osb_log(OSB_LOG_WARN, "main", "shutdown timeout (%d ms): closing %zu connections, %zu requests in flight",
           osb_cfg->shutdown_timeout_ms, osb_http_open_connections(), osb_http_inflight());
+  shutdown_timed_out = true;
   osb_upstream_abort_all();
   osb_http_server_force_close();
   /* closes complete on the next loop turn; the poll sees zero connections then */
@@ -180,6 +186,7 @@ static int serve(void) {
 out:
   /* A failed start-up closes what was opened (all idempotent). */
   osb_http_server_stop();
+  osb_dashboard_stop();
   osb_chat_close();
   osb_upstream_close();
   osb_rt_stop();

@@ -53,6 +53,14 @@ int osb_app_limit(osb_req_t *req);
 char *osb_app_cursor_encode(json_t *pos);
 json_t *osb_app_cursor_decode(const char *cursor);
 
+/* Newest-first lists keyed by (updated_at, id) — contacts, conversations:
+ * answer {items, next_cursor} from rows fetched with LIMIT limit + 1 (rows
+ * as osb_db_row_json), and read such a cursor back as the two statement
+ * parameters (request memory). read returns false after answering 400. */
+typedef struct osb_db_result osb_db_result_t;
+void osb_app_send_newest_page(osb_req_t *req, const osb_db_result_t *res, int limit);
+bool osb_app_newest_cursor(osb_req_t *req, const char *cursor, const char **updated_at, const char **id);
+
 /* ---- answers ---- */
 /* The answer for a database error, through osb_res_error_code (the one
  * vocabulary, docs/http.md) with a message that says what went wrong. */

@@ -192,20 +192,7 @@ static void listed(void *ud, int err, const osb_db_result_t *res) {
     osb_app_db_error(c->req, err);
     return;
   }
-  size_t n = osb_db_nrows(res);
-  size_t shown = n > (size_t)c->limit ? (size_t)c->limit : n;
-  json_t *items = json_array();
-  for (size_t i = 0; i < shown; i++) json_array_append_new(items, osb_db_row_json(res, i));
-  json_t *next = json_null();
-  if (n > (size_t)c->limit && shown > 0) {
-    json_t *pos = json_pack("{s:I, s:s}", "u", (json_int_t)osb_db_get_int(res, shown - 1, "updated_at"), "i",
-                            osb_db_get(res, shown - 1, "id"));
-    char *cur = osb_app_cursor_encode(pos);
-    json_decref(pos);
-    next = json_string(cur);
-    free(cur);
-  }
-  osb_res_json(c->req, 200, json_pack("{s:o, s:o}", "items", items, "next_cursor", next));
+  osb_app_send_newest_page(c->req, res, c->limit);
 }
 
 static void h_list(osb_req_t *req) {
@@ -247,17 +234,7 @@ static void h_list(osb_req_t *req) {
   const char *cu = NULL, *ci = NULL;
   const char *cursor = osb_req_query(req, "cursor");
   if (cursor && *cursor) {
-    json_t *j = osb_app_cursor_decode(cursor);
-    json_t *u = j ? json_object_get(j, "u") : NULL;
-    const char *i = j ? json_string_value(json_object_get(j, "i")) : NULL;
-    if (!json_is_integer(u) || !i || strlen(i) > 64) {
-      if (j) json_decref(j);
-      osb_res_error(req, 400, "bad_request", "cursor is malformed");
-      return;
-    }
-    cu = osb_app_itoa(req, json_integer_value(u));
-    ci = osb_req_strdup(req, i);
-    json_decref(j);
+    if (!osb_app_newest_cursor(req, cursor, &cu, &ci)) return;
   }
   list_ctx_t *c = osb_req_alloc(req, sizeof(*c));
   c->req = req;

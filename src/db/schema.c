@@ -402,7 +402,7 @@ const osb__migration_t osb__migrations[] = {
   { 1, "initial schema", pg_v1, sq_v1 },
   { 2, "durable channel seq counters from stored messages", pg_v2, sq_v2 },
   { 3, "failed sign-ins in the database (cluster-wide login throttle)", pg_v3, sq_v3 },
-  { 3, "messages.metadata for chat replies", pg_v4, sq_v4 },
+  { 4, "messages.metadata for chat replies", pg_v4, sq_v4 },
 };
 const size_t osb__nmigrations = OSB_ARRAY_LEN(osb__migrations);
 

@@ -47,6 +47,7 @@ static void arm_wait_timer(void);
  * delivery may queue a response for the http step). */
 static bool upstream_step(void *ud) {
   OSB_UNUSED(ud);
+  kick_armed = false;
   bool work = !osb_list_empty(&start_list) || !osb_list_empty(&done_list);
   if (work) osb_upstream_flush();
   return work;
