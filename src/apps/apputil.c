@@ -174,6 +174,20 @@ json_t *osb_app_cursor_decode(const char *cursor) {
   return j;
 }
 
+char *osb_app_like_pattern(osb_req_t *req, const char *q) {
+  size_t n = strlen(q);
+  char *pattern = osb_req_alloc(req, 2 * n + 3);
+  char *w = pattern;
+  *w++ = '%';
+  for (const char *s = q; *s; s++) {
+    if (*s == '%' || *s == '_' || *s == '\\') *w++ = '\\';
+    *w++ = *s;
+  }
+  *w++ = '%';
+  *w = 0;
+  return pattern;
+}
+
 void osb_app_send_newest_page(osb_req_t *req, const osb_db_result_t *res, int limit) {
   size_t n = osb_db_nrows(res);
   size_t shown = n > (size_t)limit ? (size_t)limit : n;

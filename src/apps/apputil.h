@@ -53,6 +53,11 @@ int osb_app_limit(osb_req_t *req);
 char *osb_app_cursor_encode(json_t *pos);
 json_t *osb_app_cursor_decode(const char *cursor);
 
+/* "%q%" with LIKE's metacharacters (% _ \) escaped, so free text is matched
+ * literally as a substring (statements use ESCAPE '\' on SQLite; it is
+ * PostgreSQL's default). In request memory. */
+char *osb_app_like_pattern(osb_req_t *req, const char *q);
+
 /* Newest-first lists keyed by (updated_at, id) — contacts, conversations:
  * answer {items, next_cursor} from rows fetched with LIMIT limit + 1 (rows
  * as osb_db_row_json), and read such a cursor back as the two statement

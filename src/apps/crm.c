@@ -220,16 +220,7 @@ static void h_list(osb_req_t *req) {
       osb_app_send_invalid(req, &f, "invalid query parameter");
       return;
     }
-    /* %q% with LIKE's metacharacters escaped: the text is matched literally. */
-    pattern = osb_req_alloc(req, 2 * n + 3);
-    char *w = pattern;
-    *w++ = '%';
-    for (const char *s = q; *s; s++) {
-      if (*s == '%' || *s == '_' || *s == '\\') *w++ = '\\';
-      *w++ = *s;
-    }
-    *w++ = '%';
-    *w = 0;
+    pattern = osb_app_like_pattern(req, q);
   }
   const char *cu = NULL, *ci = NULL;
   const char *cursor = osb_req_query(req, "cursor");

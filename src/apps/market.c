@@ -5,6 +5,8 @@
  * in the result's memo slot and later hits send that same buffer. */
 #include "apps/market.h"
 
+#include "apps/apputil.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <sodium.h>
@@ -314,16 +316,7 @@ static void list_procedures(osb_req_t *req) {
       osb_res_error_code(req, OSB_EINVAL, "q must be at most %d bytes", MAX_Q);
       return;
     }
-    /* %q% with LIKE's metacharacters escaped: the input is matched literally. */
-    pattern = osb_req_alloc(req, 2 * n + 3);
-    char *w = pattern;
-    *w++ = '%';
-    for (const char *p = q; *p; p++) {
-      if (*p == '%' || *p == '_' || *p == '\\') *w++ = '\\';
-      *w++ = *p;
-    }
-    *w++ = '%';
-    *w = 0;
+    pattern = osb_app_like_pattern(req, q);
   }
   const char *cval = NULL, *cid = NULL;
   if (cursor && *cursor && !cursor_decode(req, cursor, ctx->sort, ctx->desc, &cval, &cid)) {
