@@ -28,3 +28,18 @@ unsigned osb_tbucket_wait_s(const osb_tbucket_t *b, double rate) {
   unsigned s = (unsigned)ceil((1.0 - b->tokens) / rate);
   return s ? s : 1;
 }
+
+void osb_tbucket32_init(osb_tbucket32_t *b, double burst, uint64_t now_ms) {
+  b->tokens = (float)burst;
+  b->last_ms = (uint32_t)now_ms;
+}
+
+bool osb_tbucket32_take(osb_tbucket32_t *b, double rate, double burst, uint64_t now_ms) {
+  uint32_t age = (uint32_t)now_ms - b->last_ms;
+  bool backwards = age > UINT32_MAX / 2;   /* no credit, and the bucket keeps its time */
+  osb_tbucket_t t = {b->tokens, backwards ? now_ms : now_ms - age};
+  bool ok = osb_tbucket_take(&t, rate, burst, now_ms);
+  b->tokens = (float)t.tokens;
+  if (!backwards) b->last_ms = (uint32_t)t.last_ms;
+  return ok;
+}

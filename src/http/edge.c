@@ -215,11 +215,11 @@ static bool over_limit(const osb__addr_t *a) {
 
 bool osb__edge_admit(osb__conn_t *c) {
   if (E.fd_budget && osb__srv.nconns > E.fd_budget) {
-    refused(LOG_FD, c->ip);
+    refused(LOG_FD, c->http->ip);
     return false;
   }
   if (osb_cfg->trust_proxy > 0) return true;   /* counted once a head names the client */
-  return osb__edge_account(c, c->ip) == 0;
+  return osb__edge_account(c, c->http->ip) == 0;
 }
 
 int osb__edge_account(osb__conn_t *c, const char *ip) {

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "core/core.h"
+#include "core/tbucket.h"
 #include "http/http.h"
 #include "http/ws.h"
 
@@ -24,51 +25,96 @@ typedef struct osb__addr osb__addr_t;   /* edge.c: one client address's connecti
  * was already written. */
 typedef struct osb__outq_ent { osb_msg_t *msg; size_t off; } osb__outq_ent_t;
 
+/* HTTP-only state of a connection: allocated at accept and freed when the
+ * connection is upgraded to WebSocket (HTTP parsing never resumes), so an
+ * idle WebSocket does not carry a parser, an input buffer or the address
+ * text of its requests. */
+typedef struct osb__http_state {
+  http_parser parser;
+  osb_buf_t in;                 /* unparsed bytes (only while some remain) */
+  uint32_t requests;            /* served on this connection */
+  char ip[46];                  /* the peer address as text (requests copy it) */
+} osb__http_t;
+
+/* WebSocket receive state only a partial frame or a fragmented message
+ * needs: allocated for one, freed once both are done (ws.c). */
+typedef struct osb__ws_rx {
+  osb_buf_t in;                 /* a partial frame */
+  osb_buf_t msg;                /* a fragmented data message being reassembled */
+  uint64_t frame_since;         /* loop ms the partial frame in `in` began; 0 = none */
+  uint64_t msg_since;           /* loop ms the fragmented message began; 0 = none */
+  uint8_t msg_opcode;           /* of the fragmented message; 0 = none in progress */
+} osb__ws_rx_t;
+
+/* WebSocket state (mode == OSB__CONN_WS), inside the connection. Times are
+ * the low 32 bits of the loop's ms clock, compared by modular difference
+ * (right for ages under 49 days; a WebSocket is pinged every
+ * WS_PING_INTERVAL_MS and dropped after WS_IDLE_TIMEOUT_MS of silence). */
+typedef struct osb__ws_state {
+  uint32_t last_rx;             /* last byte received */
+  uint32_t last_ping;           /* last ping sent */
+  osb_tbucket32_t ctl;          /* inbound control-frame bucket (WS_CONTROL_FRAMES_PER_S) */
+  uint16_t close_code;
+  bool close_sent : 1;
+  bool on_close_called : 1;
+  uint8_t drained;              /* times the output queue emptied, up to 255 (server.c) */
+} osb__ws_state_t;
+
 /* A connection: one TCP socket, HTTP first, possibly upgraded to WebSocket in
- * place. Owned by the server's connection list; freed only in the close
- * callback of its tcp handle (osb__conn_close is the one close path). A
- * request being handled holds conn->req; when the connection closes first,
- * the request is detached (req->conn = NULL) and frees itself when finished.
- * Timeouts are checked by one server-wide sweep timer, so a connection owns
- * no timer handle (an idle WebSocket costs a few hundred bytes). */
+ * place. Owned by the server (listed by libuv's own handle list, see
+ * osb__conn_foreach: no list node of its own); osb__conn_close is the one
+ * close path. The memory is freed once the tcp handle's close callback ran
+ * and nobody holds it (osb_ws_hold: the application state of a WebSocket,
+ * in the user area at the end, may outlive the socket while an operation
+ * started for it is pending). A request being handled holds conn->req; when
+ * the connection closes first, the request is detached (req->conn = NULL)
+ * and frees itself when finished. Timeouts are checked by one server-wide
+ * sweep timer, so a connection owns no timer handle.
+ *
+ * An idle WebSocket is this one allocation: libuv's handle, the fields
+ * below, and the application's user area (the realtime client and its first
+ * subscription); docs/benchmarks.md has the byte count. */
 typedef struct osb__conn {
   uv_tcp_t tcp;                 /* first: the handle's memory is the conn's */
-  osb_list_t node;              /* server.conns */
   osb_list_t flush_node;        /* server.pending_http (HTTP mode) or server.pending_flush
                                  * (WebSocket) while it has unsent data or pipelined input */
   uint64_t id;
-  osb__conn_mode_t mode;
-  bool closing;                 /* osb__conn_close was called */
-  bool close_after_flush;       /* close once the queue is empty */
-  bool lingering;               /* answer sent and FIN queued: reading to discard until EOF */
-  bool reading;
-  bool processing;              /* inside conn_process: no re-entry */
   uint64_t deadline;            /* loop ms; 0 = none. What it means depends on the phase */
-  uint8_t phase;                /* osb__phase_t */
-  char ip[46];
   osb__addr_t *acct;            /* the address this connection is counted under (edge.c); NULL: none */
-
-  /* HTTP */
-  http_parser parser;
-  osb_buf_t in;                 /* unparsed bytes (only while some remain) */
-  struct osb_req *req;          /* request being parsed or handled */
-  uint32_t requests;            /* served on this connection */
+  struct osb_req *req;          /* request being parsed or handled (HTTP) */
+  /* HTTP mode: its state until the upgrade; WebSocket: the receive state
+   * of an incomplete frame or message (ws.c), NULL when none. has_http
+   * tells which. */
+  union {
+    osb__http_t *http;
+    osb__ws_rx_t *rx;
+  };
 
   /* output: a ring of message references, one uv_write in flight at most */
   osb__outq_ent_t *q;
-  uint32_t qhead, qlen, qcap;
-  uint32_t inflight;            /* entries (from qhead) owned by the write in flight */
   size_t queued_bytes;          /* unsent bytes in the queue */
-  bool out_paused;              /* HTTP: queued_bytes passed HTTP_SEND_BUFFER_BYTES; no parsing
+  uint32_t qhead, qlen, qcap;
+  uint32_t drain_mark;          /* pending output (low 32 bits) when a deadline was last extended */
+  uint32_t progress_ms;         /* loop ms (low 32 bits) the peer was last seen taking output */
+  osb__ws_state_t ws;           /* WebSocket (mode == OSB__CONN_WS) */
+  uint16_t holds;               /* osb_ws_hold: the memory outlives the socket while > 0 */
+  uint16_t user_cap;            /* bytes of user area allocated at the end */
+  uint8_t addr[16];             /* peer address: IPv6, or IPv4 in the first 4 bytes (addr6 clear) */
+  uint8_t phase;                /* osb__phase_t */
+  uint8_t inflight;             /* entries (from qhead) owned by the write in flight; 0 = none */
+  bool mode : 1;                /* osb__conn_mode_t */
+  bool has_http : 1;            /* `http` (not `rx`) is the union's member */
+  bool addr6 : 1;
+  bool closing : 1;             /* osb__conn_close was called */
+  bool close_after_flush : 1;   /* close once the queue is empty */
+  bool lingering : 1;           /* answer sent and FIN queued: reading to discard until EOF */
+  bool reading : 1;
+  bool processing : 1;          /* inside conn_process: no re-entry */
+  bool out_paused : 1;          /* HTTP: queued_bytes passed HTTP_SEND_BUFFER_BYTES; no parsing
                                  * or reading until it drains to half of it */
-  size_t drain_mark;            /* pending output when a deadline was last extended */
-  uint64_t progress_ms;         /* loop ms the peer was last seen taking output (drain_mark changed) */
-  uint32_t stall_ms;            /* at a deadline, keep waiting for a peer that took nothing
-                                 * for less than this (0: just the deadline); then reset */
-  uv_write_t *wreq;             /* non-NULL while a write is in flight */
+  bool tcp_closed : 1;          /* the handle's close callback ran */
 
-  /* WebSocket (mode == OSB__CONN_WS) */
-  struct osb__ws_state *ws;
+  _Alignas(8) unsigned char user[];   /* user_cap bytes: the WebSocket handler's user area */
 } osb__conn_t;
 
 typedef enum {
@@ -139,7 +185,6 @@ typedef struct osb__server {
   bool listening;
   bool shutting_down;
   uv_timer_t sweep;
-  osb_list_t conns;
   osb_list_t pending_flush;     /* WebSocket connections with output (fan-out) */
   osb_list_t pending_http;      /* HTTP connections: flushed first in every round */
   size_t nconns;
@@ -156,6 +201,19 @@ extern osb__server_t osb__srv;
  * rather than closed with a FIN: its peer must never take a truncated
  * stream for a complete one. */
 void osb__conn_close(osb__conn_t *c, const char *reason);
+/* A connection with its HTTP state and an initialised tcp handle (not yet
+ * accepted into); `user` bytes of user area. */
+osb__conn_t *osb__conn_alloc(uv_loop_t *loop, size_t user);
+/* Every connection (closing ones too), in accept order; fn may close the
+ * one it is given, or any other; those accepted meanwhile are skipped. */
+void osb__conn_foreach(void (*fn)(osb__conn_t *c, void *ud), void *ud);
+/* An upgraded connection's HTTP state goes; bytes pipelined behind the
+ * upgrade go to the WebSocket reader. */
+void osb__conn_http_end(osb__conn_t *c);
+/* Drop one osb_ws_hold; frees the memory if the socket is gone too. */
+void osb__conn_unhold(osb__conn_t *c);
+/* The peer address as text (IPv4 dotted, or IPv6). */
+void osb__conn_ip(const osb__conn_t *c, char out[46]);
 /* Queue a message reference (takes a new ref) and schedule a flush. */
 void osb__conn_queue(osb__conn_t *c, osb_msg_t *m);
 /* Drop queued entries that are not part of a write in flight or partly written. */
@@ -248,5 +306,7 @@ void osb__ws_sweep(osb__conn_t *c, uint64_t now);
 void osb__ws_on_close(osb__conn_t *c);
 void osb__ws_shutdown(osb__conn_t *c);  /* 1001 */
 void osb__ws_dispose(osb__conn_t *c);
+/* Bytes of user area the current handler wants in every connection. */
+size_t osb__ws_user_size(void);
 
 #endif

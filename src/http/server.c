@@ -109,7 +109,7 @@ static osb_req_t *req_new(osb__conn_t *c) {
   r->conn = c;
   r->start_ns = uv_hrtime();
   r->start_ms = uv_now(osb__srv.loop);
-  memcpy(r->ip, c->ip, sizeof(r->ip));
+  memcpy(r->ip, c->http->ip, sizeof(r->ip));
   gen_request_id(r->id);
   osb__srv.inflight++;
   return r;
@@ -167,7 +167,7 @@ void osb__req_finished(osb_req_t *r) {
   osb__conn_t *c = r->conn;
   if (c) {
     c->req = NULL;
-    c->requests++;
+    if (c->has_http) c->http->requests++;
     if (!c->closing && c->mode == OSB__CONN_HTTP) {
       if (!r->keep_alive || osb__srv.shutting_down || r->errored) {
         c->close_after_flush = true;
@@ -512,11 +512,11 @@ static size_t conn_parse(osb__conn_t *c, const char *data, size_t len) {
   size_t off = 0;
   while (off < len && !c->closing && c->mode == OSB__CONN_HTTP && !conn_busy(c) && !c->close_after_flush &&
          !c->out_paused && !out_full(c)) {
-    size_t n = http_parser_execute(&c->parser, &parser_settings, data + off, len - off);
+    size_t n = http_parser_execute(&c->http->parser, &parser_settings, data + off, len - off);
     off += n;
-    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->http->parser);
     if (e == HPE_PAUSED) {
-      http_parser_pause(&c->parser, 0);
+      http_parser_pause(&c->http->parser, 0);
       dispatch(c);
       continue;  /* a synchronous handler left c->req NULL: go on with the next request */
     }
@@ -543,22 +543,37 @@ static size_t conn_parse(osb__conn_t *c, const char *data, size_t len) {
   return off;
 }
 
+/* The connection was upgraded while its input was parsed: its HTTP state
+ * goes (an idle WebSocket does not keep it), and bytes pipelined behind
+ * the upgrade (`rest`, which may point into that state's buffer) are
+ * handed to the WebSocket reader. */
+static void conn_upgraded(osb__conn_t *c, const char *rest, size_t len) {
+  osb__http_t *h = c->has_http ? c->http : NULL;
+  c->has_http = false;
+  c->rx = NULL;   /* the union's other member from now on */
+  if (!c->closing && len) osb__ws_on_data(c, rest, len);
+  if (h) {
+    osb_buf_free(&h->in);
+    free(h);
+  }
+}
+
+void osb__conn_http_end(osb__conn_t *c) {
+  if (c->has_http) conn_upgraded(c, c->http->in.base, c->http->in.len);
+}
+
 static void conn_process(osb__conn_t *c) {
-  if (c->processing || c->closing || c->in.len == 0) return;
+  if (c->processing || c->closing || !c->has_http || c->http->in.len == 0) return;
+  osb_buf_t *in = &c->http->in;
   c->processing = true;
-  size_t used = conn_parse(c, c->in.base, c->in.len);
-  if (!c->closing) osb_buf_consume(&c->in, used);
+  size_t used = conn_parse(c, in->base, in->len);
+  if (!c->closing) osb_buf_consume(in, used);
   c->processing = false;
-  if (c->mode == OSB__CONN_WS && !c->closing && c->in.len) {
-    /* bytes pipelined behind the upgrade: hand them to the WebSocket reader,
-     * which keeps its own partial frame in c->in, so take them out first */
-    osb_buf_t rest = c->in;
-    c->in = (osb_buf_t)OSB_BUF_INIT;
-    osb__ws_on_data(c, rest.base, rest.len);
-    osb_buf_free(&rest);
+  if (c->mode == OSB__CONN_WS) {
+    conn_upgraded(c, in->base, c->closing ? 0 : in->len);
     return;
   }
-  if (c->in.len == 0 && c->in.cap > 4096) osb_buf_free(&c->in);
+  if (in->len == 0 && in->cap > 4096) osb_buf_free(in);
 }
 
 /* ---- reading ---- */
@@ -590,21 +605,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (c->mode == OSB__CONN_WS) {
     osb__ws_on_data(c, buf->base, (size_t)nread);
-  } else if (c->in.len || conn_busy(c) || c->processing) {
+  } else if (c->http->in.len || conn_busy(c) || c->processing) {
     /* busy or leftover: keep the bytes for later, bounded. Decide about
      * reading after processing: a connection that is not busy (its request
      * just finished) consumes the backlog here, and nothing would restart a
      * read stopped over a backlog that is gone. */
-    osb_buf_append(&c->in, buf->base, (size_t)nread);
+    osb_buf_append(&c->http->in, buf->base, (size_t)nread);
     conn_process(c);
   } else {
     c->processing = true;
     size_t used = conn_parse(c, buf->base, (size_t)nread);
     c->processing = false;
-    if (!c->closing && used < (size_t)nread) {
-      if (c->mode == OSB__CONN_WS) osb__ws_on_data(c, buf->base + used, (size_t)nread - used);
-      else osb_buf_append(&c->in, buf->base + used, (size_t)nread - used);
-    }
+    if (c->mode == OSB__CONN_WS) conn_upgraded(c, buf->base + used, c->closing ? 0 : (size_t)nread - used);
+    else if (!c->closing && used < (size_t)nread) osb_buf_append(&c->http->in, buf->base + used, (size_t)nread - used);
   }
   if (!c->closing) conn_update_reading(c);
   release_readbuf(buf);
@@ -622,10 +635,11 @@ static void conn_update_reading(osb__conn_t *c) {
     osb_series_inc(s_paused, 1);
     if (osb_log_enabled(OSB_LOG_DEBUG))
       osb_log(OSB_LOG_DEBUG, "http", "conn %llu (%s): %zu unsent bytes, reading paused", (unsigned long long)c->id,
-              c->ip, c->queued_bytes);
+              c->http->ip, c->queued_bytes);
   }
-  bool stop = c->out_paused || c->in.len > (size_t)osb_cfg->max_body_bytes + OSB__MAX_HEADER_BYTES;
-  bool start = !c->out_paused && c->in.len < 64 * 1024 && !c->close_after_flush;
+  size_t backlog = c->http->in.len;
+  bool stop = c->out_paused || backlog > (size_t)osb_cfg->max_body_bytes + OSB__MAX_HEADER_BYTES;
+  bool start = !c->out_paused && backlog < 64 * 1024 && !c->close_after_flush;
   if (c->reading && stop) {
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = false;
@@ -750,7 +764,7 @@ static bool conn_linger(osb__conn_t *c) {
     return false;
   }
   c->lingering = true;
-  osb_buf_free(&c->in);
+  osb_buf_free(&c->http->in);
   c->phase = OSB__PHASE_DRAIN;
   c->deadline = uv_now(osb__srv.loop) + LINGER_MS;
   if (!c->reading) {
@@ -766,14 +780,22 @@ static void after_flush_empty(osb__conn_t *c) {
       if (!c->lingering && !conn_linger(c)) osb__conn_close(c, "done");
       return;
     }
-    if (c->qcap > 16) { free(c->q); c->q = NULL; c->qcap = c->qhead = 0; }
+    /* A new WebSocket gives its ring back at once after its first few
+     * writes (the 101 and welcome, the subscribe answers): ten thousand
+     * sockets connecting together would each keep 80 bytes until the next
+     * sweep, heap that stays behind for good between the long-lived
+     * connections (it is not returned to the system). After that the
+     * ring stays until the sweep finds the queue empty, so a fan-out does
+     * not allocate one per write. */
+    bool young_ws = c->mode == OSB__CONN_WS && c->ws.drained < 4;
+    if (c->mode == OSB__CONN_WS && c->ws.drained < UINT8_MAX) c->ws.drained++;
+    if (c->qcap > 16 || young_ws) { free(c->q); c->q = NULL; c->qcap = c->qhead = 0; }
   }
 }
 
 static void on_write(uv_write_t *w, int status) {
   osb__conn_t *c = osb_container_of((uv_tcp_t *)w->handle, osb__conn_t, tcp);
   free(w);
-  c->wreq = NULL;
   uint32_t done = c->inflight;
   c->inflight = 0;
   if (status < 0) {
@@ -794,7 +816,7 @@ static void on_write(uv_write_t *w, int status) {
 }
 
 static void conn_write(osb__conn_t *c) {
-  if (c->closing || c->wreq) return;
+  if (c->closing || c->inflight) return;
   uv_buf_t iov[OSB__MAX_IOV];
   uint32_t n = build_iov(c, iov);
   if (n == 0) {
@@ -812,12 +834,11 @@ static void conn_write(osb__conn_t *c) {
     return;
   }
   n = build_iov(c, iov);
-  c->wreq = osb_malloc(sizeof(uv_write_t));
-  c->inflight = n;
-  int rc = uv_write(c->wreq, (uv_stream_t *)&c->tcp, iov, n, on_write);
+  uv_write_t *wreq = osb_malloc(sizeof(uv_write_t));
+  c->inflight = (uint8_t)n;   /* at most OSB__MAX_IOV: a write is in flight while it is not 0 */
+  int rc = uv_write(wreq, (uv_stream_t *)&c->tcp, iov, n, on_write);
   if (rc < 0) {
-    free(c->wreq);
-    c->wreq = NULL;
+    free(wreq);
     c->inflight = 0;
     osb__conn_close(c, uv_strerror(rc));
   }
@@ -827,7 +848,7 @@ static void conn_write(osb__conn_t *c) {
  * error again and closes from its own context): callers such as fan-out
  * loops must not see on_close run inside a send. */
 void osb__conn_flush_now(osb__conn_t *c) {
-  if (c->closing || c->wreq || c->qlen == 0) return;
+  if (c->closing || c->inflight || c->qlen == 0) return;
   uv_buf_t iov[OSB__MAX_IOV];
   uint32_t n = build_iov(c, iov);
   int w = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
@@ -873,7 +894,7 @@ void osb__conn_stream_drain_check(osb__conn_t *c) {
 
 /* A deadline passed while a response is still being written: give it more
  * time as long as the peer keeps reading, so a slow reader of a large reply
- * is not cut off, and, on connections with a stall_ms (WebSocket), while
+ * is not cut off, and, on WebSocket connections (stall time WS_IDLE_TIMEOUT_MS), while
  * output is left in user space and the peer has taken nothing for less than
  * that: a frame partly written must be finished, and the close frame
  * written, or the peer would read a truncated stream. Once everything is in
@@ -883,13 +904,14 @@ void osb__conn_stream_drain_check(osb__conn_t *c) {
 static bool still_writing(osb__conn_t *c, uint64_t now) {
   size_t left = pending_out(c);
   if (left == 0) return false;
-  if (left != c->drain_mark) {
-    c->drain_mark = left;
-    c->progress_ms = now;
+  if ((uint32_t)left != c->drain_mark) {   /* low 32 bits: any progress changes them */
+    c->drain_mark = (uint32_t)left;
+    c->progress_ms = (uint32_t)now;
     c->deadline = now + 5000;
     return true;
   }
-  if (c->stall_ms && unsent_out(c) && now - c->progress_ms < c->stall_ms) {
+  uint32_t stall_ms = c->mode == OSB__CONN_WS ? (uint32_t)osb_cfg->ws_idle_timeout_ms : 0;
+  if (stall_ms && unsent_out(c) && (uint32_t)now - c->progress_ms < stall_ms) {
     c->deadline = now + 1000;
     return true;
   }
@@ -935,7 +957,7 @@ static void flush_list(osb_list_t *list, size_t max) {
     done++;
     if (c->mode == OSB__CONN_HTTP) {
       conn_update_reading(c);   /* lifts an output pause once the queue drained */
-      if (!conn_busy(c) && c->in.len && !c->close_after_flush && !c->out_paused) {
+      if (!conn_busy(c) && c->http->in.len && !c->close_after_flush && !c->out_paused) {
         conn_process(c);
         if (c->closing) continue;
         conn_update_reading(c);
@@ -976,23 +998,84 @@ static bool http_step(void *ud) {
 
 /* ---- connections ---- */
 
+static void conn_free(osb__conn_t *c) {
+  if (c->holds == 0 && c->tcp_closed) free(c);
+}
+
+void osb__conn_unhold(osb__conn_t *c) {
+  osb_assert(c->holds > 0);
+  c->holds--;
+  conn_free(c);
+}
+
 static void on_close(uv_handle_t *h) {
   osb__conn_t *c = osb_container_of((uv_tcp_t *)h, osb__conn_t, tcp);
   queue_free(c);
-  osb_buf_free(&c->in);
-  osb__ws_dispose(c);
-  osb_list_remove(&c->node);
+  if (c->has_http) {
+    osb_buf_free(&c->http->in);
+    free(c->http);
+    c->http = NULL;
+    c->has_http = false;
+  } else {
+    osb__ws_dispose(c);
+  }
   osb_list_remove(&c->flush_node);
   osb__edge_release(c);
   osb__srv.nconns--;
-  free(c);
+  c->tcp_closed = true;
+  conn_free(c);
+}
+
+void osb__conn_ip(const osb__conn_t *c, char out[46]) {
+  out[0] = 0;
+  if (c->addr6) uv_inet_ntop(AF_INET6, c->addr, out, 46);
+  else uv_inet_ntop(AF_INET, c->addr, out, 46);
+}
+
+osb__conn_t *osb__conn_alloc(uv_loop_t *loop, size_t user) {
+  osb_assert(user <= UINT16_MAX);
+  osb__conn_t *c = osb_calloc(1, sizeof(*c) + user);
+  c->user_cap = (uint16_t)user;
+  c->http = osb_calloc(1, sizeof(*c->http));
+  c->has_http = true;
+  http_parser_init(&c->http->parser, HTTP_REQUEST);
+  c->http->parser.data = c;
+  osb_list_init(&c->flush_node);
+  uv_tcp_init(loop, &c->tcp);
+  c->tcp.data = &osb__srv;   /* the mark osb__conn_foreach looks for */
+  return c;
+}
+
+typedef struct {
+  void (*fn)(osb__conn_t *c, void *ud);
+  void *ud;
+} conn_walk_t;
+
+static void conn_walk_cb(uv_handle_t *h, void *arg) {
+  conn_walk_t *w = arg;
+  if (h->type == UV_TCP && h->data == &osb__srv && h != (uv_handle_t *)&osb__srv.listener)
+    w->fn(osb_container_of((uv_tcp_t *)h, osb__conn_t, tcp), w->ud);
+}
+
+/* libuv's uv_walk moves its handle list aside and puts each handle back
+ * before calling back, so the walk survives fn closing any connection
+ * (a handle leaves the list only in its close callback, which never runs
+ * inside fn), and skips handles created meanwhile. */
+void osb__conn_foreach(void (*fn)(osb__conn_t *c, void *ud), void *ud) {
+  if (!osb__srv.loop) return;
+  conn_walk_t w = {fn, ud};
+  uv_walk(osb__srv.loop, conn_walk_cb, &w);
 }
 
 void osb__conn_close(osb__conn_t *c, const char *reason) {
   if (c->closing) return;
   c->closing = true;
   if (osb_log_enabled(OSB_LOG_DEBUG))
-    osb_log(OSB_LOG_DEBUG, "http", "conn %llu (%s) closed: %s", (unsigned long long)c->id, c->ip, reason);
+  {
+    char ip[46];
+    osb__conn_ip(c, ip);
+    osb_log(OSB_LOG_DEBUG, "http", "conn %llu (%s) closed: %s", (unsigned long long)c->id, ip, reason);
+  }
   osb_list_remove(&c->flush_node);
   if (c->reading) {
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -1017,8 +1100,11 @@ void osb__conn_close(osb__conn_t *c, const char *reason) {
    * flight, whose first part the kernel may already hold.) */
   if (unsent_out(c) && uv_tcp_close_reset(&c->tcp, on_close) == 0) {
     osb_series_inc(s_resets, 1);
-    if (osb_log_enabled(OSB_LOG_DEBUG))
-      osb_log(OSB_LOG_DEBUG, "http", "conn %llu (%s) reset: output left unsent", (unsigned long long)c->id, c->ip);
+    if (osb_log_enabled(OSB_LOG_DEBUG)) {
+      char ip[46];
+      osb__conn_ip(c, ip);
+      osb_log(OSB_LOG_DEBUG, "http", "conn %llu (%s) reset: output left unsent", (unsigned long long)c->id, ip);
+    }
   } else {
     uv_close((uv_handle_t *)&c->tcp, on_close);
   }
@@ -1036,25 +1122,28 @@ static void on_connection(uv_stream_t *server, int status) {
     osb__edge_accept_failed(server, status);
     return;
   }
-  osb__conn_t *c = osb_calloc(1, sizeof(*c));
-  uv_tcp_init(osb__srv.loop, &c->tcp);
+  osb__conn_t *c = osb__conn_alloc(osb__srv.loop, osb__ws_user_size());
   if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    free(c->http);
+    c->tcp.data = NULL;   /* not a connection for osb__conn_foreach */
     uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);  /* tcp is the first member */
     return;
   }
-  osb_list_init(&c->flush_node);
-  osb_list_insert_tail(&osb__srv.conns, &c->node);
   osb__srv.nconns++;
   c->id = ++osb__srv.next_conn_id;
   uv_tcp_nodelay(&c->tcp, 1);
   struct sockaddr_storage ss;
   int len = sizeof(ss);
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-    if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, c->ip, sizeof(c->ip));
-    else uv_ip4_name((struct sockaddr_in *)&ss, c->ip, sizeof(c->ip));
+    /* binary in the connection (16 bytes), text in the HTTP state */
+    if (ss.ss_family == AF_INET6) {
+      c->addr6 = true;
+      memcpy(c->addr, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+    } else {
+      memcpy(c->addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    }
+    osb__conn_ip(c, c->http->ip);
   }
-  http_parser_init(&c->parser, HTTP_REQUEST);
-  c->parser.data = c;
   /* The head timeout counts from accept: a connection that never sends a
    * byte is gone after HTTP_HEADER_TIMEOUT_MS, not the idle timeout. */
   c->phase = OSB__PHASE_HEAD;
@@ -1075,49 +1164,50 @@ static void on_connection(uv_stream_t *server, int status) {
 /* One timer checks every connection's deadline (idle keep-alive, slow
  * request heads, WebSocket ping/silence, drain after close). Cheaper in
  * memory and in syscalls than a timer per connection. */
+static void sweep_conn(osb__conn_t *c, void *ud) {
+  uint64_t now = *(const uint64_t *)ud;
+  if (c->closing) return;
+  if (c->qlen == 0 && c->q) {
+    /* An idle connection owns no output ring (80 bytes of heap per idle
+     * WebSocket); a busy one keeps its ring between sweeps, so fan-out
+     * does not allocate per delivery (see also after_flush_empty). */
+    free(c->q);
+    c->q = NULL;
+    c->qcap = c->qhead = 0;
+  }
+  switch (c->phase) {
+    case OSB__PHASE_IDLE:
+      if (c->deadline && now >= c->deadline && !still_writing(c, now)) osb__conn_close(c, "idle timeout");
+      break;
+    case OSB__PHASE_HEAD:
+      if (c->deadline && now >= c->deadline) {
+        if (c->req) {
+          c->req->errored = true;
+          c->req->keep_alive = false;
+          c->req->dispatched = true;
+          c->phase = OSB__PHASE_BUSY;
+          osb_res_error(c->req, 408, "request_timeout", "request head not received in time");
+        } else {
+          /* Nothing received since accept: nobody to answer (a 408 could
+           * be read as the answer to a request sent just now). */
+          osb__conn_close(c, "head timeout, nothing received");
+        }
+      }
+      break;
+    case OSB__PHASE_WS:
+      osb__ws_sweep(c, now);
+      break;
+    case OSB__PHASE_DRAIN:
+      if (c->deadline && now >= c->deadline && !still_writing(c, now)) osb__conn_close(c, "drain timeout");
+      break;
+    default:
+      break;
+  }
+}
+
 static void on_sweep(uv_timer_t *t) {
   uint64_t now = uv_now(osb__srv.loop);
-  osb_list_t *pos, *tmp;
-  osb_list_foreach_safe(pos, tmp, &osb__srv.conns) {
-    osb__conn_t *c = osb_container_of(pos, osb__conn_t, node);
-    if (c->closing) continue;
-    if (c->qlen == 0 && c->q) {
-      /* An idle connection owns no output ring (80 bytes of heap per idle
-       * WebSocket); a busy one keeps its ring between sweeps, so fan-out
-       * does not allocate per delivery. */
-      free(c->q);
-      c->q = NULL;
-      c->qcap = c->qhead = 0;
-    }
-    switch (c->phase) {
-      case OSB__PHASE_IDLE:
-        if (c->deadline && now >= c->deadline && !still_writing(c, now)) osb__conn_close(c, "idle timeout");
-        break;
-      case OSB__PHASE_HEAD:
-        if (c->deadline && now >= c->deadline) {
-          if (c->req) {
-            c->req->errored = true;
-            c->req->keep_alive = false;
-            c->req->dispatched = true;
-            c->phase = OSB__PHASE_BUSY;
-            osb_res_error(c->req, 408, "request_timeout", "request head not received in time");
-          } else {
-            /* Nothing received since accept: nobody to answer (a 408 could
-             * be read as the answer to a request sent just now). */
-            osb__conn_close(c, "head timeout, nothing received");
-          }
-        }
-        break;
-      case OSB__PHASE_WS:
-        osb__ws_sweep(c, now);
-        break;
-      case OSB__PHASE_DRAIN:
-        if (c->deadline && now >= c->deadline && !still_writing(c, now)) osb__conn_close(c, "drain timeout");
-        break;
-      default:
-        break;
-    }
-  }
+  osb__conn_foreach(sweep_conn, &now);
 }
 
 static double g_open_conns(void *ud) { return (double)osb__srv.nconns; }
@@ -1151,7 +1241,6 @@ static int bind_reuseport(uv_tcp_t *t, const struct sockaddr *sa) {
 int osb_http_server_start(uv_loop_t *loop) {
   osb__server_t *s = &osb__srv;
   s->loop = loop;
-  osb_list_init(&s->conns);
   osb_list_init(&s->pending_flush);
   osb_list_init(&s->pending_http);
   osb_list_init(&req_freelist);
@@ -1217,6 +1306,18 @@ int osb_http_server_start(uv_loop_t *loop) {
   return 0;
 }
 
+static void shutdown_conn(osb__conn_t *c, void *ud) {
+  OSB_UNUSED(ud);
+  if (c->closing) return;
+  if (c->mode == OSB__CONN_WS) {
+    osb__ws_shutdown(c);
+  } else if (c->phase == OSB__PHASE_IDLE || (c->phase == OSB__PHASE_HEAD && (!c->req || c->req->hbuf.len == 0))) {
+    if (c->qlen) c->close_after_flush = true;
+    else osb__conn_close(c, "shutting down");
+  }
+  /* busy connections close after their response (keep-alive is off now) */
+}
+
 void osb_http_server_shutdown(void) {
   osb__server_t *s = &osb__srv;
   if (s->shutting_down) return;
@@ -1225,27 +1326,15 @@ void osb_http_server_shutdown(void) {
     osb_handle_close((uv_handle_t *)&s->listener);
     s->listening = false;
   }
-  osb_list_t *pos, *tmp;
-  osb_list_foreach_safe(pos, tmp, &s->conns) {
-    osb__conn_t *c = osb_container_of(pos, osb__conn_t, node);
-    if (c->closing) continue;
-    if (c->mode == OSB__CONN_WS) {
-      osb__ws_shutdown(c);
-    } else if (c->phase == OSB__PHASE_IDLE || (c->phase == OSB__PHASE_HEAD && (!c->req || c->req->hbuf.len == 0))) {
-      if (c->qlen) c->close_after_flush = true;
-      else osb__conn_close(c, "shutting down");
-    }
-    /* busy connections close after their response (keep-alive is off now) */
-  }
+  osb__conn_foreach(shutdown_conn, NULL);
 }
 
-void osb_http_server_force_close(void) {
-  osb_list_t *pos, *tmp;
-  osb_list_foreach_safe(pos, tmp, &osb__srv.conns) {
-    osb__conn_t *c = osb_container_of(pos, osb__conn_t, node);
-    osb__conn_close(c, "shutdown timeout");
-  }
+static void force_close_conn(osb__conn_t *c, void *ud) {
+  OSB_UNUSED(ud);
+  osb__conn_close(c, "shutdown timeout");
 }
+
+void osb_http_server_force_close(void) { osb__conn_foreach(force_close_conn, NULL); }
 
 void osb_http_server_stop(void) {
   osb__server_t *s = &osb__srv;

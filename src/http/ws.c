@@ -6,7 +6,8 @@
  * connections share ONE context: we measure each frame's length from its
  * header, and hand wslay a frame only once all its bytes are here, so the
  * context is back at a frame boundary, with an empty buffer, after every
- * frame. Partial frames wait in the connection's own buffer.
+ * frame. Partial frames wait in a buffer of the connection's own, allocated
+ * only while one is incomplete (osb__ws_rx_t), like a fragmented message.
  *
  * Writing: server frames are unmasked, so every subscriber of a message gets
  * identical bytes. wslay's event API would copy each queued message per
@@ -38,21 +39,6 @@
 #include "core/tbucket.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
-
-struct osb__ws_state {
-  uint64_t last_rx;           /* loop ms of the last byte received */
-  uint64_t last_ping;         /* loop ms of the last ping sent */
-  uint64_t frame_since;       /* loop ms the partial frame in conn->in began; 0 = none */
-  uint64_t msg_since;         /* loop ms the fragmented message in `msg` began; 0 = none */
-  osb_tbucket_t ctl;          /* inbound control-frame bucket (WS_CONTROL_FRAMES_PER_S) */
-  osb_buf_t *msg;             /* data message being reassembled (fragments are rare:
-                               * allocated for one, so idle sockets carry 8 bytes, not 24) */
-  uint8_t msg_opcode;         /* 0 = none in progress */
-  bool close_sent;
-  bool on_close_called;
-  uint16_t close_code;
-  void *data;
-};
 
 static const osb_ws_handler_t *handler;
 static size_t ws_open;
@@ -142,16 +128,24 @@ static void def_message(osb_ws_t *ws, bool binary, const char *data, size_t len)
 
 static void def_close(osb_ws_t *ws, uint16_t code) {}
 
-static const osb_ws_handler_t default_handler = {def_open, def_message, def_close};
+static const osb_ws_handler_t default_handler = {def_open, def_message, def_close, 0};
 
 void osb_ws_set_handler(const osb_ws_handler_t *h) { handler = h ? h : &default_handler; }
 
 /* ---- accessors ---- */
 
 uint64_t osb_ws_id(const osb_ws_t *ws) { return CONN(ws)->id; }
-bool osb_ws_closing(const osb_ws_t *ws) { return CONN(ws)->closing || CONN(ws)->ws->close_sent; }
-void *osb_ws_data(const osb_ws_t *ws) { return CONN(ws)->ws->data; }
-void osb_ws_set_data(osb_ws_t *ws, void *data) { CONN(ws)->ws->data = data; }
+bool osb_ws_closing(const osb_ws_t *ws) { return CONN(ws)->closing || CONN(ws)->ws.close_sent; }
+void *osb_ws_user(osb_ws_t *ws) { return CONN(ws)->user; }
+osb_ws_t *osb_ws_of_user(void *user) {
+  return WS((osb__conn_t *)((char *)user - offsetof(osb__conn_t, user)));
+}
+void osb_ws_hold(osb_ws_t *ws) {
+  osb_assert(CONN(ws)->holds < UINT16_MAX);
+  CONN(ws)->holds++;
+}
+void osb_ws_unhold(osb_ws_t *ws) { osb__conn_unhold(CONN(ws)); }
+size_t osb__ws_user_size(void) { return handler ? handler->user_size : 0; }
 
 /* ---- sending ---- */
 
@@ -163,9 +157,9 @@ static void begin_drain(osb__conn_t *c) {
 
 void osb_ws_close(osb_ws_t *ws, uint16_t code, const char *reason) {
   osb__conn_t *c = CONN(ws);
-  if (c->closing || c->ws->close_sent) return;
-  c->ws->close_sent = true;
-  c->ws->close_code = code;
+  if (c->closing || c->ws.close_sent) return;
+  c->ws.close_sent = true;
+  c->ws.close_code = code;
   osb_msg_t *f = close_frame(code, reason);
   osb__conn_queue(c, f);
   osb_msg_unref(f);
@@ -179,7 +173,7 @@ void osb_ws_close(osb_ws_t *ws, uint16_t code, const char *reason) {
  * when this frame took the connection past WS_SEND_BUFFER_BYTES, after the
  * kernel took what it would: the connection is then closing with 1013. */
 static int ws_enqueue(osb__conn_t *c, osb_msg_t *frame) {
-  if (c->closing || c->ws->close_sent) return OSB_ECLOSED;
+  if (c->closing || c->ws.close_sent) return OSB_ECLOSED;
   osb__conn_queue(c, frame);
   if (c->queued_bytes > (size_t)osb_cfg->ws_send_buffer_bytes) {
     /* Over the limit within this iteration: let the kernel take what it can
@@ -254,59 +248,78 @@ static void fail(osb__conn_t *c, uint16_t code, const char *why) {
  * refilled per second, bursts of twice that. Each ping costs a pong, and
  * no real client pings more than a few times a minute. */
 static bool control_admit(osb__conn_t *c) {
-  struct osb__ws_state *w = c->ws;
   int rate = osb_cfg->ws_control_frames_per_s;
   if (rate <= 0) return true;
   uint64_t now = uv_now(osb__srv.loop);
-  return osb_tbucket_take(&w->ctl, rate, 2.0 * rate, now);
+  return osb_tbucket32_take(&c->ws.ctl, rate, 2.0 * rate, now);
 }
 
-static void msg_drop(struct osb__ws_state *w) {
-  if (!w->msg) return;
-  osb_buf_free(w->msg);
-  free(w->msg);
-  w->msg = NULL;
+/* The receive state of an incomplete frame or message, allocated for one. */
+static osb__ws_rx_t *rx_get(osb__conn_t *c) {
+  if (!c->rx) c->rx = osb_calloc(1, sizeof(*c->rx));
+  return c->rx;
+}
+
+static void rx_free(osb__conn_t *c) {
+  osb__ws_rx_t *rx = c->rx;
+  if (!rx) return;
+  osb_buf_free(&rx->in);
+  osb_buf_free(&rx->msg);
+  free(rx);
+  c->rx = NULL;
+}
+
+/* Nothing incomplete any more: an idle socket keeps no receive state. */
+static void rx_trim(osb__conn_t *c) {
+  osb__ws_rx_t *rx = c->rx;
+  if (rx && rx->in.len == 0 && rx->msg.len == 0 && rx->msg_opcode == 0) rx_free(c);
+}
+
+static void msg_drop(osb__conn_t *c) {
+  if (c->rx) osb_buf_free(&c->rx->msg);
 }
 
 /* One complete frame: opcode, fin, payload (unmasked). Returns false to stop reading. */
 static bool on_frame(osb__conn_t *c, uint8_t opcode, bool fin, const uint8_t *p, size_t n) {
-  struct osb__ws_state *w = c->ws;
+  osb__ws_state_t *w = &c->ws;
   switch (opcode) {
     case 0x0: /* continuation */
     case 0x1:
     case 0x2: {
-      if (opcode == 0 && w->msg_opcode == 0) { fail(c, 1002, "continuation without a message"); return false; }
-      if (opcode != 0 && w->msg_opcode != 0) { fail(c, 1002, "new message inside a fragmented one"); return false; }
-      if (opcode != 0) w->msg_opcode = opcode;
-      if (!fin && w->msg_since == 0) w->msg_since = uv_now(osb__srv.loop);
-      size_t have = w->msg ? w->msg->len : 0;
+      osb__ws_rx_t *rx = c->rx;
+      uint8_t cur = rx ? rx->msg_opcode : 0;   /* the fragmented message in progress */
+      if (opcode == 0 && cur == 0) { fail(c, 1002, "continuation without a message"); return false; }
+      if (opcode != 0 && cur != 0) { fail(c, 1002, "new message inside a fragmented one"); return false; }
+      uint8_t op = opcode ? opcode : cur;
+      size_t have = rx ? rx->msg.len : 0;
       if (have + n > (size_t)osb_cfg->ws_max_message_bytes) { fail(c, 1009, "message too big"); return false; }
       const uint8_t *data = p;
       size_t len = n;
       bool whole = fin && have == 0;
       if (!whole) {
-        if (!w->msg) {
-          w->msg = osb_malloc(sizeof(*w->msg));
-          *w->msg = (osb_buf_t)OSB_BUF_INIT;
+        rx = rx_get(c);
+        if (!fin) {
+          rx->msg_opcode = op;
+          if (rx->msg_since == 0) rx->msg_since = uv_now(osb__srv.loop);
         }
-        osb_buf_append(w->msg, p, n);
+        osb_buf_append(&rx->msg, p, n);
         if (!fin) return true;
-        data = (const uint8_t *)w->msg->base;
-        len = w->msg->len;
+        data = (const uint8_t *)rx->msg.base;
+        len = rx->msg.len;
       }
-      uint8_t op = w->msg_opcode;
-      w->msg_opcode = 0;
-      w->msg_since = 0;
+      if (rx) {
+        rx->msg_opcode = 0;
+        rx->msg_since = 0;
+      }
       if (op == 0x1 && !osb__utf8_valid(data, len)) {
-        msg_drop(w);
+        msg_drop(c);
         fail(c, 1007, "invalid UTF-8 in a text message");
         return false;
       }
       osb_series_inc(s_in, 1);
-      if (!w->close_sent) handler->on_message(WS(c), op == 0x2, (const char *)data, len);
-      if (!whole) {
-        msg_drop(w);
-      }
+      if (!w->close_sent && handler->user_size <= c->user_cap)
+        handler->on_message(WS(c), op == 0x2, (const char *)data, len);
+      if (!whole) msg_drop(c);
       return !c->closing;
     }
     case 0x8: { /* close */
@@ -338,8 +351,10 @@ static bool on_frame(osb__conn_t *c, uint8_t opcode, bool fin, const uint8_t *p,
          * stopping with its pings unread in the socket would make the close
          * reset the connection, and the peer would never see the 1008. */
         osb_series_inc(s_ctl_flood, 1);
+        char ip[46];
+        osb__conn_ip(c, ip);
         osb_log(OSB_LOG_WARN, "ws", "conn %llu (%s): closing 1008: more than %d pings/pongs per second",
-                (unsigned long long)c->id, c->ip, osb_cfg->ws_control_frames_per_s);
+                (unsigned long long)c->id, ip, osb_cfg->ws_control_frames_per_s);
         osb__conn_discard_queue(c);
         osb_ws_close(WS(c), 1008, "control frame rate limit exceeded");
         return true;
@@ -379,7 +394,7 @@ static size_t parse_frames(osb__conn_t *c, const uint8_t *data, size_t len) {
     if (h[0] & 0x70) { fail(c, 1002, "reserved bits set"); return len; }
     if (plen > (uint64_t)osb_cfg->ws_max_message_bytes) { fail(c, 1009, "frame too big"); return len; }
     if (avail < hl + plen) break;
-    if (c->ws->close_sent && (h[0] & 0x0f) != 0x8) {
+    if (c->ws.close_sent && (h[0] & 0x0f) != 0x8) {
       /* Closing: only the peer's close reply matters. Skip the rest unread
        * (not unmasked, not decoded), so a peer that floods after our close
        * frame costs little CPU until it replies or the drain deadline. */
@@ -427,50 +442,52 @@ static size_t parse_frames(osb__conn_t *c, const uint8_t *data, size_t len) {
 }
 
 void osb__ws_on_data(osb__conn_t *c, const char *data, size_t len) {
-  struct osb__ws_state *w = c->ws;
+  osb__ws_state_t *w = &c->ws;
   uint64_t now = uv_now(osb__srv.loop);
-  w->last_rx = now;
+  w->last_rx = (uint32_t)now;
   size_t used;
-  if (c->in.len) {
-    osb_buf_append(&c->in, data, len);
-    used = parse_frames(c, (const uint8_t *)c->in.base, c->in.len);
-    if (!c->closing) {
-      osb_buf_consume(&c->in, used);
-      if (c->in.len == 0) osb_buf_free(&c->in);
-    }
+  osb__ws_rx_t *rx = c->rx;
+  if (rx && rx->in.len) {
+    osb_buf_append(&rx->in, data, len);
+    used = parse_frames(c, (const uint8_t *)rx->in.base, rx->in.len);
+    if (c->closing) return;
+    osb_buf_consume(&rx->in, used);
+    if (rx->in.len == 0) osb_buf_free(&rx->in);
   } else {
     used = parse_frames(c, (const uint8_t *)data, len);
-    if (!c->closing && used < len) osb_buf_append(&c->in, data + used, len - used);
+    if (c->closing) return;
+    if (used < len) osb_buf_append(&rx_get(c)->in, data + used, len - used);
   }
-  if (c->closing) return;
+  rx = c->rx;
+  if (!rx) return;
   /* The deadline of a partial frame runs from its first byte: from now if a
    * frame ended in these bytes (the rest began here), else it keeps running. */
-  if (c->in.len == 0) w->frame_since = 0;
-  else if (used > 0 || w->frame_since == 0) w->frame_since = now;
+  if (rx->in.len == 0) rx->frame_since = 0;
+  else if (used > 0 || rx->frame_since == 0) rx->frame_since = now;
+  rx_trim(c);
 }
 
 /* ---- timers (called from the server's sweep) ---- */
 
 void osb__ws_sweep(osb__conn_t *c, uint64_t now) {
-  struct osb__ws_state *w = c->ws;
+  osb__ws_state_t *w = &c->ws;
+  osb__ws_rx_t *rx = c->rx;
   uint64_t limit = (uint64_t)osb_cfg->ws_message_timeout_ms;
-  if ((w->frame_since && now - w->frame_since >= limit) || (w->msg_since && now - w->msg_since >= limit)) {
+  if (rx && ((rx->frame_since && now - rx->frame_since >= limit) || (rx->msg_since && now - rx->msg_since >= limit))) {
     /* A frame or message trickled in slowly holds up to two buffers of
      * WS_MAX_MESSAGE_BYTES; it does not get to keep them for ever. */
     osb_series_inc(s_msg_timeout, 1);
-    msg_drop(w);
-    osb_buf_free(&c->in);
-    w->msg_opcode = 0;
-    w->frame_since = w->msg_since = 0;
+    rx_free(c);
     fail(c, 1008, "message not completed in time");
     return;
   }
-  if (now - w->last_rx >= (uint64_t)osb_cfg->ws_idle_timeout_ms) {
+  uint32_t now32 = (uint32_t)now;   /* ages modulo 2^32 ms (internal.h) */
+  if (now32 - w->last_rx >= (uint32_t)osb_cfg->ws_idle_timeout_ms) {
     osb_ws_close(WS(c), 1001, "idle timeout");
     return;
   }
-  if (now - w->last_ping >= (uint64_t)osb_cfg->ws_ping_interval_ms) {
-    w->last_ping = now;
+  if (now32 - w->last_ping >= (uint32_t)osb_cfg->ws_ping_interval_ms) {
+    w->last_ping = now32;
     ws_enqueue(c, ping_frame);
   }
 }
@@ -478,8 +495,8 @@ void osb__ws_sweep(osb__conn_t *c, uint64_t now) {
 void osb__ws_shutdown(osb__conn_t *c) { osb_ws_close(WS(c), 1001, "server shutting down"); }
 
 void osb__ws_on_close(osb__conn_t *c) {
-  struct osb__ws_state *w = c->ws;
-  if (!w || w->on_close_called) return;
+  osb__ws_state_t *w = &c->ws;
+  if (c->mode != OSB__CONN_WS || w->on_close_called) return;
   w->on_close_called = true;
   ws_open--;
   /* bounded label set: the standard codes, or "other" */
@@ -488,15 +505,11 @@ void osb__ws_on_close(osb__conn_t *c) {
   if (cc >= 1000 && cc <= 1015) snprintf(code, sizeof(code), "%u", cc);
   else snprintf(code, sizeof(code), "other");
   osb_series_inc(osb_metric_series1(m_closed, code), 1);
-  handler->on_close(WS(c), w->close_code ? w->close_code : 1006);
+  /* a handler set after this connection was accepted has no user area here */
+  if (handler->user_size <= c->user_cap) handler->on_close(WS(c), w->close_code ? w->close_code : 1006);
 }
 
-void osb__ws_dispose(osb__conn_t *c) {
-  if (!c->ws) return;
-  msg_drop(c->ws);
-  free(c->ws);
-  c->ws = NULL;
-}
+void osb__ws_dispose(osb__conn_t *c) { rx_free(c); }
 
 /* ---- the upgrade ---- */
 
@@ -556,6 +569,11 @@ void osb__ws_upgrade(osb_req_t *req) {
     osb_res_error(req, 400, "bad_handshake", "connection gone");
     return;
   }
+  if (handler->user_size > c->user_cap) {   /* accepted before the handler was set */
+    osb_res_header(req, "Retry-After", "1");
+    osb_res_error(req, 503, "starting", "the server is starting");
+    return;
+  }
   /* Sec-WebSocket-Accept = base64(SHA-1(key + GUID)) */
   static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
   char buf[24 + sizeof(guid)];
@@ -573,16 +591,19 @@ void osb__ws_upgrade(osb_req_t *req) {
   c->mode = OSB__CONN_WS;
   c->phase = OSB__PHASE_WS;
   c->deadline = 0;
-  c->ws = osb_calloc(1, sizeof(*c->ws));
-  c->ws->last_rx = c->ws->last_ping = uv_now(osb__srv.loop);
-  osb_tbucket_init(&c->ws->ctl, 2.0 * osb_cfg->ws_control_frames_per_s, c->ws->last_rx);
-  /* closing, a peer that takes nothing this long while output is left unsent is reset */
-  c->stall_ms = (uint32_t)osb_cfg->ws_idle_timeout_ms;
+  uint64_t now = uv_now(osb__srv.loop);
+  memset(&c->ws, 0, sizeof(c->ws));
+  c->ws.last_rx = c->ws.last_ping = (uint32_t)now;
+  osb_tbucket32_init(&c->ws.ctl, 2.0 * osb_cfg->ws_control_frames_per_s, now);
+  memset(c->user, 0, c->user_cap);
   ws_open++;
   /* The 101 goes out first; on_open may queue frames right behind it. */
   osb__res_head(req, 101, NULL);
   handler->on_open(WS(c), req);
   osb__res_finish_upgraded(req);
+  /* Upgraded from the parser (the usual case), the server drops the HTTP
+   * state once parsing stops; from anywhere else, now. */
+  if (!c->processing) osb__conn_http_end(c);
 }
 
 /* ---- module set-up ---- */

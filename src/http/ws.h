@@ -35,15 +35,25 @@ typedef struct osb_ws osb_ws_t;
  * 101 response is queued; `req` is the upgrade request (headers, cookies,
  * ?token=) and is valid only during the call. on_message gets one complete
  * (reassembled) data message. on_close runs exactly once when the
- * connection closes for any reason; the osb_ws_t is freed after it returns. */
+ * connection closes for any reason; the osb_ws_t is freed after it returns
+ * unless it is held (osb_ws_hold).
+ *
+ * user_size: bytes of per-connection application state the WebSocket layer
+ * allocates inside the connection itself (osb_ws_user), zeroed before
+ * on_open, as uWebSockets does: an idle socket is one allocation, not one
+ * for the connection and one for what the application keeps about it. */
 typedef struct osb_ws_handler {
   void (*on_open)(osb_ws_t *ws, osb_req_t *req);
   void (*on_message)(osb_ws_t *ws, bool binary, const char *data, size_t len);
   void (*on_close)(osb_ws_t *ws, uint16_t code);
+  size_t user_size;
 } osb_ws_handler_t;
 
-/* Replace the handler (the realtime hub does). The default one sends
- * welcome, answers ping with pong and anything else with an error. */
+/* Replace the handler (the realtime hub does, before the server accepts
+ * anything: a connection's memory is sized at accept, so an upgrade whose
+ * connection was accepted with a smaller user area is refused with 503).
+ * The default one sends welcome, answers ping with pong and anything else
+ * with an error. */
 void osb_ws_set_handler(const osb_ws_handler_t *h);
 
 /* Frames. OSB_WS_HEADROOM bytes in front of a payload are enough for any
@@ -72,8 +82,19 @@ void osb_ws_close(osb_ws_t *ws, uint16_t code, const char *reason);
 
 uint64_t osb_ws_id(const osb_ws_t *ws);
 bool osb_ws_closing(const osb_ws_t *ws);
-void *osb_ws_data(const osb_ws_t *ws);
-void osb_ws_set_data(osb_ws_t *ws, void *data);
+/* The handler's user_size bytes, in the connection's own memory (8-byte
+ * aligned); valid from on_open until on_close returns, or until the last
+ * osb_ws_unhold after that. */
+void *osb_ws_user(osb_ws_t *ws);
+/* The connection whose user area this is. */
+osb_ws_t *osb_ws_of_user(void *user);
+/* Keep the connection's memory (so its user area) past on_close, for
+ * state that operations still pending refer to; the socket is closed as
+ * usual, and once closed nothing is sent. osb_ws_unhold drops one hold;
+ * the memory goes with the last one (or when the socket closes, if
+ * later). */
+void osb_ws_hold(osb_ws_t *ws);
+void osb_ws_unhold(osb_ws_t *ws);
 
 /* Number of open WebSocket connections. */
 size_t osb_ws_count(void);

@@ -130,10 +130,11 @@ void osb__rt_hub_free(void) {
       osb_list_foreach_safe(pos, tmp, &c->subs) {
         osb__rt_sub_t *s = osb_container_of(pos, osb__rt_sub_t, ch_link);
         osb_list_remove(&s->cl_link);
-        if (s->cl) s->cl->nsubs--;
+        s->cl->nsubs--;
         if (s->setup) json_decref(s->setup->req_id);
         free(s->setup);
-        free(s);
+        if (s == &s->cl->sub0) s->cl->sub0_used = false;
+        else free(s);
       }
       osb__rt_ring_free(&c->hist);
       free(c);
@@ -544,13 +545,22 @@ void osb__rt_deliver(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
 static void sub_free(osb__rt_sub_t *sub) {
   if (sub->setup) json_decref(sub->setup->req_id);
   free(sub->setup);
-  free(sub);
+  if (sub == &sub->cl->sub0) sub->cl->sub0_used = false;
+  else free(sub);
+}
+
+/* The client's inline subscription if it is free, else a new one. */
+static osb__rt_sub_t *sub_alloc(osb__rt_client_t *cl) {
+  if (cl->sub0_used) return osb_calloc(1, sizeof(osb__rt_sub_t));
+  cl->sub0_used = true;
+  memset(&cl->sub0, 0, sizeof(cl->sub0));
+  return &cl->sub0;
 }
 
 void osb__rt_subscribe(osb__rt_client_t *cl, osb__rt_channel_t *ch, json_t *req_id, bool has_since,
                        uint64_t since) {
   osb__rt_hub_t *hub = osb__rt;
-  osb__rt_sub_t *sub = osb_calloc(1, sizeof(*sub));
+  osb__rt_sub_t *sub = sub_alloc(cl);
   sub->ch = ch;
   sub->cl = cl;
   sub->setup = osb_calloc(1, sizeof(*sub->setup));
@@ -652,8 +662,10 @@ static bool take_ring(osb__rt_channel_t *ch, uint64_t *last, frame_vec_t *fv) {
 
 static void range_done(void *ud, int err, const osb_rt_row_t *rows, size_t n) {
   osb__rt_sub_t *sub = ud;
+  osb__rt_client_t *cl = sub->cl;   /* the replay's reference (start_replay) */
   if (sub->dead) {
     sub_free(sub);
+    osb__rt_client_unref(cl);
     return;
   }
   osb__rt_hub_t *hub = osb__rt;
@@ -684,6 +696,7 @@ static void range_done(void *ud, int err, const osb_rt_row_t *rows, size_t n) {
   sub->state = OSB__RT_SUB_WAIT;
   sub_answer(sub, ok, fv.v, fv.n);
   fv_free(&fv);
+  osb__rt_client_unref(cl);
 }
 
 static void start_replay(osb__rt_sub_t *sub) {
@@ -715,6 +728,7 @@ static void start_replay(osb__rt_sub_t *sub) {
   }
   if (ch->ns->durable && hub->store && missed <= hub->opt.replay_max) {
     sub->state = OSB__RT_SUB_REPLAY;
+    osb__rt_client_ref(sub->cl);   /* the sub (maybe sub0) lives until range_done */
     hub->store->range(hub->store, ch->name, s->since, (size_t)missed, range_done, sub);
     return;
   }

@@ -10,7 +10,10 @@
  * on_close, every asynchronous operation started for it (token check,
  * access check, store replay, publish) holds one more, so a callback that
  * arrives after the socket closed finds a detached client (conn == NULL)
- * and only drops its reference.
+ * and only drops its reference. Over WebSocket the client is not an
+ * allocation of its own: it lives in the connection's user area (the
+ * transport's client_mem), with its first subscription inline (sub0), and
+ * the connection's memory is held until the last reference goes.
  *
  * A client's messages are handled strictly in order: while one operation
  * is pending (`busy`), later messages wait in a small backlog. Replies
@@ -40,6 +43,14 @@ typedef struct osb__rt_transport {
   /* Bytes every frame keeps in front of its payload for finish()
    * (OSB_WS_HEADROOM; 0 for a fake that leaves payloads unframed). */
   size_t headroom;
+  /* Where a connection's client lives: client_mem(conn) returns
+   * sizeof(osb__rt_client_t) zeroed bytes in the connection's own memory
+   * (the WebSocket user area) and holds that memory until
+   * client_release(mem), which the hub calls when the client's last
+   * reference goes, possibly after the connection closed. NULL (fakes):
+   * the hub allocates clients itself. */
+  void *(*client_mem)(void *conn);
+  void (*client_release)(void *mem);
 } osb__rt_transport_t;
 
 /* Token verification (osb_auth_verify_token, wrapped so the hub never owns
@@ -165,6 +176,11 @@ typedef struct osb__rt_sub_setup {
   bool has_since;
 } osb__rt_sub_setup_t;
 
+/* A client's first subscription lives inside the client (sub0), the
+ * others are allocated: an idle socket subscribed to one channel costs no
+ * allocation of its own for it. A subscription replaying from the store
+ * holds a reference to its client, so a dead one can still be freed (and
+ * sub0 given back) when the store answers. */
 struct osb__rt_sub {
   osb_list_t ch_link;
   osb_list_t cl_link;
@@ -207,15 +223,18 @@ struct osb__rt_client {
   uint32_t nsubs;
   osb_list_t subs;              /* osb__rt_sub_t.cl_link */
   char *user_id, *email;
-  osb_role_t role;
-  bool busy;
-  uint8_t pumping;              /* > 0 while pump/dispatch runs */
-  /* rate limit: token bucket, and rejected messages in the current window */
-  osb_tbucket_t bucket;       /* messages (msg_rate, msg_burst) */
-  uint64_t abuse_window_ms;
-  uint32_t abuse;
-  uint32_t backlog_n;
   osb_buf_t *backlog;           /* [u32 len][bytes]..., allocated on demand */
+  /* rate limit: token bucket, and rejected messages in the current window */
+  osb_tbucket32_t bucket;       /* messages (msg_rate, msg_burst) */
+  uint32_t abuse;
+  uint32_t abuse_window_ms;     /* loop ms, low 32 bits (ages modulo 2^32) */
+  uint32_t backlog_n;
+  uint8_t role;                 /* osb_role_t */
+  uint8_t pumping;              /* > 0 while pump/dispatch runs */
+  bool busy : 1;
+  bool in_conn : 1;             /* the memory is the connection's (transport client_mem) */
+  bool sub0_used : 1;
+  osb__rt_sub_t sub0;           /* the first subscription (see osb__rt_sub) */
 };
 
 /* ---- the hub ---- */

@@ -67,11 +67,11 @@ static json_t *with_id(json_t *j, json_t *id) {
 static json_t *user_json(const osb__rt_client_t *cl) {
   if (!cl->user_id) return json_null();
   return json_pack("{s:s, s:s?, s:s}", "id", cl->user_id, "email", cl->email, "role",
-                   osb_role_name(cl->role));
+                   osb_role_name((osb_role_t)cl->role));
 }
 
 static osb_rt_who_t who_of(const osb__rt_client_t *cl) {
-  return (osb_rt_who_t){cl->user_id, cl->email, cl->role};
+  return (osb_rt_who_t){cl->user_id, cl->email, (osb_role_t)cl->role};
 }
 
 /* ---- lifetime ---- */
@@ -81,22 +81,31 @@ void osb__rt_client_ref(osb__rt_client_t *cl) { cl->refs++; }
 void osb__rt_client_unref(osb__rt_client_t *cl) {
   osb_assert(cl->refs > 0);
   if (--cl->refs) return;
+  osb_assert(!cl->sub0_used);
   free(cl->user_id);
   free(cl->email);
   if (cl->backlog) osb_buf_free(cl->backlog);
   free(cl->backlog);
-  free(cl);
+  if (cl->in_conn) osb__rt->tr->client_release(cl);
+  else free(cl);
 }
 
 osb__rt_client_t *osb__rt_client_open(void *conn, uint64_t id) {
   osb__rt_hub_t *hub = osb__rt;
-  osb__rt_client_t *cl = osb_calloc(1, sizeof(*cl));
+  osb__rt_client_t *cl;
+  if (hub->tr->client_mem) {
+    cl = hub->tr->client_mem(conn);
+    memset(cl, 0, sizeof(*cl));
+    cl->in_conn = true;
+  } else {
+    cl = osb_calloc(1, sizeof(*cl));
+  }
   cl->conn = conn;
   cl->id = id;
   cl->refs = 1;
   osb_list_init(&cl->subs);
   cl->role = OSB_ROLE_NONE;
-  osb_tbucket_init(&cl->bucket, hub->opt.msg_burst, osb_now_ms());
+  osb_tbucket32_init(&cl->bucket, hub->opt.msg_burst, osb_now_ms());
   hub->nclients++;
   osb_series_set(hub->st.connections, (double)hub->nclients);
   return cl;
@@ -107,7 +116,7 @@ static void set_principal(osb__rt_client_t *cl, const osb_rt_who_t *who) {
   free(cl->email);
   cl->user_id = who->user_id ? osb_strdup(who->user_id) : NULL;
   cl->email = who->email ? osb_strdup(who->email) : NULL;
-  cl->role = who->user_id ? who->role : OSB_ROLE_NONE;
+  cl->role = (uint8_t)(who->user_id ? who->role : OSB_ROLE_NONE);
 }
 
 static void send_welcome(osb__rt_client_t *cl) {
@@ -529,10 +538,10 @@ static json_t *peek_id(bool binary, const char *data, size_t len) {
 static bool admit(osb__rt_client_t *cl, bool binary, const char *data, size_t len) {
   osb__rt_hub_t *hub = osb__rt;
   uint64_t now = osb_now_ms();
-  if (osb_tbucket_take(&cl->bucket, hub->opt.msg_rate, hub->opt.msg_burst, now)) return true;
+  if (osb_tbucket32_take(&cl->bucket, hub->opt.msg_rate, hub->opt.msg_burst, now)) return true;
   osb_series_inc(hub->st.rate_limited, 1);
-  if (now - cl->abuse_window_ms > ABUSE_WINDOW_MS) {
-    cl->abuse_window_ms = now;
+  if ((uint32_t)now - cl->abuse_window_ms > ABUSE_WINDOW_MS) {
+    cl->abuse_window_ms = (uint32_t)now;
     cl->abuse = 0;
   }
   if (++cl->abuse > hub->opt.abuse_limit) {

@@ -19,7 +19,15 @@
 static int tr_send(void *conn, osb_msg_t *frame) { return osb_ws_send(conn, frame); }
 static void tr_close(void *conn, uint16_t code, const char *reason) { osb_ws_close(conn, code, reason); }
 static void tr_finish(osb_msg_t *m) { osb_ws_frame_finish(m, OSB_WS_TEXT); }
-static const osb__rt_transport_t ws_transport = {tr_send, tr_close, tr_finish, OSB_WS_HEADROOM};
+/* The client lives in the WebSocket's user area (rt_handler.user_size),
+ * held past the socket's close while references to it remain. */
+static void *tr_client_mem(void *conn) {
+  osb_ws_hold(conn);
+  return osb_ws_user(conn);
+}
+static void tr_client_release(void *mem) { osb_ws_unhold(osb_ws_of_user(mem)); }
+static const osb__rt_transport_t ws_transport = {tr_send, tr_close, tr_finish, OSB_WS_HEADROOM, tr_client_mem,
+                                                 tr_client_release};
 
 /* ---- token verification: the hub never owns an osb_principal_t ---- */
 
@@ -65,25 +73,25 @@ static const char *handshake_token(osb_req_t *req) {
 
 /* ---- the /ws handler ---- */
 
+/* The client is the user area itself; its `conn` is set while the socket
+ * is open (zeroed at the upgrade, cleared by osb__rt_client_closed). */
 static void on_open(osb_ws_t *ws, osb_req_t *req) {
   osb__rt_client_t *cl = osb__rt_client_open(ws, osb_ws_id(ws));
-  osb_ws_set_data(ws, cl);
+  osb_assert(cl == osb_ws_user(ws));
   osb__rt_client_start(cl, handshake_token(req));
 }
 
 static void on_message(osb_ws_t *ws, bool binary, const char *data, size_t len) {
-  osb__rt_client_t *cl = osb_ws_data(ws);
-  if (cl) osb__rt_client_message(cl, binary, data, len);
+  osb__rt_client_t *cl = osb_ws_user(ws);
+  if (cl->conn) osb__rt_client_message(cl, binary, data, len);
 }
 
 static void on_close(osb_ws_t *ws, uint16_t code) {
-  osb__rt_client_t *cl = osb_ws_data(ws);
-  if (!cl) return;
-  osb_ws_set_data(ws, NULL);
-  osb__rt_client_closed(cl);
+  osb__rt_client_t *cl = osb_ws_user(ws);
+  if (cl->conn) osb__rt_client_closed(cl);   /* may release the memory: last use of cl */
 }
 
-static const osb_ws_handler_t rt_handler = {on_open, on_message, on_close};
+static const osb_ws_handler_t rt_handler = {on_open, on_message, on_close, sizeof(osb__rt_client_t)};
 
 /* ---- health ---- */
 

@@ -40,15 +40,12 @@ static void fz_init_server(void (*add_routes)(void)) {
 }
 
 static osb__conn_t *fz_conn_new(void) {
-  osb__conn_t *c = osb_calloc(1, sizeof(*c));
-  uv_tcp_init(&fz_loop, &c->tcp);
-  osb_list_init(&c->flush_node);
-  osb_list_insert_tail(&osb__srv.conns, &c->node);
+  osb__conn_t *c = osb__conn_alloc(&fz_loop, osb__ws_user_size());
   osb__srv.nconns++;
   c->id = ++osb__srv.next_conn_id;
-  strcpy(c->ip, "127.0.0.1");
-  http_parser_init(&c->parser, HTTP_REQUEST);
-  c->parser.data = c;
+  c->addr[0] = 127;
+  c->addr[3] = 1;
+  strcpy(c->http->ip, "127.0.0.1");
   c->phase = OSB__PHASE_IDLE;
   c->deadline = uv_now(&fz_loop) + (uint64_t)osb_cfg->http_idle_timeout_ms;
   c->reading = false;  /* no uv_read_start: there is no socket */
@@ -83,7 +80,7 @@ static void fz_deliver(osb__conn_t *c, const uint8_t *data, size_t len) {
     data += n;
     len -= n;
     for (int round = 0; round < 64 && !c->closing; round++) {
-      bool more = c->mode == OSB__CONN_HTTP && !conn_busy(c) && c->in.len && !c->close_after_flush;
+      bool more = c->mode == OSB__CONN_HTTP && !conn_busy(c) && c->http->in.len && !c->close_after_flush;
       if (more) conn_process(c);
       fz_drain_output(c);
       if (!more) break;

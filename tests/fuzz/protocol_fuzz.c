@@ -41,7 +41,7 @@ static void f_close(void *conn, uint16_t code, const char *reason) {
   if (!c->closed) c->closed = code;
 }
 static void f_finish(osb_msg_t *m) {}
-static const osb__rt_transport_t ftr = {f_send, f_close, f_finish};
+static const osb__rt_transport_t ftr = {f_send, f_close, f_finish, 0, NULL, NULL};
 
 static void f_verify(const char *token, osb__rt_verified_cb cb, void *ud) {
   char role[16], user[64];

@@ -84,6 +84,36 @@ static void tbucket_clock_backwards_refills_nothing(void **state) {
   assert_true(osb_tbucket_take(&b, 1, 1, 6000));
 }
 
+/* The 8-byte bucket behaves as the 16-byte one, across the 32-bit wrap of
+ * its clock too. */
+static void tbucket32_matches_and_wraps(void **state) {
+  osb_tbucket32_t b;
+  osb_tbucket32_init(&b, 3, 1000);
+  for (int i = 0; i < 3; i++) assert_true(osb_tbucket32_take(&b, 2, 3, 1000));
+  assert_false(osb_tbucket32_take(&b, 2, 3, 1000));
+  assert_false(osb_tbucket32_take(&b, 2, 3, 1400));   /* 0.8 token */
+  assert_true(osb_tbucket32_take(&b, 2, 3, 1500));    /* 1.0 */
+  assert_false(osb_tbucket32_take(&b, 2, 3, 1500));
+  /* clock backwards: no credit, and later credit counts from the old time */
+  osb_tbucket32_init(&b, 1, 5000);
+  assert_true(osb_tbucket32_take(&b, 1, 1, 5000));
+  assert_false(osb_tbucket32_take(&b, 1, 1, 4000));
+  assert_false(osb_tbucket32_take(&b, 1, 1, 5500));
+  assert_true(osb_tbucket32_take(&b, 1, 1, 6000));
+  /* the low 32 bits wrap between two calls: 1,000 ms later is 1,000 ms */
+  uint64_t t0 = 0xFFFFFE00ull;
+  osb_tbucket32_init(&b, 1, t0);
+  assert_true(osb_tbucket32_take(&b, 1, 1, t0));
+  assert_false(osb_tbucket32_take(&b, 1, 1, t0 + 600));   /* past 2^32 already */
+  assert_true(osb_tbucket32_take(&b, 1, 1, t0 + 1000));
+  assert_false(osb_tbucket32_take(&b, 1, 1, t0 + 1000));
+  /* long idle refills to the burst, not beyond */
+  assert_true(osb_tbucket32_take(&b, 2, 3, t0 + 100000));
+  assert_true(osb_tbucket32_take(&b, 2, 3, t0 + 100000));
+  assert_true(osb_tbucket32_take(&b, 2, 3, t0 + 100000));
+  assert_false(osb_tbucket32_take(&b, 2, 3, t0 + 100000));
+}
+
 static void tbucket_slow_rate_wait(void **state) {
   osb_tbucket_t b;
   osb_tbucket_init(&b, 1, 0);
@@ -253,6 +283,7 @@ int main(void) {
     cmocka_unit_test(utf8_accepts_well_formed),
     cmocka_unit_test(utf8_rejects_malformed),
     cmocka_unit_test(tbucket_burst_then_rate),
+    cmocka_unit_test(tbucket32_matches_and_wraps),
     cmocka_unit_test(tbucket_clock_backwards_refills_nothing),
     cmocka_unit_test(tbucket_slow_rate_wait),
     cmocka_unit_test(keytab_get_create_del),

@@ -130,13 +130,21 @@ static osb_req_t *held;
 static void hold(osb_req_t *r) { held = r; }
 
 /* The first WebSocket connection on the server, or NULL. */
+static void first_ws_cb(osb__conn_t *c, void *ud) {
+  osb_ws_t **first = ud;
+  if (!*first && c->mode == OSB__CONN_WS && !c->closing) *first = (osb_ws_t *)c;
+}
 static osb_ws_t *first_ws(void) {
-  osb_list_t *pos, *tmp;
-  osb_list_foreach_safe(pos, tmp, &osb__srv.conns) {
-    osb__conn_t *c = osb_container_of(pos, osb__conn_t, node);
-    if (c->mode == OSB__CONN_WS && !c->closing) return (osb_ws_t *)c;
-  }
-  return NULL;
+  osb_ws_t *first = NULL;
+  osb__conn_foreach(first_ws_cb, &first);
+  return first;
+}
+
+/* Queue a frame on every open WebSocket; counts the ones that took it. */
+static osb_msg_t *batch_frame;
+static void batch_send_cb(osb__conn_t *c, void *ud) {
+  int *queued = ud;
+  if (c->mode == OSB__CONN_WS && !c->closing && osb_ws_send((osb_ws_t *)c, batch_frame) == 0) (*queued)++;
 }
 
 /* A REST handler that fans out to a WebSocket (the realtime hub's publish):
@@ -263,6 +271,9 @@ static void publish_answer_flushed_before_fanout(void **state) {
   x.nchunks = 1;
   client_start(&x);
   assert_true(run_until(ws_welcomed, &x, 3000));
+  osb__conn_t *wc = (osb__conn_t *)first_ws();
+  assert_false(wc->has_http);   /* the HTTP state went with the upgrade */
+  assert_null(wc->rx);          /* nothing incomplete: no receive state */
 
   fan_answer_first = false;
   a.chunks[0] = "GET /fan HTTP/1.1\r\nHost: a\r\n\r\n";
@@ -314,6 +325,16 @@ static int count_in(const osb_buf_t *b, const char *needle) {
   return n;
 }
 
+/* The per-socket budget (docs/benchmarks.md, RSS per idle WebSocket): an
+ * idle WebSocket is libuv's handle, these fields and the handler's user
+ * area, in one allocation. */
+static void idle_websocket_layout(void **state) {
+  printf("osb__conn_t %zu bytes (uv_tcp_t %zu), user area at %zu; HTTP state %zu\n", sizeof(osb__conn_t),
+         sizeof(uv_tcp_t), offsetof(osb__conn_t, user), sizeof(osb__http_t));
+  assert_true(sizeof(osb__conn_t) - sizeof(uv_tcp_t) <= 136);
+  assert_int_equal(offsetof(osb__conn_t, user) % 8, 0);
+}
+
 static void ws_flush_rounds_are_capped_and_lose_nothing(void **state) {
   memset(batch, 0, sizeof(batch));
   for (int i = 0; i < NBATCH; i++) {
@@ -322,14 +343,10 @@ static void ws_flush_rounds_are_capped_and_lose_nothing(void **state) {
     client_start(&batch[i]);
   }
   assert_true(run_until(batch_pred_all, "welcome", 10000));
-  osb_msg_t *f = osb_ws_frame_new(OSB_WS_TEXT, "batch-frame", 11);
+  batch_frame = osb_ws_frame_new(OSB_WS_TEXT, "batch-frame", 11);
   int queued = 0;
-  osb_list_t *pos, *tmp;
-  osb_list_foreach_safe(pos, tmp, &osb__srv.conns) {
-    osb__conn_t *c = osb_container_of(pos, osb__conn_t, node);
-    if (c->mode == OSB__CONN_WS && !c->closing && osb_ws_send((osb_ws_t *)c, f) == 0) queued++;
-  }
-  osb_msg_unref(f);
+  osb__conn_foreach(batch_send_cb, &queued);
+  osb_msg_unref(batch_frame);
   assert_int_equal(queued, NBATCH);
   /* 256 in the first round, 44 in the second, then a quiet round */
   assert_true(osb_core_run_steps() >= 3);
@@ -603,6 +620,7 @@ int main(void) {
     cmocka_unit_test(handler_in_flush_round_flushes_another_conn),
     cmocka_unit_test(publish_answer_flushed_before_fanout),
     cmocka_unit_test(ws_flush_rounds_are_capped_and_lose_nothing),
+    cmocka_unit_test(idle_websocket_layout),
     cmocka_unit_test(read_resumes_after_backlog_processed),
     cmocka_unit_test(head_of_streamed_response_has_no_body),
     cmocka_unit_test(trailer_fields_never_become_headers),

@@ -51,7 +51,30 @@ static void f_close(void *conn, uint16_t code, const char *reason) {
   if (!c->closed) c->closed = code;
 }
 static void f_finish(osb_msg_t *m) {}
-static const osb__rt_transport_t ftr = {f_send, f_close, f_finish, 0};
+static const osb__rt_transport_t ftr = {f_send, f_close, f_finish, 0, NULL, NULL};
+
+/* A transport that keeps each client inside its connection, as the
+ * WebSocket user area does (ws_glue.c): client_mem holds the connection's
+ * memory, client_release lets it go. */
+typedef struct mconn {
+  fconn_t f;            /* first: the f_* functions see an fconn_t */
+  int holds, releases;
+  _Alignas(8) unsigned char mem[sizeof(osb__rt_client_t)];
+} mconn_t;
+static void *m_client_mem(void *conn) {
+  mconn_t *m = conn;
+  m->holds++;
+  memset(m->mem, 0xa5, sizeof(m->mem));   /* the hub must not rely on zeroed memory */
+  return m->mem;
+}
+static void m_client_release(void *mem) {
+  mconn_t *m = (mconn_t *)((char *)mem - offsetof(mconn_t, mem));
+  assert_true(m->holds > 0);
+  m->holds--;
+  m->releases++;
+}
+static const osb__rt_transport_t mtr = {f_send, f_close, f_finish, 0, m_client_mem, m_client_release};
+static const osb__rt_transport_t *hub_tr = &ftr;
 
 /* tokens "tok-<role>-<user>" → that user with that role */
 static void f_verify(const char *token, osb__rt_verified_cb cb, void *ud) {
@@ -249,6 +272,7 @@ static int setup(void **state) {
   osb__rt_ns_reset();
   osb__rt_default_options(&opts);
   opts.max_connections = 0;
+  hub_tr = &ftr;
   return 0;
 }
 
@@ -266,7 +290,7 @@ static void hub(size_t store_rows) {
   b->publish = cbus_publish;
   b->dispose = cbus_dispose;
   bus_count = 0;
-  osb__rt_hub_init(&opts, &ftr, f_verify, &dstore->base, b, NULL);
+  osb__rt_hub_init(&opts, hub_tr, f_verify, &dstore->base, b, NULL);
 }
 
 static int teardown(void **state) {
@@ -1486,6 +1510,92 @@ static void test_closing_removes_subscriptions(void **state) {
   assert_int_equal(osb__rt->nclients, 0);
 }
 
+/* ---- memory layout (docs/benchmarks.md, RSS per idle WebSocket) ---- */
+
+/* The client and its first subscription live in the connection's user
+ * area, and a connection that sends a replay to the store keeps that
+ * memory until the store answers, after the socket closed. */
+static void test_client_in_connection_memory_outlives_a_pending_replay(void **state) {
+  osb__rt_ns_by_name("notify")->history_max = 2;
+  hub_tr = &mtr;
+  hub(100);
+  pub_seq = 0;
+  publish_n("notify:u1", 6);
+  mconn_t *m = calloc(1, sizeof(*m));
+  osb__rt_client_t *cl = osb__rt_client_open(m, 77);
+  assert_ptr_equal(cl, (void *)m->mem);   /* no allocation of its own */
+  assert_int_equal(m->holds, 1);
+  m->f.cl = cl;
+  osb__rt_client_start(cl, "tok-user-u1");
+  expect_drop(&m->f, "welcome");
+  dstore->hold = true;
+  say(&m->f, "{\"type\":\"subscribe\",\"channel\":\"notify:u1\",\"since\":1}");
+  assert_ptr_equal(osb__rt_client_sub(cl, "notify:u1", 9), &cl->sub0);   /* the first one is inline */
+  osb__rt_client_closed(cl);
+  m->f.cl = NULL;
+  assert_int_equal(m->releases, 0);   /* the replay in flight still refers to sub0 */
+  d_release();                        /* finds it dead, frees it, drops the last reference */
+  assert_int_equal(m->releases, 1);
+  assert_int_equal(m->holds, 0);
+  assert_int_equal(osb__rt->nsubs, 0);
+  for (size_t i = 0; i < m->f.n; i++) osb_msg_unref(m->f.f[i]);
+  free(m);
+}
+
+/* Without a pending operation the memory goes back as the socket closes. */
+static void test_client_in_connection_memory_is_released_on_close(void **state) {
+  hub_tr = &mtr;
+  hub(100);
+  mconn_t *m = calloc(1, sizeof(*m));
+  m->f.cl = osb__rt_client_open(m, 78);
+  osb__rt_client_start(m->f.cl, NULL);
+  say(&m->f, "{\"type\":\"subscribe\",\"channel\":\"market:all\"}");
+  assert_int_equal(osb_rt_subscribers("market:all"), 1);
+  osb__rt_client_closed(m->f.cl);
+  m->f.cl = NULL;
+  assert_int_equal(m->releases, 1);
+  assert_int_equal(m->holds, 0);
+  assert_int_equal(osb_rt_subscribers("market:all"), 0);
+  for (size_t i = 0; i < m->f.n; i++) osb_msg_unref(m->f.f[i]);
+  free(m);
+}
+
+/* sub0 serves the first subscription, later ones are allocated, and an
+ * unsubscribe gives sub0 back for the next one; delivery is the same. */
+static void test_first_subscription_is_inline_and_reused(void **state) {
+  hub(100);
+  fconn_t *c = conn_open(NULL);
+  expect_drop(c, "welcome");
+  say(c, "{\"type\":\"subscribe\",\"channel\":\"market:a\"}");
+  say(c, "{\"type\":\"subscribe\",\"channel\":\"market:b\"}");
+  expect_drop(c, "subscribed");
+  expect_drop(c, "subscribed");
+  osb__rt_client_t *cl = c->cl;
+  assert_ptr_equal(osb__rt_client_sub(cl, "market:a", 8), &cl->sub0);
+  assert_ptr_not_equal(osb__rt_client_sub(cl, "market:b", 8), &cl->sub0);
+  say(c, "{\"type\":\"unsubscribe\",\"channel\":\"market:a\"}");
+  expect_drop(c, "unsubscribed");
+  assert_false(cl->sub0_used);
+  say(c, "{\"type\":\"subscribe\",\"channel\":\"market:c\"}");
+  expect_drop(c, "subscribed");
+  assert_ptr_equal(osb__rt_client_sub(cl, "market:c", 8), &cl->sub0);
+  publish("market:b", "1");
+  publish("market:c", "2");
+  expect_drop(c, "message");
+  expect_drop(c, "message");
+  assert_int_equal(pending(c), 0);
+  conn_free(c);
+  assert_int_equal(osb__rt->nsubs, 0);
+}
+
+/* A guard on the per-socket budget: the client and its first subscription
+ * are in every WebSocket's memory (ws_glue.c's user_size). */
+static void test_client_size_budget(void **state) {
+  printf("osb__rt_client_t %zu bytes (sub0 %zu)\n", sizeof(osb__rt_client_t), sizeof(osb__rt_sub_t));
+  assert_true(sizeof(osb__rt_client_t) <= 152);
+  assert_true(sizeof(osb__rt_sub_t) <= 64);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -1556,6 +1666,10 @@ int main(void) {
     T(test_publish_rejects_invalid_input),
     T(test_channels_json_reports_the_table),
     T(test_closing_removes_subscriptions),
+    T(test_client_in_connection_memory_outlives_a_pending_replay),
+    T(test_client_in_connection_memory_is_released_on_close),
+    T(test_first_subscription_is_inline_and_reused),
+    cmocka_unit_test(test_client_size_budget),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
