@@ -169,7 +169,7 @@ void osb__req_finished(osb_req_t *r) {
     c->req = NULL;
     c->requests++;
     if (!c->closing && c->mode == OSB__CONN_HTTP) {
-      if (!r->keep_alive || osb__srv.shutting_down || r->errored) {
+      if (!r->keep_alive || osb__srv.no_keepalive || r->errored) {
         c->close_after_flush = true;
         c->phase = OSB__PHASE_DRAIN;
         c->deadline = uv_now(osb__srv.loop) + 5000;
@@ -1123,6 +1123,11 @@ static void on_sweep(uv_timer_t *t) {
 static double g_open_conns(void *ud) { return (double)osb__srv.nconns; }
 static double g_inflight(void *ud) { return (double)osb__srv.inflight; }
 
+static void http_drain_hook(void *ud) {
+  OSB_UNUSED(ud);
+  osb_http_server_drain();
+}
+
 static void http_shutdown_hook(void *ud) {
   OSB_UNUSED(ud);
   osb_http_server_shutdown();
@@ -1210,6 +1215,7 @@ int osb_http_server_start(uv_loop_t *loop) {
   uint64_t every = 500;
   uv_timer_start(&s->sweep, on_sweep, every, every);
   osb_core_step_add("http", OSB_STEP_HTTP, http_step, NULL);
+  osb_core_on_shutdown("http-drain", OSB_SHUTDOWN_HTTP_DRAIN, http_drain_hook, NULL);
   osb_core_on_shutdown("http", OSB_SHUTDOWN_HTTP, http_shutdown_hook, NULL);
 
   osb_log_fields(OSB_LOG_INFO, "http", "listening",
@@ -1217,10 +1223,13 @@ int osb_http_server_start(uv_loop_t *loop) {
   return 0;
 }
 
+void osb_http_server_drain(void) { osb__srv.no_keepalive = true; }
+
 void osb_http_server_shutdown(void) {
   osb__server_t *s = &osb__srv;
   if (s->shutting_down) return;
   s->shutting_down = true;
+  s->no_keepalive = true;
   if (s->listening) {
     osb_handle_close((uv_handle_t *)&s->listener);
     s->listening = false;
