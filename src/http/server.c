@@ -1225,6 +1225,21 @@ int osb_http_server_start(uv_loop_t *loop) {
 
 void osb_http_server_drain(void) { osb__srv.no_keepalive = true; }
 
+/* How long a connection that has sent nothing yet may still deliver its
+ * first request after the listener closed (then the sweep closes it). */
+#define OSB__SHUTDOWN_GRACE_MS 250
+
+/* Bytes the peer sent that the loop has not read yet: a request on the
+ * wire. Such a connection is not idle; closing it would reset it (unread
+ * input makes close() send RST) and lose a request the client already sent,
+ * e.g. on a connection accepted just before the listener closed. */
+static bool input_pending(osb__conn_t *c) {
+  uv_os_fd_t fd;
+  char b;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return false;
+  return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+}
+
 void osb_http_server_shutdown(void) {
   osb__server_t *s = &osb__srv;
   if (s->shutting_down) return;
@@ -1241,10 +1256,21 @@ void osb_http_server_shutdown(void) {
     if (c->mode == OSB__CONN_WS) {
       osb__ws_shutdown(c);
     } else if (c->phase == OSB__PHASE_IDLE || (c->phase == OSB__PHASE_HEAD && (!c->req || c->req->hbuf.len == 0))) {
-      if (c->qlen) c->close_after_flush = true;
-      else osb__conn_close(c, "shutting down");
+      if (input_pending(c)) continue;
+      if (c->phase == OSB__PHASE_HEAD && !c->req) {
+        /* Accepted, nothing received yet: its first request may still be
+         * on the way (sent right after the handshake, which the accept
+         * raced). The sweep closes it if nothing came within the grace. */
+        uint64_t grace = uv_now(s->loop) + OSB__SHUTDOWN_GRACE_MS;
+        if (!c->deadline || c->deadline > grace) c->deadline = grace;
+      } else if (c->qlen) {
+        c->close_after_flush = true;
+      } else {
+        osb__conn_close(c, "shutting down");
+      }
     }
-    /* busy connections close after their response (keep-alive is off now) */
+    /* busy connections, and idle ones whose next request is already in the
+     * socket, close after their response (keep-alive is off now) */
   }
 }
 

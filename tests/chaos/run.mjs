@@ -6,7 +6,7 @@ const secs = Number(process.env.CHAOS_SECONDS || 10);
 const only = process.env.CHAOS_ONLY;
 const all = [
   ['pg-restart', () => pgRestart({ loadMs: secs * 1000, downMs: 2000, workers: 8 })],
-  ['sigterm-drain', () => sigtermDrain({ subscribers: 100, inflight: 20, loaders: 8 })],
+  ['sigterm-drain', () => sigtermDrain({ subscribers: 100, inflight: 20, loaders: 8, drainMs: 2000 })],
   ['slow-subscribers', () => slowSubscribers({ conns: 50, publishMs: secs * 1000, rate: 50 })],
   ['floods', () => floods({ slowloris: 1000, wsMax: 100, wsExtra: 50 })],
 ];

@@ -185,20 +185,31 @@ export async function pgRestart({ loadMs = 3000, downMs = 1500, workers = 6 } = 
   return r.done();
 }
 
-// ---- 2. SIGTERM under load: the drain ----
-export async function sigtermDrain({ subscribers = 20, inflight = 10, loaders = 4 } = {}) {
+// ---- 2. SIGTERM under load: the readiness window, then the drain ----
+// SHUTDOWN_DRAIN_DELAY_MS = drainMs. A load balancer's probe (a new
+// connection per GET /ready every 50 ms) must see 503 first while
+// connections still succeed, then refused connects; keep-alive clients on
+// raw sockets (so "a request on an already-open connection" is exact) get
+// Connection: close inside the window and move to new connections; requests
+// in flight (head sent before SIGTERM, body in the window or after it)
+// finish; WebSockets get 1001 after the window; exit 0.
+export async function sigtermDrain({ subscribers = 20, inflight = 10, loaders = 4, drainMs = 1000 } = {}) {
   const r = report('sigterm-drain');
   const key = randomKey(16);
-  const srv = await startServer({ env: { SERVICE_API_KEY: key, SHUTDOWN_TIMEOUT_MS: '5000',
+  const timeoutMs = drainMs + 5000;
+  const srv = await startServer({ env: { SERVICE_API_KEY: key, SHUTDOWN_TIMEOUT_MS: String(timeoutMs),
+                                          SHUTDOWN_DRAIN_DELAY_MS: String(drainMs),
                                           RATE_LIMIT_RPS: '1000000', RATE_LIMIT_BURST: '1000000' } });
   const subs = [];
   for (let i = 0; i < subscribers; i++) {
     const c = await openWs(srv.wsUrl());
     if (c.opened) await subscribe(c, 'market:drain');
+    c.ws.on('close', () => { c.closedAt = performance.now(); });
     subs.push(c);
   }
   r.check('subscribers connected', subs.every((c) => c.opened), subs.filter((c) => !c.opened).length);
-  // In-flight requests: heads sent, bodies not yet — they are mid-request when SIGTERM lands.
+  // In-flight requests: heads sent, bodies not yet. Group A sends its body
+  // inside the window, group B once connects are refused (after the stop).
   const body = JSON.stringify({ channel: 'market:drain', data: { last: true } });
   const raws = [];
   for (let i = 0; i < inflight; i++) {
@@ -208,50 +219,184 @@ export async function sigtermDrain({ subscribers = 20, inflight = 10, loaders = 
                 `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
         resolve(x);
       });
-      const x = { s, data: '', closed: false };
+      const x = { s, data: '', closed: false, group: i % 2 ? 'B' : 'A' };
       s.on('data', (d) => { x.data += d; });
       s.on('close', () => { x.closed = true; });
       s.on('error', () => {});
     }));
   }
-  // background load on keep-alive connections
   let stop = false;
-  const loadRes = [];
-  const loops = Array.from({ length: loaders }, () => (async () => {
-    for (let i = 0; i < 100000 && !stop; i++) loadRes.push(await timedFetch(srv, '/health'));
-  })());
+  const loads = Array.from({ length: loaders }, () => keepAliveLoader(srv.port, () => stop));
+  const prober = readinessProber(srv.port, () => stop);
   await sleep(300);
   const tTerm = performance.now();
   srv.child.kill('SIGTERM');
-  await sleep(100);
-  for (const x of raws) x.s.write(body);
-  const refused = await new Promise((resolve) => {
-    const s = net.connect(srv.port, '127.0.0.1');
-    s.on('connect', () => { s.destroy(); resolve(false); });
-    s.on('error', () => resolve(true));
-  });
-  r.check('new connections refused after SIGTERM', refused);
+  await sleep(drainMs / 2);
+  for (const x of raws) if (x.group === 'A') x.s.write(body);
+  await waitFor(() => prober.recs.some((x) => x.refused && x.t0 > tTerm), drainMs + 3000);
+  const firstRefused = prober.recs.find((x) => x.refused && x.t0 > tTerm);
+  for (const x of raws) if (x.group === 'B') x.s.write(body);
   await waitFor(() => raws.every((x) => x.closed), 5000);
-  const ok = raws.filter((x) => /^HTTP\/1\.1 200 /.test(x.data) && /Connection: close/i.test(x.data));
-  r.check('in-flight requests finish (200, then Connection: close)', ok.length === raws.length, `${ok.length}/${raws.length}`);
   await waitFor(() => subs.every((c) => c.closeCode !== null), 5000);
+  await sleep(200);
+  stop = true;
+  await Promise.all([...loads.map((l) => l.done), prober.done]);
+  const { code } = await srv.exited;
+  const tExit = performance.now();
+  const windowEnd = tTerm + drainMs;
+
+  // readiness: 200 before, 503 first after SIGTERM (on new connections), then refused
+  const after = prober.recs.filter((x) => x.t0 > tTerm);
+  const first503 = after.find((x) => x.status === 503);
+  const okAfter503 = first503 ? after.filter((x) => x.t0 > first503.t0 && x.status === 200).length : 0;
+  const n503 = after.filter((x) => x.status === 503).length;
+  r.figures.ready_probes_503 = n503;
+  r.check('readiness probe: 200 before SIGTERM', prober.recs.some((x) => x.t1 < tTerm && x.status === 200));
+  r.check('readiness probe sees 503 first (new connections still accepted), never 200 again',
+    first503 && okAfter503 === 0 && (!firstRefused || first503.t0 < firstRefused.t0) && n503 >= Math.max(1, Math.floor(drainMs / 200)),
+    `${n503} × 503, ${okAfter503} × 200 after the first 503`);
+  const windowMs = firstRefused ? firstRefused.t0 - tTerm : Infinity;
+  r.figures.window_ms = Math.round(windowMs);
+  r.check(`then connections are refused, not before the window (${drainMs} ms) ends`,
+    firstRefused && windowMs >= drainMs - 50 && windowMs < drainMs + 1500, `first refused ${Math.round(windowMs)} ms after SIGTERM`);
+  const otherErr = after.filter((x) => !x.refused && x.status !== 503);
+  r.check('every readiness probe after SIGTERM: 503 or a refused connect', otherErr.length === 0,
+    JSON.stringify(otherErr.slice(0, 3).map((x) => x.status || x.error)));
+
+  // keep-alive loaders
+  const recs = loads.flatMap((l) => l.recs);
+  const inWindow = recs.filter((x) => first503 && x.t0 > first503.t1 && x.t1 < windowEnd - 20 && !x.refused);
+  const newInWindow = inWindow.filter((x) => !x.reused);
+  r.figures.requests_in_window = inWindow.length;
+  r.figures.new_connections_in_window = newInWindow.length;
+  r.check('inside the window new connections are accepted and served (200)',
+    newInWindow.length > 0 && newInWindow.every((x) => x.status === 200), `${newInWindow.filter((x) => x.status === 200).length}/${newInWindow.length}`);
+  r.check('inside the window every response carries Connection: close',
+    inWindow.length > 0 && inWindow.every((x) => x.close), `${inWindow.filter((x) => x.close).length}/${inWindow.length}`);
+  const failedReused = recs.filter((x) => x.reused && x.status !== 200);
+  const failedNew = recs.filter((x) => !x.reused && !x.refused && x.status !== 200);
+  r.figures.loader_requests = recs.filter((x) => !x.refused).length;
+  r.figures.refused_connects = recs.filter((x) => x.refused).length;
+  r.check('zero failed requests on already-open connections', failedReused.length === 0,
+    JSON.stringify(failedReused.slice(0, 3).map((x) => x.error || x.status)));
+  r.check('zero failed requests on accepted new connections (only refused connects after the window)', failedNew.length === 0,
+    JSON.stringify(failedNew.slice(0, 3).map((x) => [x.error || x.status, Math.round(x.t0 - tTerm)])));
+  const earlyRefused = recs.filter((x) => x.refused && x.t0 < windowEnd - 50);
+  r.check('no loader connect refused inside the window', earlyRefused.length === 0, `${earlyRefused.length}`);
+
+  // in flight, WebSockets, exit
+  const ok = raws.filter((x) => /^HTTP\/1\.1 200 /.test(x.data) && /Connection: close/i.test(x.data));
+  r.check('in-flight requests finish (200, Connection: close), bodies sent in the window and after the stop',
+    ok.length === raws.length, `${ok.length}/${raws.length}`);
   const codes = subs.map((c) => c.closeCode);
   r.check('every WebSocket closed with 1001', codes.every((c) => c === 1001), JSON.stringify([...new Set(codes)]));
-  stop = true;
-  await Promise.all(loops);
-  // A request already answered before SIGTERM is fine; one that was on the
-  // wire when it landed must not fail with anything but a refused connect
-  // (the listener is gone) or a connection closed idle before it was sent.
-  const after = loadRes.filter((x) => x.t0 < tTerm && x.t1 > tTerm);
-  const failedInflight = after.filter((x) => x.status !== 200);
-  r.figures.requests_spanning_sigterm = after.length;
-  r.check('requests in flight at SIGTERM on open connections all succeed', failedInflight.length === 0,
-    JSON.stringify(failedInflight.slice(0, 3).map((x) => x.error || x.status)));
-  const { code } = await srv.exited;
-  r.figures.drain_ms = Math.round(performance.now() - tTerm);
-  r.check('exit status 0, no sanitizer report', code === 0 && !/AddressSanitizer|LeakSanitizer|runtime error/.test(srv.logs()), `exit ${code}`);
+  const earlyWs = subs.filter((c) => c.closedAt && c.closedAt < windowEnd - 50);
+  r.check('WebSockets stay open through the window', earlyWs.length === 0, `${earlyWs.length} closed early`);
+  r.figures.drain_ms = Math.round(tExit - tTerm);
+  r.check(`exit status 0 within SHUTDOWN_TIMEOUT_MS (${timeoutMs} ms), no sanitizer report`,
+    code === 0 && tExit - tTerm < timeoutMs && !/AddressSanitizer|LeakSanitizer|runtime error/.test(srv.logs()), `exit ${code}`);
   await srv.stop().catch(() => {});
   return r.done();
+}
+
+// One raw TCP connection for GET requests with Content-Length answers.
+// Resolves with null if the connect is refused.
+function rawConn(port, localAddress) {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1', localAddress });
+    const c = { s, buf: '', closed: false, wake: null, connected: false };
+    s.setNoDelay(true);
+    s.on('data', (d) => { c.buf += d.toString('latin1'); c.wake?.(); });
+    s.on('close', () => { c.closed = true; c.wake?.(); if (!c.connected) resolve(null); });
+    s.once('connect', () => { c.connected = true; resolve(c); });
+    s.on('error', (e) => { c.error = e.code || e.message; });
+    c.request = (path, ms = 5000) => new Promise((res) => {
+      c.buf = '';
+      s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      const t = setTimeout(() => { c.wake = null; res({ error: 'timeout' }); }, ms);
+      c.wake = () => {
+        const end = c.buf.indexOf('\r\n\r\n');
+        if (end >= 0) {
+          const head = c.buf.slice(0, end);
+          const len = Number((head.match(/\r\ncontent-length: *(\d+)/i) || [])[1] || 0);
+          if (c.buf.length >= end + 4 + len) {
+            clearTimeout(t); c.wake = null;
+            res({ status: Number(head.slice(9, 12)), close: /\r\nconnection: *close/i.test(head) });
+            return;
+          }
+        }
+        if (c.closed) { clearTimeout(t); c.wake = null; res({ error: c.error || 'closed before the answer' }); }
+      };
+      c.wake();
+    });
+    c.destroy = () => s.destroy();
+  });
+}
+
+// A keep-alive client: one GET /health at a time on one connection; an
+// answer with Connection: close (or an error) makes the next request open a
+// new one. Records {t0, t1, reused, status, close, error, refused}.
+function keepAliveLoader(port, stopped) {
+  const recs = [];
+  const done = (async () => {
+    let c = null;
+    for (let i = 0; i < 1000000 && !stopped(); i++) {
+      const t0 = performance.now();
+      const reused = !!c;
+      if (!c) c = await rawConn(port);
+      if (!c) { recs.push({ t0, t1: performance.now(), refused: true }); await sleep(20); continue; }
+      const x = await c.request('/health');
+      recs.push({ t0, t1: performance.now(), reused, ...x });
+      if (x.error || x.close) { c.destroy(); c = null; }
+    }
+    c?.destroy();
+  })();
+  return { recs, done };
+}
+
+// A load balancer's readiness probe: GET /ready on a new connection every
+// `gapMs`. Records {t0, t1, status, refused, error}.
+function readinessProber(port, stopped, gapMs = 50) {
+  const recs = [];
+  const done = (async () => {
+    for (let i = 0; i < 100000 && !stopped(); i++) {
+      const t0 = performance.now();
+      const c = await rawConn(port);
+      if (!c) recs.push({ t0, t1: performance.now(), refused: true });
+      else {
+        const x = await c.request('/ready');
+        c.destroy();
+        recs.push({ t0, t1: performance.now(), ...x });
+      }
+      await sleep(gapMs);
+    }
+  })();
+  return { recs, done };
+}
+
+// A well-behaved client on its own raw keep-alive connection (not the
+// fetch pool the load uses): GET /health every `gapMs` for `ms`.
+export async function rawProbe(port, ms, { gapMs = 5 } = {}) {
+  const lat = [];
+  let failed = 0, c = null;
+  const end = Date.now() + ms;
+  for (let i = 0; i < 100000 && Date.now() < end; i++) {
+    if (!c) c = await rawConn(port);
+    if (!c) { failed++; await sleep(gapMs); continue; }
+    const t0 = performance.now();
+    const x = await c.request('/health');
+    if (x.status === 200) lat.push(performance.now() - t0); else failed++;
+    if (x.error || x.close) { c.destroy(); c = null; }
+    await sleep(gapMs);
+  }
+  c?.destroy();
+  return { lat, failed, p50: pct(lat, 50), p99: pct(lat, 99), n: lat.length };
+}
+
+export function cpuTicks(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return Number(rest[11]) + Number(rest[12]);   // utime + stime, 1/100 s
 }
 
 // ---- 3. 10 % of subscribers stop reading during fan-out ----
