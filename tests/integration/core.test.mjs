@@ -593,6 +593,41 @@ describe('graceful shutdown', () => {
     assert.match(r.stderr, /SHUTDOWN_DRAIN_DELAY_MS \(3000\) must be below SHUTDOWN_TIMEOUT_MS \(3000\)/);
   });
 
+  test('a connection accepted but silent at the stop may still send its first request for a moment', async () => {
+    const srv = await startServer({ env: { SHUTDOWN_TIMEOUT_MS: '5000' } });
+    const net = await import('node:net');
+    const sock = net.connect(srv.port, '127.0.0.1');
+    await new Promise((r) => sock.on('connect', r));
+    let got = '';
+    sock.on('data', (d) => (got += d));
+    const closed = new Promise((r) => sock.on('close', r));
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = Date.now();
+    srv.child.kill('SIGTERM');
+    await srv.waitForLog('shutting down');
+    // the request a client sent right after its handshake, arriving just after the stop
+    await new Promise((r) => setTimeout(r, 50));
+    sock.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+    await closed;
+    assert.match(got, /^HTTP\/1\.1 200 [^]*Connection: close/);
+    const r = await srv.exited;
+    assert.equal(r.code, 0);
+    assert.ok(Date.now() - t0 < 2000, `exit ${Date.now() - t0} ms after SIGTERM`);
+    // and one that stays silent is closed after the grace, not at the timeout
+    const srv2 = await startServer({ env: { SHUTDOWN_TIMEOUT_MS: '20000' } });
+    const quiet = net.connect(srv2.port, '127.0.0.1');
+    await new Promise((r) => quiet.on('connect', r));
+    quiet.on('error', () => {});
+    const t1 = Date.now();
+    srv2.child.kill('SIGTERM');
+    const r2 = await srv2.exited;
+    assert.equal(r2.code, 0);
+    assert.ok(Date.now() - t1 < 2000, `a silent connection held the exit for ${Date.now() - t1} ms`);
+    quiet.destroy();
+    await srv.stop();
+    await srv2.stop();
+  });
+
   test('a second signal exits at once', async () => {
     const srv = await startServer({ env: { SHUTDOWN_TIMEOUT_MS: '20000' } });
     const net = await import('node:net');
