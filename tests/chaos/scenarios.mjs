@@ -58,20 +58,6 @@ async function timedFetch(srv, path, init) {
   }
 }
 
-// A well-behaved client on its own keep-alive connection: GET /health in a
-// loop for `ms`, latency per request.
-async function probe(srv, ms, gapMs = 5) {
-  const lat = [];
-  let failed = 0;
-  const end = Date.now() + ms;
-  for (let i = 0; i < 100000 && Date.now() < end; i++) {
-    const r = await timedFetch(srv, '/health');
-    if (r.status === 200) lat.push(r.t1 - r.t0); else failed++;
-    await sleep(gapMs);
-  }
-  return { lat, failed, p50: pct(lat, 50), p99: pct(lat, 99) };
-}
-
 function openWs(url, opts = {}) {
   return new Promise((resolve) => {
     const ws = new WebSocket(url, opts);
@@ -510,6 +496,19 @@ export async function rawProbe(port, ms, { gapMs = 5, keep = null } = {}) {
   return { lat, failed, p50: pct(lat, 50), p99: pct(lat, 99), n: lat.length };
 }
 
+// rawProbe in a worker thread, on one connection kept across calls:
+// `await w.probe(ms)`, then `await w.close()`.
+export function probeWorker(port) {
+  const w = new Worker(new URL('./probe_worker.mjs', import.meta.url), { workerData: { port } });
+  const q = [];
+  w.on('message', (m) => q.shift()?.(m));
+  const call = (msg) => new Promise((resolve) => { q.push(resolve); w.postMessage(msg); });
+  return {
+    probe: (ms, gapMs = 5) => call({ cmd: 'probe', ms, gapMs }),
+    async close() { await call({ cmd: 'close' }); await w.terminate(); },
+  };
+}
+
 export function cpuTicks(pid) {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
@@ -640,7 +639,8 @@ export async function upstreamStall({ clients = 24, concurrency = 16, timeoutMs 
   r.check('the upstream answers before the stall (200 audio)', first.status === 200, `${first.status} ${first.code}`);
 
   await sleep(300);   // the sign-up's hashing is done
-  const clean = await rawProbe(srv.port, phaseMs);
+  const pw = probeWorker(srv.port);
+  const clean = await pw.probe(phaseMs);
   fake.reset();
   fake.script({ stall: 'head' });
   let stop = false;
@@ -650,11 +650,12 @@ export async function upstreamStall({ clients = 24, concurrency = 16, timeoutMs 
   })());
   await waitFor(() => fake.inFlight >= concurrency, 5000);
   const inFlightAtStart = fake.inFlight;
-  const half = rawProbe(srv.port, phaseMs / 2);
+  const half = pw.probe(phaseMs / 2);
   await sleep(phaseMs / 2 - 100);
   fake.script({ stall: 'body' });
-  const half2 = await half.then(() => rawProbe(srv.port, phaseMs / 2));
   const h1 = await half;
+  const half2 = await pw.probe(phaseMs / 2);
+  await pw.close();
   stop = true;
   await Promise.all(loops);
   fake.script({});
@@ -728,10 +729,10 @@ export async function connFloods({ nofile = 512, perIp = 100, pingClients = 20, 
     RATE_LIMIT_RPS: '1000000', RATE_LIMIT_BURST: '1000000' } });
   const pid = srv.child.pid;
   const budget = nofile - Math.max(64, Math.floor(nofile / 20));
-  const keep = { c: await rawConn(srv.port) };
+  const pw = probeWorker(srv.port);   // its connection is opened by the clean phase, before any flood
   const measure = async () => {
     const c0 = cpuTicks(pid);
-    const p = await rawProbe(srv.port, holdMs, { keep });
+    const p = await pw.probe(holdMs);
     return { ...p, cpu: cpuTicks(pid) - c0 };
   };
   const metric = async (re) => {
@@ -819,7 +820,7 @@ export async function connFloods({ nofile = 512, perIp = 100, pingClients = 20, 
   r.check('ping flood past WS_CONTROL_FRAMES_PER_S → close 1008', pingers.every((c) => c.opened && c.closeCode === 1008), JSON.stringify(codes));
   r.check('ping flood: the probe keeps its p99', p99Ok(m4, clean), show(m4, clean));
   for (const c of pingers) c.ws.terminate();
-  keep.c?.destroy();
+  await pw.close();
   const { code } = await srv.stop();
   r.check('server exits 0, no sanitizer report', code === 0 && !/AddressSanitizer|LeakSanitizer|runtime error/.test(srv.logs()), `exit ${code}`);
   return r.done();
@@ -840,8 +841,9 @@ export async function floods({ slowloris = 300, wsMax = 30, wsExtra = 20, p99Ms 
     w.on('message', resolve);
     w.on('error', reject);
   });
+  const pw = probeWorker(srv.port);   // in a worker thread: it measures the server, not this thread's floods
   await sleep(300);
-  const good = await probe(srv, 2500);
+  const good = await pw.probe(2500);
   const lor = await lorDone;
   r.figures.slowloris_conns = slowloris;
   r.figures.slowloris_probe_p99_ms = +good.p99.toFixed(2);
@@ -882,7 +884,7 @@ export async function floods({ slowloris = 300, wsMax = 30, wsExtra = 20, p99Ms 
   r.figures.ws_flood = `${opened} opened, ${refused503} refused 503`;
   r.check('WebSocket connect flood: WS_MAX_CONNECTIONS open, the rest 503', opened === wsMax && refused503 === wsExtra,
     `${opened} opened, ${refused503} × 503`);
-  const good2 = await probe(srv, 1000);
+  const good2 = await pw.probe(1000);
   r.check(`well-behaved client p99 < ${p99Ms} ms with the WebSocket limit reached`, good2.failed === 0 && good2.p99 < p99Ms,
     `p99 ${good2.p99.toFixed(2)} ms`);
   for (const c of flood) c.ws.terminate();
@@ -901,12 +903,13 @@ export async function floods({ slowloris = 300, wsMax = 30, wsExtra = 20, p99Ms 
       sent += chunk.length;
     }
     const rss1 = rssKb(srv.child.pid);
-    const good3 = await probe(srv, 1000);
+    const good3 = await pw.probe(1000);
     s.destroy();
     r.figures.pipelined_flood = `${(sent / 1048576).toFixed(0)} MiB sent, RSS ${rss0} → ${rss1} kB`;
     r.check('pipelined flood without reading: RSS bounded (< +64 MiB)', rss1 - rss0 < 65536, `${rss0} → ${rss1} kB`);
     r.check(`well-behaved client p99 < ${p99Ms} ms during the pipelined flood`, good3.p99 < p99Ms, `p99 ${good3.p99.toFixed(2)}`);
   }
+  await pw.close();
   const alive = await timedFetch(srv, '/health');
   r.check('server alive after the floods', alive.status === 200);
   const { code } = await srv.stop();
