@@ -640,21 +640,29 @@ export async function upstreamStall({ clients = 24, concurrency = 16, timeoutMs 
 
   await sleep(300);   // the sign-up's hashing is done
   const pw = probeWorker(srv.port);
+  const cpu0 = cpuTicks(srv.child.pid);
   const clean = await pw.probe(phaseMs);
+  const cleanCpu = cpuTicks(srv.child.pid) - cpu0;
   fake.reset();
   fake.script({ stall: 'head' });
   let stop = false;
   const res = [];
+  // Each client starts at a random moment within one timeout, so the
+  // timeouts (and their answers) spread out as real traffic would, instead
+  // of landing as one synchronized burst every UPSTREAM_TIMEOUT_MS.
   const loops = Array.from({ length: clients }, () => (async () => {
+    await sleep(Math.random() * timeoutMs);
     for (let i = 0; i < 100000 && !stop; i++) res.push(await tts());
   })());
   await waitFor(() => fake.inFlight >= concurrency, 5000);
   const inFlightAtStart = fake.inFlight;
+  const cpu1 = cpuTicks(srv.child.pid);
   const half = pw.probe(phaseMs / 2);
   await sleep(phaseMs / 2 - 100);
   fake.script({ stall: 'body' });
   const h1 = await half;
   const half2 = await pw.probe(phaseMs / 2);
+  r.figures.server_cpu_ticks = `${cleanCpu} clean, ${cpuTicks(srv.child.pid) - cpu1} stalled (per ${phaseMs} ms)`;
   await pw.close();
   stop = true;
   await Promise.all(loops);
