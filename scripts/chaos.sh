@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # `make chaos`: fault injection and floods under load against the ASan build
 # (tests/chaos/run.mjs): PostgreSQL restarted during reads and durable
-# publishes, SIGTERM drain, 10 % of WebSocket subscribers stop reading,
-# slowloris / header / body / nesting / WebSocket-connect floods. Bounded:
-# CHAOS_SECONDS (default 10) per load phase, about a minute in all.
+# publishes (REST) and during WebSocket publishing, SIGTERM with a readiness
+# window then the drain, 10 % of WebSocket subscribers stop reading, a
+# stalled upstream (TTS), connection floods (fd limit, EMFILE, per-address
+# limit, pings), slowloris / header / body / nesting / WebSocket-connect
+# floods. Bounded: CHAOS_SECONDS (default 10) per load phase, about three
+# minutes in all. CHAOS_ONLY=<name> runs one; CHAOS_P99_MS (default 10) is
+# the probe's p99 bound.
 # OSB_CHAOS_ISSUE8=0 leaves out the scenarios written against the issue-8
 # fixes (pipelined flood without reading, 1013 seen by a paused client).
 set -uo pipefail

@@ -41,8 +41,10 @@
 
 static uv_loop_t loop;
 static uv_signal_t sig_term, sig_int;
-static uv_timer_t shutdown_timer, shutdown_poll;
-static bool stopping;
+static uv_timer_t shutdown_timer, shutdown_poll, drain_timer;
+/* RUNNING → (signal) DRAINING → (SHUTDOWN_DRAIN_DELAY_MS, or a second
+ * signal) STOPPING; with no delay the signal goes straight to STOPPING. */
+static enum { RUNNING, DRAINING, STOPPING } phase;
 static int exit_code;
 
 static void usage(FILE *out) {
@@ -69,6 +71,7 @@ static void close_walk(uv_handle_t *h, void *arg) {
 static void close_main_handles(void) {
   osb_handle_close((uv_handle_t *)&shutdown_timer);
   osb_handle_close((uv_handle_t *)&shutdown_poll);
+  osb_handle_close((uv_handle_t *)&drain_timer);
   osb_handle_close((uv_handle_t *)&sig_term);
   osb_handle_close((uv_handle_t *)&sig_int);
 }
@@ -78,6 +81,7 @@ static void close_main_handles(void) {
 static void finish_shutdown(void) {
   uv_timer_stop(&shutdown_timer);
   uv_timer_stop(&shutdown_poll);
+  uv_timer_stop(&drain_timer);
   osb_http_server_stop();
   osb_dashboard_stop();
   osb_chat_close();
@@ -101,7 +105,23 @@ static void on_shutdown_poll(uv_timer_t *t) {
   }
 }
 
+/* The stop phase: the rest of the modules' hooks (listener closes, idle
+ * connections close, WebSockets 1001, upstream deadline), then wait for
+ * the connections to go. */
+static void stop_phase(void) {
+  phase = STOPPING;
+  uv_timer_stop(&drain_timer);
+  osb_core_shutdown();
+  uv_timer_start(&shutdown_poll, on_shutdown_poll, 0, 20);
+}
+
+static void on_drain_end(uv_timer_t *t) {
+  osb_log(OSB_LOG_INFO, "main", "drain window over (%d ms): closing the listener", osb_cfg->shutdown_drain_delay_ms);
+  stop_phase();
+}
+
 static void on_shutdown_timeout(uv_timer_t *t) {
+  if (phase == DRAINING) stop_phase();   /* config keeps the window below the timeout; be safe anyway */
   osb_log(OSB_LOG_WARN, "main", "shutdown timeout (%d ms): closing %zu connections, %zu requests in flight",
           osb_cfg->shutdown_timeout_ms, osb_http_open_connections(), osb_http_inflight());
   shutdown_timed_out = true;
@@ -111,17 +131,33 @@ static void on_shutdown_timeout(uv_timer_t *t) {
   uv_timer_start(&shutdown_poll, on_shutdown_poll, 10, 10);
 }
 
+/* The first SIGTERM/SIGINT starts the drain phase (the hooks below
+ * OSB_SHUTDOWN_STOP: /ready 503, Connection: close) and the one deadline,
+ * SHUTDOWN_TIMEOUT_MS, which the window counts against; the stop phase
+ * follows after SHUTDOWN_DRAIN_DELAY_MS. A second signal during the window
+ * ends the window (the stop phase starts now); a signal during the stop
+ * phase exits at once with status 1. */
 static void on_signal(uv_signal_t *s, int signum) {
-  if (stopping) {
-    osb_log(OSB_LOG_WARN, "main", "second %s: exiting now", signum == SIGINT ? "SIGINT" : "SIGTERM");
+  const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+  if (phase == STOPPING) {
+    osb_log(OSB_LOG_WARN, "main", "second %s: exiting now", name);
     _exit(1);
   }
-  stopping = true;
-  osb_log(OSB_LOG_INFO, "main", "%s: shutting down (up to %d ms)", signum == SIGINT ? "SIGINT" : "SIGTERM",
-          osb_cfg->shutdown_timeout_ms);
-  osb_core_shutdown();   /* the modules' hooks, in their documented order */
+  if (phase == DRAINING) {
+    osb_log(OSB_LOG_WARN, "main", "second %s: ending the drain window early", name);
+    stop_phase();
+    return;
+  }
+  osb_log(OSB_LOG_INFO, "main", "%s: shutting down (up to %d ms; readiness 503 for %d ms before the listener closes)",
+          name, osb_cfg->shutdown_timeout_ms, osb_cfg->shutdown_drain_delay_ms);
+  osb_core_shutdown_until(OSB_SHUTDOWN_STOP);   /* the drain phase's hooks */
   uv_timer_start(&shutdown_timer, on_shutdown_timeout, (uint64_t)osb_cfg->shutdown_timeout_ms, 0);
-  uv_timer_start(&shutdown_poll, on_shutdown_poll, 0, 20);
+  if (osb_cfg->shutdown_drain_delay_ms > 0) {
+    phase = DRAINING;
+    uv_timer_start(&drain_timer, on_drain_end, (uint64_t)osb_cfg->shutdown_drain_delay_ms, 0);
+  } else {
+    stop_phase();
+  }
 }
 
 static int serve(void) {
@@ -176,6 +212,7 @@ static int serve(void) {
   uv_signal_start(&sig_int, on_signal, SIGINT);
   uv_timer_init(&loop, &shutdown_timer);
   uv_timer_init(&loop, &shutdown_poll);
+  uv_timer_init(&loop, &drain_timer);
 
   osb_log_fields(OSB_LOG_INFO, "main", "started",
                  json_pack("{s:s, s:s, s:s}", "version", OSB_VERSION, "node_id", osb_cfg->cluster_node_id,
@@ -227,15 +264,19 @@ out:
  * is opened, each a complete instance (its own loop, pool, bus connection
  * and CLUSTER_NODE_ID "<id>-w<i>") listening on the same port with
  * SO_REUSEPORT (http/server.c). SIGTERM/SIGINT are passed on to every
- * worker, which drains as a single process would; the supervisor exits
+ * worker (each one: a second ends the drain window), which drains as a
+ * single process would; the supervisor exits
  * once all of them did (status 1 if any did not exit cleanly). A worker
  * that dies on its own is started again after a second, unless it failed
  * within START_GRACE_S of starting (a start-up failure: everything stops,
  * as a single process would). See docs/scale-out.md. */
 #define START_GRACE_S 5
 
-static volatile sig_atomic_t sup_signal;
-static void sup_on_signal(int sig) { sup_signal = sig; }
+static volatile sig_atomic_t sup_signal, sup_signals;
+static void sup_on_signal(int sig) {
+  sup_signal = sig;
+  sup_signals++;
+}
 
 /* PORT=0: the workers must share one port, so take one here, bound with
  * SO_REUSEPORT (and never listening, so it gets no connections) for the
@@ -328,7 +369,8 @@ static int run_workers(osb_config_t *cfg) {
   S.born = osb_calloc((size_t)S.n, sizeof(*S.born));
   S.base_id = osb_strdup(cfg->cluster_node_id);
   int alive = 0, code = 0;
-  bool forwarded = false, failing = false;
+  sig_atomic_t forwarded = 0;   /* signals passed on: each one is (a second ends the drain window) */
+  bool told = false, failing = false;
   osb_log(OSB_LOG_INFO, "main", "starting %d workers on port %d (SO_REUSEPORT)", S.n, cfg->port);
   for (int i = 0; i < S.n && !failing; i++) {
     pid_t p = spawn_worker(&S, i);
@@ -337,8 +379,9 @@ static int run_workers(osb_config_t *cfg) {
     else alive++;
   }
   while (alive > 0) {
-    if ((sup_signal || failing) && !forwarded) {
-      forwarded = true;
+    if (sup_signals > forwarded || (failing && !told)) {
+      forwarded = sup_signals;
+      told = true;
       for (int i = 0; i < S.n; i++)
         if (S.pids[i] > 0) kill(S.pids[i], sup_signal ? sup_signal : SIGTERM);
     }

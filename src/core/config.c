@@ -158,6 +158,9 @@ const osb_config_var_t osb_config_vars[] = {
   INT("HTTP_SEND_BUFFER_BYTES", http_send_buffer_bytes, "1048576", 1024, 1 << 30,
       "unsent response bytes per connection before it stops reading requests"),
   INT("SHUTDOWN_TIMEOUT_MS", shutdown_timeout_ms, "10000", 0, H, "graceful shutdown deadline"),
+  INT("SHUTDOWN_DRAIN_DELAY_MS", shutdown_drain_delay_ms, "0", 0, H,
+      "after SIGTERM, keep serving (with /ready 503 and Connection: close) this long before the listener "
+      "closes; part of SHUTDOWN_TIMEOUT_MS, so it must be below it (0 = close at once)"),
   /* database */
   URL("DATABASE_URL", database_url, NULL, pg_schemes, "PostgreSQL connection string; unset = embedded SQLite"),
   STR("SQLITE_PATH", sqlite_path, "./data/osbackend.db", 1, 4096, NULL, 0, "embedded database file"),
@@ -696,6 +699,13 @@ int osb_config_load(osb_config_t *cfg, char *err, size_t errlen, char *warn, siz
   if (cfg->db_pool_min > cfg->db_pool_max) {
     put_line(err, errlen, "config: DB_POOL_MIN (%d) must not exceed DB_POOL_MAX (%d)",
              cfg->db_pool_min, cfg->db_pool_max);
+    rc = OSB_ECONFIG;
+    goto fail;
+  }
+  if (cfg->shutdown_drain_delay_ms > 0 && cfg->shutdown_drain_delay_ms >= cfg->shutdown_timeout_ms) {
+    put_line(err, errlen, "config: SHUTDOWN_DRAIN_DELAY_MS (%d) must be below SHUTDOWN_TIMEOUT_MS (%d): "
+             "the drain window is part of the shutdown deadline", cfg->shutdown_drain_delay_ms,
+             cfg->shutdown_timeout_ms);
     rc = OSB_ECONFIG;
     goto fail;
   }

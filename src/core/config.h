@@ -36,6 +36,7 @@ typedef struct osb_config {
   int http_idle_timeout_ms;
   int http_send_buffer_bytes;  /* unsent response bytes before a connection stops reading */
   int shutdown_timeout_ms;
+  int shutdown_drain_delay_ms;  /* < shutdown_timeout_ms (or 0): the readiness window before the stop */
   /* database */
   char *database_url;     /* NULL = embedded SQLite; else postgres:// or postgresql:// */
   char *sqlite_path;

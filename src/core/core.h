@@ -213,21 +213,34 @@ void osb_handle_close(struct uv_handle_s *h);
 
 /* ---- module shutdown hooks ----
  * A module registers what it must do on SIGTERM/SIGINT; main runs every
- * hook once, in ascending `order` (registration order for equal orders),
- * when the graceful shutdown starts: osb_core_shutdown(). Hooks start the
- * module's shutdown (stop accepting, tell clients, cancel or finish work)
- * and must not block; closing handles comes later, from the module's own
- * close function. Documented orders: */
+ * hook once, in ascending `order` (registration order for equal orders).
+ * Hooks start the module's shutdown (stop accepting, tell clients, cancel
+ * or finish work) and must not block; closing handles comes later, from the
+ * module's own close function.
+ *
+ * The shutdown has two phases, split at OSB_SHUTDOWN_STOP. The drain phase
+ * (orders below it) runs at the signal: the instance announces that it is
+ * going (/ready 503, responses carry Connection: close) but keeps serving,
+ * so a load balancer polling /ready sees the 503 and moves traffic away.
+ * The stop phase (OSB_SHUTDOWN_STOP and above) runs when main ends the
+ * window (SHUTDOWN_DRAIN_DELAY_MS, or at once when it is 0). Documented
+ * orders: */
 enum {
-  OSB_SHUTDOWN_HEALTH = 100,    /* /ready answers 503 at once */
-  OSB_SHUTDOWN_HTTP = 200,      /* listener closes, idle connections close, WebSockets 1001 */
-  OSB_SHUTDOWN_UPSTREAM = 300,  /* reserved: cancel outbound transfers */
+  OSB_SHUTDOWN_HEALTH = 100,      /* drain: /ready answers 503 */
+  OSB_SHUTDOWN_HTTP_DRAIN = 150,  /* drain: every response closes its connection; the listener stays open */
+  OSB_SHUTDOWN_STOP = 200,        /* first order of the stop phase */
+  OSB_SHUTDOWN_HTTP = 200,        /* stop: listener closes, idle connections close, WebSockets 1001 */
+  OSB_SHUTDOWN_UPSTREAM = 300,    /* stop: outbound calls get the rest of the deadline */
   OSB_SHUTDOWN_REALTIME = 400,
-  OSB_SHUTDOWN_DB = 900,        /* reserved: the database closes last, from main's finish */
+  OSB_SHUTDOWN_DB = 900,          /* reserved: the database closes last, from main's finish */
 };
 typedef void (*osb_shutdown_fn)(void *ud);
 void osb_core_on_shutdown(const char *name, int order, osb_shutdown_fn fn, void *ud);
-/* Run every registered hook once, in order (later calls do nothing). */
+/* Run every hook whose order is below `below` and that has not run yet,
+ * in order (main: osb_core_shutdown_until(OSB_SHUTDOWN_STOP) at the signal). */
+void osb_core_shutdown_until(int below);
+/* Run every hook that has not run yet, in order: the rest of the shutdown
+ * (each hook runs once however often this is called). */
 void osb_core_shutdown(void);
 /* Forget every hook (tests, and main after the loop closed). */
 void osb_core_shutdown_reset(void);

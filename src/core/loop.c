@@ -4,6 +4,7 @@
  * order of the steps. */
 #include "core/core.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <uv.h>
 
@@ -183,24 +184,24 @@ typedef struct {
   int order;
   osb_shutdown_fn fn;
   void *ud;
+  bool ran;
 } hook_t;
 
 static struct {
   hook_t hooks[OSB_CORE_MAX_STEPS];
   int n;
-  bool ran;
 } H;
 
 void osb_core_on_shutdown(const char *name, int order, osb_shutdown_fn fn, void *ud) {
   osb_assert(name && fn);
   for (int i = 0; i < H.n; i++) {
     if (strcmp(H.hooks[i].name, name) == 0) {
-      H.hooks[i] = (hook_t){name, order, fn, ud};
+      H.hooks[i] = (hook_t){name, order, fn, ud, H.hooks[i].ran};   /* a hook that ran stays run */
       goto sort;
     }
   }
   osb_assert(H.n < OSB_CORE_MAX_STEPS);
-  H.hooks[H.n++] = (hook_t){name, order, fn, ud};
+  H.hooks[H.n++] = (hook_t){name, order, fn, ud, false};
 sort:
   for (int i = 1; i < H.n; i++) {
     hook_t k = H.hooks[i];
@@ -213,14 +214,19 @@ sort:
   }
 }
 
-void osb_core_shutdown(void) {
-  if (H.ran) return;
-  H.ran = true;
-  /* by index: a hook may register another (it runs too if it sorts later) */
-  for (int i = 0; i < H.n; i++) H.hooks[i].fn(H.hooks[i].ud);
+void osb_core_shutdown_until(int below) {
+  /* The first hook not yet run, from the start each time: a hook may
+   * register another (it runs too if it sorts below `below`), which
+   * re-sorts the array under the loop. */
+  for (int i = 0; i < H.n; i++) {
+    hook_t *h = &H.hooks[i];
+    if (h->ran || h->order >= below) continue;
+    h->ran = true;
+    h->fn(h->ud);
+    i = -1;
+  }
 }
 
-void osb_core_shutdown_reset(void) {
-  H.n = 0;
-  H.ran = false;
-}
+void osb_core_shutdown(void) { osb_core_shutdown_until(INT_MAX); }
+
+void osb_core_shutdown_reset(void) { H.n = 0; }

@@ -54,6 +54,11 @@ typedef void (*osb_handler_fn)(osb_req_t *req);
 /* ---- server ---- */
 /* Bind and listen on cfg host:port. Returns 0 or a negative error (logged). */
 int osb_http_server_start(struct uv_loop_s *loop);
+/* The drain window before the stop (SHUTDOWN_DRAIN_DELAY_MS): the listener
+ * stays open and every request is served as usual, but each response ends
+ * its connection (Connection: close), so keep-alive clients reconnect and a
+ * load balancer that saw /ready 503 sends them elsewhere. Idempotent. */
+void osb_http_server_drain(void);
 /* Stop accepting; idle keep-alive connections are closed, busy ones close
  * after their current response; WebSockets get 1001. Idempotent. */
 void osb_http_server_shutdown(void);

@@ -184,6 +184,7 @@ typedef struct osb__server {
   uv_tcp_t listener;
   bool listening;
   bool shutting_down;
+  bool no_keepalive;            /* drain window and after: every response closes its connection */
   uv_timer_t sweep;
   osb_list_t pending_flush;     /* WebSocket connections with output (fan-out) */
   osb_list_t pending_http;      /* HTTP connections: flushed first in every round */

@@ -189,7 +189,7 @@ static void head_write(hw_t *w, osb_req_t *req, int status, const char *ctype, l
 }
 
 static bool req_keep_alive(const osb_req_t *req) {
-  return req->keep_alive && !req->errored && !osb__srv.shutting_down && req->conn && !req->conn->close_after_flush;
+  return req->keep_alive && !req->errored && !osb__srv.no_keepalive && req->conn && !req->conn->close_after_flush;
 }
 
 /* Prepend the head to `m` (built with enough headroom), queue, finish. */

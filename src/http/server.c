@@ -169,7 +169,7 @@ void osb__req_finished(osb_req_t *r) {
     c->req = NULL;
     if (c->has_http) c->http->requests++;
     if (!c->closing && c->mode == OSB__CONN_HTTP) {
-      if (!r->keep_alive || osb__srv.shutting_down || r->errored) {
+      if (!r->keep_alive || osb__srv.no_keepalive || r->errored) {
         c->close_after_flush = true;
         c->phase = OSB__PHASE_DRAIN;
         c->deadline = uv_now(osb__srv.loop) + 5000;
@@ -1213,6 +1213,11 @@ static void on_sweep(uv_timer_t *t) {
 static double g_open_conns(void *ud) { return (double)osb__srv.nconns; }
 static double g_inflight(void *ud) { return (double)osb__srv.inflight; }
 
+static void http_drain_hook(void *ud) {
+  OSB_UNUSED(ud);
+  osb_http_server_drain();
+}
+
 static void http_shutdown_hook(void *ud) {
   OSB_UNUSED(ud);
   osb_http_server_shutdown();
@@ -1299,11 +1304,29 @@ int osb_http_server_start(uv_loop_t *loop) {
   uint64_t every = 500;
   uv_timer_start(&s->sweep, on_sweep, every, every);
   osb_core_step_add("http", OSB_STEP_HTTP, http_step, NULL);
+  osb_core_on_shutdown("http-drain", OSB_SHUTDOWN_HTTP_DRAIN, http_drain_hook, NULL);
   osb_core_on_shutdown("http", OSB_SHUTDOWN_HTTP, http_shutdown_hook, NULL);
 
   osb_log_fields(OSB_LOG_INFO, "http", "listening",
                  json_pack("{s:s, s:i, s:s}", "host", osb_cfg->host, "port", port, "websocket", "/ws"));
   return 0;
+}
+
+void osb_http_server_drain(void) { osb__srv.no_keepalive = true; }
+
+/* How long a connection that has sent nothing yet may still deliver its
+ * first request after the listener closed (then the sweep closes it). */
+#define OSB__SHUTDOWN_GRACE_MS 250
+
+/* Bytes the peer sent that the loop has not read yet: a request on the
+ * wire. Such a connection is not idle; closing it would reset it (unread
+ * input makes close() send RST) and lose a request the client already sent,
+ * e.g. on a connection accepted just before the listener closed. */
+static bool input_pending(osb__conn_t *c) {
+  uv_os_fd_t fd;
+  char b;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return false;
+  return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
 }
 
 static void shutdown_conn(osb__conn_t *c, void *ud) {
@@ -1312,16 +1335,29 @@ static void shutdown_conn(osb__conn_t *c, void *ud) {
   if (c->mode == OSB__CONN_WS) {
     osb__ws_shutdown(c);
   } else if (c->phase == OSB__PHASE_IDLE || (c->phase == OSB__PHASE_HEAD && (!c->req || c->req->hbuf.len == 0))) {
-    if (c->qlen) c->close_after_flush = true;
-    else osb__conn_close(c, "shutting down");
+    if (input_pending(c)) return;
+    if (c->phase == OSB__PHASE_HEAD && !c->req) {
+      /* Accepted, nothing received yet: its first request may still be
+       * on the way (sent right after the handshake, which the accept
+       * raced). The sweep closes it if nothing came within the grace. */
+      uint64_t grace = uv_now(osb__srv.loop) + OSB__SHUTDOWN_GRACE_MS;
+      if (!c->deadline || c->deadline > grace) c->deadline = grace;
+    } else if (c->qlen) {
+      c->close_after_flush = true;
+    } else {
+      osb__conn_close(c, "shutting down");
+    }
   }
-  /* busy connections close after their response (keep-alive is off now) */
+  /* busy connections, and idle ones whose next request is already in the
+   * socket, close after their response (keep-alive is off now) */
+}
 }
 
 void osb_http_server_shutdown(void) {
   osb__server_t *s = &osb__srv;
   if (s->shutting_down) return;
   s->shutting_down = true;
+  s->no_keepalive = true;
   if (s->listening) {
     osb_handle_close((uv_handle_t *)&s->listener);
     s->listening = false;

@@ -502,12 +502,14 @@ void osb_upstream_flush(void) {
 
 static void on_timer_closed(uv_handle_t *h) { timers_open--; }
 
-/* SIGTERM (core's shutdown hooks, after http stopped accepting): calls
- * still running at 80 % of SHUTDOWN_TIMEOUT_MS fail with 503, so their
- * requests answer before the connections are cut. */
+/* SIGTERM (core's shutdown hooks, after http stopped accepting, i.e.
+ * after the drain window): calls still running at 80 % of what is left of
+ * SHUTDOWN_TIMEOUT_MS fail with 503, so their requests answer before the
+ * connections are cut. */
 static void upstream_shutdown_hook(void *ud) {
   OSB_UNUSED(ud);
-  osb_upstream_shutdown(osb_cfg ? (uint64_t)osb_cfg->shutdown_timeout_ms * 4 / 5 : 0);
+  uint64_t left = osb_cfg ? (uint64_t)(osb_cfg->shutdown_timeout_ms - osb_cfg->shutdown_drain_delay_ms) : 0;
+  osb_upstream_shutdown(left * 4 / 5);
 }
 
 int osb_upstream_init(uv_loop_t *l) {

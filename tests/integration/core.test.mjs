@@ -509,6 +509,125 @@ describe('graceful shutdown', () => {
     await srv.stop();
   });
 
+  // The readiness window (SHUTDOWN_DRAIN_DELAY_MS): the listener keeps
+  // serving while /ready says 503, every response ends its connection, and
+  // only after the window do connects get refused and WebSockets 1001.
+  test('SHUTDOWN_DRAIN_DELAY_MS: /ready 503 while new connections are still served (Connection: close), then the stop', async () => {
+    const DELAY = 1500;
+    const srv = await startServer({ env: { SHUTDOWN_TIMEOUT_MS: '6000', SHUTDOWN_DRAIN_DELAY_MS: String(DELAY) } });
+    const net = await import('node:net');
+    const ws = await rawWs(srv.port);
+    // a keep-alive connection opened before the signal
+    const ka = net.connect(srv.port, '127.0.0.1');
+    await new Promise((r) => ka.on('connect', r));
+    let kaData = '';
+    ka.on('data', (d) => (kaData += d));
+    const kaClosed = new Promise((r) => ka.on('close', r));
+    ka.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+    for (let i = 0; i < 100 && !/\r\n\r\n[^]*pass/.test(kaData); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.match(kaData, /^HTTP\/1\.1 200 [^]*Connection: keep-alive/);
+    assert.equal((await rawRequest(srv.port, 'GET /ready HTTP/1.1\r\nHost: x\r\n\r\n', { until: (d) => /\}$/.test(d) })).data.slice(0, 12), 'HTTP/1.1 200');
+
+    const t0 = Date.now();
+    srv.child.kill('SIGTERM');
+    await srv.waitForLog('shutting down');
+    const untilBody = (d) => /\r\n\r\n[^]*\}\s*$/.test(d);
+    // new connections: accepted and served, each answer closing its connection
+    const ready = await rawRequest(srv.port, 'GET /ready HTTP/1.1\r\nHost: x\r\n\r\n', { until: untilBody });
+    assert.match(ready.data, /^HTTP\/1\.1 503 /);
+    assert.match(ready.data, /Connection: close/i);
+    assert.match(ready.data, /shutting down/);
+    const health = await rawRequest(srv.port, 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.match(health.data, /^HTTP\/1\.1 200 /);
+    assert.match(health.data, /Connection: close/i);
+    assert.ok(health.closed, 'the server closed the connection after its answer');
+    const details = await srv.fetch('/health/details');
+    assert.equal((await details.json()).output, 'shutting down');
+    // the connection opened before: served, then closed by the server
+    const before = kaData.length;
+    ka.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+    await kaClosed;
+    assert.match(kaData.slice(before), /^HTTP\/1\.1 200 [^]*Connection: close/);
+    // the WebSocket is still open inside the window
+    assert.ok(!ws.frames.some((f) => f.opcode === 8) && !ws.closed, 'WebSocket closed inside the drain window');
+    assert.ok(Date.now() - t0 < DELAY, `the checks above took ${Date.now() - t0} ms, past the window: the test proves nothing`);
+    // after the window: 1001, then connects are refused
+    const f = await ws.closeFrame(DELAY + 3000);
+    assert.equal(closeCode(f), 1001);
+    assert.ok(Date.now() - t0 >= DELAY - 50, `1001 after ${Date.now() - t0} ms, before the ${DELAY} ms window ended`);
+    ws.end();
+    const refused = await new Promise((resolve) => {
+      const sk = net.connect(srv.port, '127.0.0.1');
+      sk.on('connect', () => { sk.destroy(); resolve(false); });
+      sk.on('error', () => resolve(true));
+    });
+    assert.ok(refused, 'a connect after the window was accepted');
+    const r = await srv.exited;
+    assert.equal(r.code, 0, srv.logs().slice(-2000));
+    assert.ok(Date.now() - t0 < 6000, 'exit within SHUTDOWN_TIMEOUT_MS from the signal');
+    assert.match(srv.logs(), /drain window over/);
+    await srv.stop();
+  });
+
+  test('a second signal during the drain window ends it: the stop starts at once, exit 0', async () => {
+    const srv = await startServer({ env: { SHUTDOWN_TIMEOUT_MS: '60000', SHUTDOWN_DRAIN_DELAY_MS: '30000' } });
+    const ws = await rawWs(srv.port);
+    srv.child.kill('SIGTERM');
+    await srv.waitForLog('shutting down');
+    const ready = await rawRequest(srv.port, 'GET /ready HTTP/1.1\r\nHost: x\r\n\r\n', { until: (d) => /\}\s*$/.test(d) });
+    assert.match(ready.data, /^HTTP\/1\.1 503 /);
+    const t0 = Date.now();
+    srv.child.kill('SIGINT');
+    assert.equal(closeCode(await ws.closeFrame(3000)), 1001);
+    ws.end();
+    const r = await srv.exited;
+    assert.equal(r.code, 0, srv.logs().slice(-2000));
+    assert.ok(Date.now() - t0 < 3000, `exit took ${Date.now() - t0} ms after the second signal`);
+    assert.match(srv.logs(), /second SIGINT: ending the drain window early/);
+    await srv.stop();
+  });
+
+  test('SHUTDOWN_DRAIN_DELAY_MS not below SHUTDOWN_TIMEOUT_MS is refused at start', async () => {
+    const r = await runBinary([], { env: { SHUTDOWN_TIMEOUT_MS: '3000', SHUTDOWN_DRAIN_DELAY_MS: '3000', PORT: '0', HOST: '127.0.0.1' } });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /SHUTDOWN_DRAIN_DELAY_MS \(3000\) must be below SHUTDOWN_TIMEOUT_MS \(3000\)/);
+  });
+
+  test('a connection accepted but silent at the stop may still send its first request for a moment', async () => {
+    const srv = await startServer({ env: { SHUTDOWN_TIMEOUT_MS: '5000' } });
+    const net = await import('node:net');
+    const sock = net.connect(srv.port, '127.0.0.1');
+    await new Promise((r) => sock.on('connect', r));
+    let got = '';
+    sock.on('data', (d) => (got += d));
+    const closed = new Promise((r) => sock.on('close', r));
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = Date.now();
+    srv.child.kill('SIGTERM');
+    await srv.waitForLog('shutting down');
+    // the request a client sent right after its handshake, arriving just after the stop
+    await new Promise((r) => setTimeout(r, 50));
+    sock.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+    await closed;
+    assert.match(got, /^HTTP\/1\.1 200 [^]*Connection: close/);
+    const r = await srv.exited;
+    assert.equal(r.code, 0);
+    assert.ok(Date.now() - t0 < 2000, `exit ${Date.now() - t0} ms after SIGTERM`);
+    // and one that stays silent is closed after the grace, not at the timeout
+    const srv2 = await startServer({ env: { SHUTDOWN_TIMEOUT_MS: '20000' } });
+    const quiet = net.connect(srv2.port, '127.0.0.1');
+    await new Promise((r) => quiet.on('connect', r));
+    quiet.on('error', () => {});
+    const t1 = Date.now();
+    srv2.child.kill('SIGTERM');
+    const r2 = await srv2.exited;
+    assert.equal(r2.code, 0);
+    assert.ok(Date.now() - t1 < 2000, `a silent connection held the exit for ${Date.now() - t1} ms`);
+    quiet.destroy();
+    await srv.stop();
+    await srv2.stop();
+  });
+
   test('a second signal exits at once', async () => {
     const srv = await startServer({ env: { SHUTDOWN_TIMEOUT_MS: '20000' } });
     const net = await import('node:net');

@@ -177,6 +177,9 @@ describe('render.yaml and the systemd unit', () => {
     const known = execFileSync(BIN, ['check-config'], { encoding: 'utf8', env: { PATH: process.env.PATH, OSB_ENV_FILE: '/nonexistent' } });
     for (const k of Object.keys(env)) if (k !== 'CLUSTER_BUS') assert.match(known, new RegExp(`^${k}=`, 'm'), `${k} is not a configuration variable`);
     assert.ok(Number(env.SHUTDOWN_TIMEOUT_MS.value) < s.maxShutdownDelaySeconds * 1000, 'drain must end before Render kills');
+    // The readiness window comes first and is part of the deadline (the binary refuses it otherwise).
+    const delay = Number(env.SHUTDOWN_DRAIN_DELAY_MS.value);
+    assert.ok(delay > 0 && delay < Number(env.SHUTDOWN_TIMEOUT_MS.value), 'SHUTDOWN_DRAIN_DELAY_MS must be below SHUTDOWN_TIMEOUT_MS');
   });
 
   test('deploy/osbackend.service: unprivileged, read-only system, state directory, graceful stop; systemd-analyze accepts it', () => {

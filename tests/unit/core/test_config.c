@@ -88,6 +88,7 @@ static void test_defaults_load(void **state) {
   assert_int_equal(cfg.http_header_timeout_ms, 10000);
   assert_int_equal(cfg.http_idle_timeout_ms, 60000);
   assert_int_equal(cfg.shutdown_timeout_ms, 10000);
+  assert_int_equal(cfg.shutdown_drain_delay_ms, 0);
   assert_null(cfg.database_url);
   assert_string_equal(cfg.sqlite_path, "./data/osbackend.db");
   assert_int_equal(cfg.db_pool_min, 2);
@@ -426,6 +427,23 @@ static void test_pool_min_equal_max_accepted(void **state) {
   osb_config_dispose(&cfg);
 }
 
+static void test_drain_delay_must_be_below_shutdown_timeout(void **state) {
+  setenv("SHUTDOWN_TIMEOUT_MS", "5000", 1);
+  setenv("SHUTDOWN_DRAIN_DELAY_MS", "5000", 1);
+  load_fails();
+  assert_contains(err, "config: SHUTDOWN_DRAIN_DELAY_MS (5000) must be below SHUTDOWN_TIMEOUT_MS (5000)");
+  setenv("SHUTDOWN_DRAIN_DELAY_MS", "4999", 1);
+  osb_config_t cfg;
+  load_ok(&cfg);
+  assert_int_equal(cfg.shutdown_drain_delay_ms, 4999);
+  osb_config_dispose(&cfg);
+  /* 0 is always fine, even with SHUTDOWN_TIMEOUT_MS=0 */
+  setenv("SHUTDOWN_TIMEOUT_MS", "0", 1);
+  setenv("SHUTDOWN_DRAIN_DELAY_MS", "0", 1);
+  load_ok(&cfg);
+  osb_config_dispose(&cfg);
+}
+
 static void test_failed_load_keeps_previous_config(void **state) {
   osb_config_t good, bad;
   load_ok(&good);
@@ -749,6 +767,7 @@ int main(void) {
     T(test_jwt_secret_required_with_database_url),
     T(test_pool_min_above_max_rejected),
     T(test_pool_min_equal_max_accepted),
+    T(test_drain_delay_must_be_below_shutdown_timeout),
     T(test_failed_load_keeps_previous_config),
     T(test_ws_port_equal_to_port_is_silent),
     T(test_ws_port_different_warns_and_loads),

@@ -177,6 +177,27 @@ static void test_shutdown_hooks_run_once_in_order(void **state) {
   assert_string_equal(trace, "rHtd");
 }
 
+/* A hook that registers another below the boundary: it runs in the same phase. */
+static void registering(void *ud) {
+  note("D");
+  osb_core_on_shutdown("late", OSB_SHUTDOWN_HTTP_DRAIN + 1, hook, "l");
+}
+
+static void test_shutdown_runs_in_two_phases_split_at_stop(void **state) {
+  osb_core_on_shutdown("http", OSB_SHUTDOWN_HTTP, hook, "h");
+  osb_core_on_shutdown("health", OSB_SHUTDOWN_HEALTH, hook, "r");
+  osb_core_on_shutdown("drain", OSB_SHUTDOWN_HTTP_DRAIN, registering, NULL);
+  osb_core_on_shutdown("db", OSB_SHUTDOWN_DB, hook, "d");
+  osb_core_shutdown_until(OSB_SHUTDOWN_STOP);   /* the drain phase */
+  assert_string_equal(trace, "rDl");
+  osb_core_shutdown_until(OSB_SHUTDOWN_STOP);   /* nothing runs twice */
+  assert_string_equal(trace, "rDl");
+  osb_core_on_shutdown("health", OSB_SHUTDOWN_HEALTH, hook, "R");   /* replacing a hook that ran: it stays run */
+  osb_core_shutdown();                          /* the stop phase */
+  osb_core_shutdown();
+  assert_string_equal(trace, "rDlhd");
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -189,6 +210,7 @@ int main(void) {
     T(test_removing_the_last_step_closes_the_handles),
     T(test_a_step_may_remove_itself_mid_round),
     T(test_shutdown_hooks_run_once_in_order),
+    T(test_shutdown_runs_in_two_phases_split_at_stop),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
