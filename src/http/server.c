@@ -1351,7 +1351,6 @@ static void shutdown_conn(osb__conn_t *c, void *ud) {
   /* busy connections, and idle ones whose next request is already in the
    * socket, close after their response (keep-alive is off now) */
 }
-}
 
 void osb_http_server_shutdown(void) {
   osb__server_t *s = &osb__srv;
