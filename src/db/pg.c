@@ -266,7 +266,17 @@ static osb_db_result_t *convert(PGresult *r) {
   int nf = PQnfields(r), nt = PQntuples(r);
   osb__rb_t b;
   osb__rb_init(&b, (size_t)nf);
-  for (int i = 0; i < nf; i++) osb__rb_col(&b, (size_t)i, PQfname(r, i), pg_type(PQftype(r, i)));
+  bool blob = false;
+  for (int i = 0; i < nf; i++) {
+    osb_db_type_t t = pg_type(PQftype(r, i));
+    blob |= t == OSB_DB_BLOB;
+    osb__rb_col(&b, (size_t)i, PQfname(r, i), t);
+  }
+  /* sized once: every value plus its NUL (bytea shrinks from hex) */
+  size_t bytes = 0;
+  for (int row = 0; row < nt; row++)
+    for (int col = 0; col < nf; col++) bytes += (size_t)PQgetlength(r, row, col) + 1;
+  osb__rb_reserve(&b, (size_t)nt * (size_t)nf, bytes);
   osb_buf_t tmp = OSB_BUF_INIT;
   for (int row = 0; row < nt; row++) {
     for (int col = 0; col < nf; col++) {
@@ -276,7 +286,7 @@ static osb_db_result_t *convert(PGresult *r) {
       }
       const char *v = PQgetvalue(r, row, col);
       size_t n = (size_t)PQgetlength(r, row, col);
-      if (PQftype(r, col) == 17 && n >= 2 && v[0] == '\\' && v[1] == 'x') {
+      if (blob && PQftype(r, col) == 17 && n >= 2 && v[0] == '\\' && v[1] == 'x') {
         osb_buf_reset(&tmp);
         for (size_t i = 2; i + 1 < n; i += 2) {
           int hi = hexval(v[i]), lo = hexval(v[i + 1]);
