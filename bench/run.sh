@@ -28,7 +28,7 @@
 # BENCH_CHAT_CONC (200), BENCH_CHAT_DURATION (10),
 # BENCH_CLUSTER_DURATION (20), BENCH_UPSTREAM_CONC (500), BENCH_UPSTREAM_DELAY_MS (50), BENCH_UPSTREAM_DURATION (10),
 # BENCH_AUTH_LOGINS (20), BENCH_WS_MATRIX ("1000:200 10000:50", conns:rate pairs), BENCH_WS_DURATION (20),
-# BENCH_WS_THREADS (1), BENCH_WS_RUNS (3), BENCH_HEALTH_RUNS (3),
+# BENCH_WS_THREADS (1), BENCH_WS_RUNS (3), BENCH_HEALTH_RUNS (3), BENCH_DB_RUNS (3),
 # BENCH_IDLE_CONNS (10000), BENCH_IDLE_RUNS (3), BENCH_SERVERS ("osbackend
 # uws baseline": who runs in the three-server sections), BENCH_BUILD
 # (build/release), NODE_BASELINE_DIR (/work/shared/anchors/node-baseline),
@@ -306,48 +306,109 @@ proc_measure() {
   if [ "$code" = 404 ]; then echo "n/a: route not available"; return; fi
   if [ "$code" != 200 ]; then echo "failed: GET /api/market/procedures/1 answered ${code:-nothing}"; return; fi
   [ "$warm" != 0 ] && wrk_run "$RES/proc-$name-warmup.txt" "$url" "$lua" "$warm" >/dev/null
+  local pid=${PIDS[$name]:-} c0 c1 p0 p1 t0 t1
+  c0=$(cpu_ticks "${pid:-0}"); p0=$(pg_cpu_ticks); t0=$(date +%s.%N)
   line=$(wrk_run "$RES/proc-$name.txt" "$url" "$lua")
+  c1=$(cpu_ticks "${pid:-0}"); p1=$(pg_cpu_ticks); t1=$(date +%s.%N)
+  echo "$c0 $c1 $p0 $p1 $t0 $t1" >"$RES/proc-$name.cpu"
   echo "$line"
 }
 
+# CPU ticks (user + system) of the bench PostgreSQL: the postmaster with
+# its reaped children (backends that exited) plus the live children.
+pg_cpu_ticks() {
+  local pm
+  pm=$(head -n 1 "$PGDIR/data/postmaster.pid" 2>/dev/null) || { echo 0; return; }
+  cat /proc/[0-9]*/stat 2>/dev/null | awk -v p="$pm" '{ split($0, a, ") "); split(a[2], f, " ")
+    if ($1 == p) t += f[12] + f[13] + f[14] + f[15]; else if (f[2] == p) t += f[12] + f[13] } END { print t + 0 }'
+}
+
+# cpu_per_op FILE RATE: "server_us pg_us" per request (or query) at RATE/s,
+# from a proc-*.cpu file written around the measured run.
+cpu_per_op() {
+  [ -f "$1" ] || { echo "n/a n/a"; return; }
+  awk -v r="$2" -v hz="$(getconf CLK_TCK)" '{ el = $6 - $5; n = r * el
+    if (n <= 0 || r !~ /^[0-9.]+$/) { print "n/a n/a"; exit }
+    printf "%.1f %.1f\n", ($2 - $1) / hz * 1e6 / n, ($4 - $3) / hz * 1e6 / n }' "$1"
+}
+
+DB_RUNS=${BENCH_DB_RUNS:-3}
+
+# pgbench_run N: one pgbench -S run (the ceiling), PostgreSQL's CPU around
+# it in proc-pgbench-N.cpu; prints its tps or "failed".
+pgbench_run() {
+  local p0 p1 t0 t1 tps
+  p0=$(pg_cpu_ticks); t0=$(date +%s.%N)
+  if ! timeout 60 pgbench -n -S -M prepared -c 20 -j 2 -T 10 "$PGB_URL" >"$RES/pgbench-$1.txt" 2>&1; then
+    echo failed; return
+  fi
+  p1=$(pg_cpu_ticks); t1=$(date +%s.%N)
+  echo "0 0 $p0 $p1 $t0 $t1" >"$RES/proc-pgbench-$1.cpu"
+  tps=$(awk '/^tps = / { print $3; exit }' "$RES/pgbench-$1.txt")
+  echo "${tps:-failed}"
+}
+
 section_db() {
-  hr "b. GET /api/market/procedures/:id, random ids 1..10000 (wrk -t2 -c64 -d10s)"
-  local nc cached node pgb r1 r2 r3 tps
-  # Uncached: a second osbackend with QUERY_CACHE_MB=0, only for this row.
+  hr "b. GET /api/market/procedures/:id, random ids 1..10000 (wrk -t2 -c64 -d10s); uncached and pgbench interleaved, $DB_RUNS runs each"
+  local nc cached node r1 r2 r3 tps r line cu cpg pu
+  local l_nc="" l_tps="" l_p99="" l_cu="" l_cp="" l_pu="" l_ratio=""
+  first() { case "$1" in [0-9]*) set -- $1; echo "$1";; n/a*) echo "n/a";; *) echo failed;; esac; }
+  p99of() { case "$1" in [0-9]*) set -- $1; echo "$2";; n/a*) echo "n/a";; *) echo failed;; esac; }
+  # The database's own ceiling: pgbench select-only on the same server.
+  local pgb_ok=0
+  if psql "$PG_ADMIN_URL" -qc "CREATE DATABASE pgbench" >/dev/null 2>"$RES/pgbench-init.txt" &&
+     timeout 120 pgbench -i -s 10 -q "$PGB_URL" >>"$RES/pgbench-init.txt" 2>&1; then pgb_ok=1; fi
+  # Uncached: a second osbackend with QUERY_CACHE_MB=0, only for this row,
+  # measured in turn with pgbench (uncached, pgbench, uncached, ...): the
+  # machine's load drifts, and a ratio of two runs minutes apart is the
+  # drift as much as the servers.
+  nc="n/a: server failed to start"
   if start_osb osbackend-nocache "$OSB_NC_PORT" QUERY_CACHE_MB=0; then
     nc=$(proc_measure osbackend-nocache "$OSB_NC_PORT" 3s)
+    case "$nc" in
+      [0-9]*)
+        for r in $(seq "$DB_RUNS"); do
+          if [ "$r" -gt 1 ]; then line=$(proc_measure osbackend-nocache "$OSB_NC_PORT" 0); else line=$nc; fi
+          cp "$RES/proc-osbackend-nocache.cpu" "$RES/proc-osbackend-nocache-$r.cpu" 2>/dev/null
+          cp "$RES/proc-osbackend-nocache.txt" "$RES/proc-osbackend-nocache-$r.txt" 2>/dev/null
+          tps=failed
+          [ "$pgb_ok" = 1 ] && tps=$(pgbench_run "$r")
+          read -r cu cpg < <(cpu_per_op "$RES/proc-osbackend-nocache-$r.cpu" "$(first "$line")")
+          pu=$(cpu_per_op "$RES/proc-pgbench-$r.cpu" "$tps" | cut -d' ' -f2)
+          say "  run $r: uncached $(first "$line") req/s (p99 $(p99of "$line") ms; CPU per request: osbackend $cu us, PostgreSQL $cpg us), pgbench $(fmt "$tps") tps (PostgreSQL $pu us per query), ratio $(ratio "$(first "$line")" "$tps")"
+          l_nc+=" $(first "$line")"; l_p99+=" $(p99of "$line")"; l_tps+=" $tps"
+          l_cu+=" $cu"; l_cp+=" $cpg"; l_pu+=" $pu"; l_ratio+=" $(ratio "$(first "$line")" "$tps")"
+        done
+        nc="$(median $l_nc) $(median $l_p99) 0 0"
+        ;;
+    esac
     stop_pid osbackend-nocache
-  else
-    nc="n/a: server failed to start"
   fi
-  say "  osbackend uncached: $nc"
+  tps=$(median $l_tps)
+  say "  osbackend uncached (median): $nc"
   if up osbackend; then cached=$(proc_measure osbackend-cached "$OSB_PORT" 5s); else cached="n/a: server not running"; fi
   say "  osbackend cached:   $cached"
   if up baseline; then node=$(proc_measure baseline "$NODE_PORT" 3s); else node="n/a: server not running"; fi
   say "  baseline:           $node"
-  for v in "$nc" "$cached" "$node"; do
+  for v in "$cached" "$node"; do
     case "$v" in [0-9]*) set -- $v; [ "$3" != 0 ] || [ "$4" != 0 ] && say "  note: a run had $3 non-2xx responses and $4 socket errors (raw files in $RES)";; esac
   done
+  grep -l "Non-2xx\|Socket errors" "$RES"/proc-osbackend-nocache-*.txt >/dev/null 2>&1 &&
+    say "  note: an uncached run had non-2xx responses or socket errors (raw files in $RES)"
+  say "  pgbench -S -M prepared -c 20 -j 2 -T 10 (median): $tps tps"
+  # CPU per request: osbackend's own and PostgreSQL's (all its backends),
+  # against PostgreSQL's per query under pgbench (docs/benchmarks.md §b).
+  say "  CPU per uncached request (medians): osbackend $(median $l_cu) us, PostgreSQL $(median $l_cp) us; per pgbench query: PostgreSQL $(median $l_pu) us"
+  row "procedure by id, uncached server CPU us/req" "$(median $l_cu)" n/a lower 1
+  row "procedure by id, uncached PostgreSQL CPU us/req" "$(median $l_cp)" n/a lower 1
 
-  # The database's own ceiling: pgbench select-only on the same server.
-  tps=failed
-  if psql "$PG_ADMIN_URL" -qc "CREATE DATABASE pgbench" >/dev/null 2>"$RES/pgbench-init.txt" &&
-     timeout 120 pgbench -i -s 10 -q "$PGB_URL" >>"$RES/pgbench-init.txt" 2>&1 &&
-     timeout 60 pgbench -n -S -M prepared -c 20 -j 2 -T 10 "$PGB_URL" >"$RES/pgbench.txt" 2>&1; then
-    tps=$(awk '/^tps = / { print $3; exit }' "$RES/pgbench.txt")
-    [ -n "$tps" ] || tps=failed
-  fi
-  say "  pgbench -S -M prepared -c 20 -j 2 -T 10: $tps tps"
-
-  first() { case "$1" in [0-9]*) set -- $1; echo "$1";; n/a*) echo "n/a";; *) echo failed;; esac; }
-  p99of() { case "$1" in [0-9]*) set -- $1; echo "$2";; n/a*) echo "n/a";; *) echo failed;; esac; }
   r1=$(first "$nc"); r2=$(first "$cached"); r3=$(first "$node")
   row "procedure by id, uncached req/s" "$r1" "$r3" higher
   row "procedure by id, cached req/s" "$r2" "$r3" higher
   row "procedure by id, uncached p99 ms" "$(p99of "$nc")" "$(p99of "$node")" lower 2
   row "procedure by id, cached p99 ms" "$(p99of "$cached")" "$(p99of "$node")" lower 2
-  local q="pgbench -S ceiling $(fmt "$tps") tps; req/s ÷ tps: osbackend uncached $(ratio "$r1" "$tps"),"
-  q+=" osbackend cached $(ratio "$r2" "$tps"), baseline $(ratio "$r3" "$tps")"
+  local q="pgbench -S ceiling $(fmt "$tps") tps (median); req/s ÷ tps: osbackend uncached $(median $l_ratio)"
+  q+=" (per run:$l_ratio, goal ≥ 0.6), osbackend cached $(ratio "$r2" "$tps"), baseline $(ratio "$r3" "$tps")"
   say "  $q"
   NOTES+=("$q")
 }

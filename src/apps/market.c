@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <strings.h>
 
+#include "core/json.h"
 #include "db/db.h"
 #include "http/http.h"
 
@@ -79,18 +80,19 @@ static void db_error(osb_req_t *req, int err) {
                                      : err == OSB_EINVAL ? "a parameter has an invalid value" : "database error");
 }
 
-/* Send the memoized body of res, rendering it first if this is its first reader. */
-static void send_memo(osb_req_t *req, const osb_db_result_t *res, json_t *(*render)(const osb_db_result_t *, void *),
-                      void *arg) {
+/* Appends the body for res to out: a pure function of the result. */
+typedef void (*render_fn)(const osb_db_result_t *res, void *arg, osb_buf_t *out);
+
+/* Send the memoized body of res, rendering it first if this is its first
+ * reader (with the cache off, every reader is the first). */
+static void send_memo(osb_req_t *req, const osb_db_result_t *res, render_fn render, void *arg) {
   osb_msg_t *body = osb_db_result_memo(res);
   if (!body) {
-    json_t *j = render(res, arg);
-    /* 15 significant digits: the stored values (prices in cents, growth in
-     * tenths) print as written instead of as their nearest 17-digit double. */
-    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15));
-    json_decref(j);
-    osb_msg_t *m = osb_msg_from(s, strlen(s));
-    free(s);
+    osb_buf_t b = OSB_BUF_INIT;
+    osb_buf_reserve(&b, 512);
+    render(res, arg, &b);
+    osb_msg_t *m = osb_msg_from(b.base, b.len);
+    osb_buf_free(&b);
     osb_db_result_set_memo(res, m);
     osb_msg_unref(m);
     body = osb_db_result_memo(res);
@@ -100,7 +102,7 @@ static void send_memo(osb_req_t *req, const osb_db_result_t *res, json_t *(*rend
 
 /* ---- GET /api/market/categories ---- */
 
-static json_t *render_categories(const osb_db_result_t *res, void *arg) {
+static void render_categories(const osb_db_result_t *res, void *arg, osb_buf_t *out) {
   OSB_UNUSED(arg);
   json_t *rows = json_array();
   for (size_t i = 0; i < osb_db_nrows(res); i++) {
@@ -114,7 +116,9 @@ static json_t *render_categories(const osb_db_result_t *res, void *arg) {
     free(ch);
     json_array_append_new(rows, row);
   }
-  return json_pack("{s:o}", "categories", rows);
+  json_t *body = json_pack("{s:o}", "categories", rows);
+  osb_json_dump_buf(body, out);
+  json_decref(body);
 }
 
 static void categories_done(void *ud, int err, const osb_db_result_t *res) {
@@ -138,13 +142,14 @@ static bool parse_id(const char *s, char out[12]) {
     v = v * 10 + (*p - '0');
   }
   if (v < 1 || v > 2147483647L) return false;
-  snprintf(out, 12, "%ld", v);
+  while (*s == '0') s++;   /* the canonical text: no leading zeros */
+  memcpy(out, s, strlen(s) + 1);
   return true;
 }
 
-static json_t *render_procedure(const osb_db_result_t *res, void *arg) {
+static void render_procedure(const osb_db_result_t *res, void *arg, osb_buf_t *out) {
   OSB_UNUSED(arg);
-  return osb_db_row_json(res, 0);
+  osb_db_row_dump(res, 0, out);
 }
 
 static void procedure_done(void *ud, int err, const osb_db_result_t *res) {
@@ -226,21 +231,24 @@ static bool cursor_decode(osb_req_t *req, const char *cur, int sort, bool desc, 
   return ok;
 }
 
-static json_t *render_list(const osb_db_result_t *res, void *arg) {
+/* {"items":[...],"next_cursor":"..."|null,"limit":N} */
+static void render_list(const osb_db_result_t *res, void *arg, osb_buf_t *out) {
   const list_render_t *r = arg;
   size_t n = osb_db_nrows(res);
   size_t shown = n > (size_t)r->limit ? (size_t)r->limit : n;
-  json_t *items = json_array();
-  for (size_t i = 0; i < shown; i++) json_array_append_new(items, osb_db_row_json(res, i));
-  json_t *next = json_null();
+  osb_buf_puts(out, "{\"items\":");
+  osb_db_rows_dump(res, shown, out);
+  osb_buf_puts(out, ",\"next_cursor\":");
   if (n > (size_t)r->limit && shown > 0) {
     int col = osb_db_col(res, sort_cols[r->sort]);
     const char *v = col >= 0 ? osb_db_text(res, shown - 1, (size_t)col) : NULL;
     char *c = cursor_encode(r->sort, r->desc, v ? v : "", osb_db_get_int(res, shown - 1, "id"));
-    next = json_string(c);
+    osb_buf_json_str(out, c, strlen(c));
     free(c);
+  } else {
+    osb_buf_puts(out, "null");
   }
-  return json_pack("{s:o, s:o, s:i}", "items", items, "next_cursor", next, "limit", r->limit);
+  osb_buf_printf(out, ",\"limit\":%d}", r->limit);
 }
 
 static void list_done(void *ud, int err, const osb_db_result_t *res) {

@@ -150,6 +150,15 @@ int64_t osb_db_get_int(const osb_db_result_t *res, size_t row, const char *colna
 json_t *osb_db_row_json(const osb_db_result_t *res, size_t row);
 /* All rows as a JSON array of such objects. */
 json_t *osb_db_rows_json(const osb_db_result_t *res);
+/* The same as JSON text, appended to b without building a jansson tree
+ * (the hot read path): the object osb_json_dump_buf() writes for
+ * osb_db_row_json(res, row), key for key and value for value, in the one
+ * number format of core/json.h. Strings go through core's escaper
+ * (osb_buf_json_str), so text that is not UTF-8 (possible on SQLite) comes
+ * out with U+FFFD where the tree gives null. rows_dump writes the first
+ * nrows rows (at most all of them) as an array. */
+void osb_db_row_dump(const osb_db_result_t *res, size_t row, osb_buf_t *b);
+void osb_db_rows_dump(const osb_db_result_t *res, size_t nrows, osb_buf_t *b);
 
 const osb_db_result_t *osb_db_result_ref(const osb_db_result_t *res);
 void osb_db_result_unref(const osb_db_result_t *res);

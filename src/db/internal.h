@@ -53,8 +53,9 @@ struct osb_db_result {
   size_t bytes;              /* approximate memory, for the cache budget */
   osb_msg_t *memo;
   struct osb__centry *centry;/* the cache entry holding it, or NULL */
-  char **colnames;
-  uint8_t *coltypes;         /* osb_db_type_t */
+  char **colnames;           /* into names; allocated with the struct */
+  uint8_t *coltypes;         /* osb_db_type_t; allocated with the struct */
+  char *names;               /* the column names, NUL-terminated, one after another */
   osb__cell_t *cells;        /* nrows * ncols */
   char *data;
 };
@@ -63,11 +64,15 @@ struct osb_db_result {
 typedef struct osb__rb {
   osb_db_result_t *res;
   osb_buf_t data;
+  osb_buf_t names;
   size_t ncells, capcells;
 } osb__rb_t;
 
 void osb__rb_init(osb__rb_t *b, size_t ncols);
 void osb__rb_col(osb__rb_t *b, size_t col, const char *name, osb_db_type_t type);
+/* Room for ncells more cells holding nbytes of text (NULs included), when
+ * the size is known up front (a PGresult): no growing on the way. */
+void osb__rb_reserve(osb__rb_t *b, size_t ncells, size_t nbytes);
 void osb__rb_set_type(osb__rb_t *b, size_t col, osb_db_type_t type);
 osb_db_type_t osb__rb_type(const osb__rb_t *b, size_t col);
 void osb__rb_cell(osb__rb_t *b, const void *p, size_t n);     /* p NULL: SQL NULL */

@@ -8,6 +8,17 @@
  * pipeline as the query, so preparing costs no round trip.
  *
  * Pipelining. A connection carries up to PIPE_DEPTH queries in flight.
+ * The ops issued in one loop iteration go to one connection (the one
+ * already written to since its last Sync, until it holds PIPE_DEPTH): they
+ * leave in one write and one backend answers them in one wake-up, with
+ * one write back. A new iteration's batch takes the least busy connection
+ * that is not stalled (its oldest item unanswered for STALL_MS: a slow
+ * statement at the head would hold up whatever queues behind it). The
+ * pool grows only when no usable connection has room, i.e. fewer than
+ * GROW_DEPTH in flight and not stalled: when PostgreSQL shares the cores,
+ * a few backends each answering a batch per wake-up do the same work at
+ * half the CPU of twenty backends answering one or two queries each
+ * (docs/benchmarks.md, "Uncached procedure by id").
  * Reads are sent without a Sync and the dirty connections get one Sync per
  * loop iteration (the "pg" step of core's before-sleep phase, right after
  * the HTTP step whose handlers queued them, in the same round), so the
@@ -64,6 +75,8 @@
 #include "obs/log.h"
 
 #define PIPE_DEPTH 16
+#define GROW_DEPTH (PIPE_DEPTH / 2)
+#define STALL_MS 20
 #define CONNECT_TIMEOUT_MS 5000
 #define RETRY_MIN_MS 50
 #define RETRY_MAX_MS 500
@@ -81,6 +94,7 @@ typedef struct item {
   uint32_t stmt_id;        /* I_PREPARE */
   PGresult *res;           /* the first result, if any */
   uint64_t deadline;       /* no answer by then (loop ms): the server is not answering */
+  uint64_t sent;           /* loop ms when it was sent */
 } item_t;
 
 typedef enum { C_CONNECTING, C_READY } cstate_t;
@@ -142,6 +156,7 @@ static item_t *item_new(item_kind_t kind) {
 }
 
 static void item_push(conn_t *c, item_t *it) {
+  it->sent = osb_now_ms();
   if (P.cfg->db_query_timeout_ms <= 0) it->deadline = UINT64_MAX;   /* DB_QUERY_TIMEOUT_MS=0: off */
   else if (!it->deadline) it->deadline = osb_now_ms() + (uint64_t)P.cfg->db_query_timeout_ms + OSB__QUERY_GRACE_MS;
   osb_list_insert_tail(&c->items, &it->link);
@@ -266,7 +281,17 @@ static osb_db_result_t *convert(PGresult *r) {
   int nf = PQnfields(r), nt = PQntuples(r);
   osb__rb_t b;
   osb__rb_init(&b, (size_t)nf);
-  for (int i = 0; i < nf; i++) osb__rb_col(&b, (size_t)i, PQfname(r, i), pg_type(PQftype(r, i)));
+  bool blob = false;
+  for (int i = 0; i < nf; i++) {
+    osb_db_type_t t = pg_type(PQftype(r, i));
+    blob |= t == OSB_DB_BLOB;
+    osb__rb_col(&b, (size_t)i, PQfname(r, i), t);
+  }
+  /* sized once: every value plus its NUL (bytea shrinks from hex) */
+  size_t bytes = 0;
+  for (int row = 0; row < nt; row++)
+    for (int col = 0; col < nf; col++) bytes += (size_t)PQgetlength(r, row, col) + 1;
+  osb__rb_reserve(&b, (size_t)nt * (size_t)nf, bytes);
   osb_buf_t tmp = OSB_BUF_INIT;
   for (int row = 0; row < nt; row++) {
     for (int col = 0; col < nf; col++) {
@@ -276,7 +301,7 @@ static osb_db_result_t *convert(PGresult *r) {
       }
       const char *v = PQgetvalue(r, row, col);
       size_t n = (size_t)PQgetlength(r, row, col);
-      if (PQftype(r, col) == 17 && n >= 2 && v[0] == '\\' && v[1] == 'x') {
+      if (blob && PQftype(r, col) == 17 && n >= 2 && v[0] == '\\' && v[1] == 'x') {
         osb_buf_reset(&tmp);
         for (size_t i = 2; i + 1 < n; i += 2) {
           int hi = hexval(v[i]), lo = hexval(v[i + 1]);
@@ -434,23 +459,44 @@ static bool pg_step(void *ud) {
 
 /* ---- connection selection and the pump ---- */
 
+/* A connection whose oldest item has waited STALL_MS for an answer (a
+ * slow statement at the head of its pipeline) takes no new reads: they
+ * would queue behind it. */
+static bool stalled(const conn_t *c, uint64_t now) {
+  if (osb_list_empty(&c->items)) return false;
+  const item_t *head = osb_container_of(c->items.next, item_t, link);
+  uint64_t since = head->sent > c->progress ? head->sent : c->progress;
+  return now - since >= STALL_MS;
+}
+
+static bool usable(const conn_t *c) { return c->state == C_READY && !c->tx && !c->retiring; }
+
+/* The connection for the next op. The ops queued in one loop iteration
+ * share one connection (the one already written to since the last Sync),
+ * so they leave in one write and the backend answers them in one wake-up
+ * with one Sync; otherwise the least busy connection that is not stalled. */
 static conn_t *pick(void) {
   conn_t *best = NULL;
+  uint64_t now = osb_now_ms();
   osb_list_t *pos, *tmp;
   osb_list_foreach_safe(pos, tmp, &P.conns) {
     conn_t *c = osb_container_of(pos, conn_t, link);
-    if (c->state != C_READY || c->tx || c->retiring) continue;
-    if (c->depth == 0) return c;
-    if (c->depth < PIPE_DEPTH && (!best || c->depth < best->depth)) best = c;
+    if (!usable(c) || c->depth >= PIPE_DEPTH) continue;
+    if (c->dirty) return c;
+    if (stalled(c, now)) continue;
+    if (!best || c->depth < best->depth) best = c;
   }
   return best;
 }
 
-static bool has_idle(void) {
+/* Some connection can take more without a new one: usable, not stalled,
+ * with fewer than GROW_DEPTH ops in flight. */
+static bool has_room(void) {
+  uint64_t now = osb_now_ms();
   osb_list_t *pos, *tmp;
   osb_list_foreach_safe(pos, tmp, &P.conns) {
     conn_t *c = osb_container_of(pos, conn_t, link);
-    if (c->state == C_READY && !c->tx && !c->retiring && c->depth == 0) return true;
+    if (usable(c) && c->depth < GROW_DEPTH && !stalled(c, now)) return true;
   }
   return false;
 }
@@ -458,7 +504,7 @@ static bool has_idle(void) {
 static bool conn_start(void);
 
 /* Open connections up to the minimum, and one more (two with a queue)
- * while every connection is busy. Not while down: then only the retry
+ * while no connection has room (has_room). Not while down: then only the retry
  * timer connects. conn_start may fail at once (a refused Unix socket; it
  * sets P.down only when no connection is ready): stop there, the retry
  * timer tries again. */
@@ -466,9 +512,18 @@ static void grow(void) {
   while (P.open && !P.closing && !P.down && P.nconns < P.cfg->db_pool_min && P.nconnecting < MAX_CONNECTING)
     if (!conn_start()) return;
   if (!P.open || P.closing || P.down) return;
-  bool demand = !osb_list_empty(&P.waiters) || !has_idle();
+  bool demand = !osb_list_empty(&P.waiters) || !has_room();
   if (demand && P.nconns < P.cfg->db_pool_max && P.nconnecting < (P.nwaiting > 1 ? MAX_CONNECTING : 1))
     conn_start();
+}
+
+/* Send op on c (chosen by pick); a BEGIN makes c the transaction's. */
+static void dispatch(conn_t *c, osb__op_t *op) {
+  if (op->kind == OSB__OP_BEGIN) {
+    c->tx = op->tx;
+    osb__tx_set_conn(op->tx, c);
+  }
+  if (!send_op(c, op)) conn_broken(c, "send failed");
 }
 
 static void pump(void) {
@@ -478,11 +533,7 @@ static void pump(void) {
     conn_t *c = pick();
     if (!c) break;
     dequeue(op);
-    if (op->kind == OSB__OP_BEGIN) {
-      c->tx = op->tx;
-      osb__tx_set_conn(op->tx, c);
-    }
-    if (!send_op(c, op)) conn_broken(c, "send failed");
+    dispatch(c, op);
   }
   if (osb_list_empty(&P.waiters)) uv_timer_stop(&P.acquire_timer);
   grow();
@@ -1075,6 +1126,14 @@ static void pg_submit(osb__op_t *op) {
   }
   if (P.down && P.nready == 0) {
     osb__op_complete(op, OSB_EUNAVAIL, NULL);   /* fail fast while down */
+    return;
+  }
+  /* Nobody waiting ahead and a connection with room: straight to it,
+   * without the waiters queue and its timer. */
+  conn_t *c = osb_list_empty(&P.waiters) ? pick() : NULL;
+  if (c) {
+    dispatch(c, op);
+    grow();
     return;
   }
   enqueue(op, false);

@@ -7,22 +7,42 @@
 #include <stdlib.h>
 #include <strings.h>
 #include <jansson.h>
+#include "core/json.h"
 
 /* ---- building ---- */
 
+/* One allocation holds the result, its column name pointers and its
+ * column types; the names share one buffer (b->names; until finish, each
+ * colnames slot holds its name's offset there). */
 void osb__rb_init(osb__rb_t *b, size_t ncols) {
   memset(b, 0, sizeof(*b));
-  osb_db_result_t *r = osb_calloc(1, sizeof(*r));
+  size_t n = ncols ? ncols : 1;
+  osb_db_result_t *r = osb_calloc(1, sizeof(*r) + n * sizeof(char *) + n);
   r->refcnt = 1;
   r->ncols = (uint32_t)ncols;
-  r->colnames = osb_calloc(ncols ? ncols : 1, sizeof(char *));
-  r->coltypes = osb_calloc(ncols ? ncols : 1, 1);
+  r->colnames = (char **)(r + 1);
+  r->coltypes = (uint8_t *)(r->colnames + n);
   b->res = r;
+}
+
+void osb__rb_reserve(osb__rb_t *b, size_t ncells, size_t nbytes) {
+  if (ncells > b->capcells - b->ncells) {
+    b->capcells = b->ncells + ncells;
+    b->res->cells = osb_realloc(b->res->cells, b->capcells * sizeof(osb__cell_t));
+  }
+  osb_buf_reserve(&b->data, nbytes);
 }
 
 void osb__rb_col(osb__rb_t *b, size_t col, const char *name, osb_db_type_t type) {
   osb_assert(col < b->res->ncols);
-  b->res->colnames[col] = osb_strdup(name ? name : "");
+  /* the offset waits in the pointer slot until the buffer stops moving */
+  b->res->colnames[col] = (char *)(uintptr_t)b->names.len;
+  size_t n = name ? strlen(name) : 0;
+  osb_buf_reserve(&b->names, n + 1);
+  if (n) memcpy(b->names.base + b->names.len, name, n);
+  b->names.len += n + 1;
+  b->names.base[b->names.len - 1] = 0;
+  b->names.base[b->names.len] = 0;
   b->res->coltypes[col] = (uint8_t)type;
 }
 
@@ -50,8 +70,20 @@ void osb__rb_cell(osb__rb_t *b, const void *p, size_t n) {
   osb_assert(b->data.len + n < OSB__CELL_NULL);
   c->off = (uint32_t)b->data.len;
   c->len = (uint32_t)n;
-  osb_buf_append(&b->data, p, n);
-  osb_buf_append(&b->data, "", 1);   /* keep every cell NUL-terminated */
+  osb_buf_reserve(&b->data, n + 1);
+  if (n) memcpy(b->data.base + b->data.len, p, n);
+  b->data.len += n + 1;               /* every cell NUL-terminated */
+  b->data.base[b->data.len - 1] = 0;
+  b->data.base[b->data.len] = 0;
+}
+
+/* Point colnames into the names buffer, which now belongs to the result. */
+static void fix_names(osb__rb_t *b) {
+  osb_db_result_t *r = b->res;
+  if (!b->names.base) osb_buf_append(&b->names, "", 0);
+  r->names = b->names.base;
+  for (size_t i = 0; i < r->ncols; i++) r->colnames[i] = r->names + (uintptr_t)r->colnames[i];
+  b->names = (osb_buf_t)OSB_BUF_INIT;
 }
 
 osb_db_result_t *osb__rb_finish(osb__rb_t *b, int64_t affected) {
@@ -61,8 +93,10 @@ osb_db_result_t *osb__rb_finish(osb__rb_t *b, int64_t affected) {
   r->affected = affected;
   if (!b->data.base) osb_buf_append(&b->data, "", 1);
   r->data = b->data.base;
-  r->bytes = sizeof(*r) + b->data.cap + b->capcells * sizeof(osb__cell_t) + r->ncols * (sizeof(char *) + 1);
-  for (size_t i = 0; i < r->ncols; i++) r->bytes += strlen(r->colnames[i]) + 1;
+  size_t names_cap = b->names.cap;
+  fix_names(b);
+  r->bytes = sizeof(*r) + b->data.cap + b->capcells * sizeof(osb__cell_t) + r->ncols * (sizeof(char *) + 1) +
+             names_cap;
   b->res = NULL;
   b->data = (osb_buf_t)OSB_BUF_INIT;
   return r;
@@ -72,10 +106,12 @@ void osb__rb_discard(osb__rb_t *b) {
   if (b->res) {
     b->res->data = b->data.base;
     b->data = (osb_buf_t)OSB_BUF_INIT;
+    fix_names(b);
     osb__result_free(b->res);
     b->res = NULL;
   }
   osb_buf_free(&b->data);
+  osb_buf_free(&b->names);
 }
 
 osb_db_result_t *osb__result_empty(int64_t affected) {
@@ -86,9 +122,7 @@ osb_db_result_t *osb__result_empty(int64_t affected) {
 
 void osb__result_free(osb_db_result_t *r) {
   if (!r) return;
-  for (size_t i = 0; i < r->ncols; i++) free(r->colnames[i]);
-  free(r->colnames);
-  free(r->coltypes);
+  free(r->names);
   free(r->cells);
   free(r->data);
   if (r->memo) osb_msg_unref(r->memo);
@@ -265,4 +299,226 @@ json_t *osb_db_rows_json(const osb_db_result_t *res) {
   json_t *a = json_array();
   for (size_t r = 0; r < res->nrows; r++) json_array_append_new(a, osb_db_row_json(res, r));
   return a;
+}
+
+/* ---- JSON text, written directly ----
+ * The text osb_json_dump_buf() writes for osb_db_row_json(), without the
+ * jansson tree: building it and dumping it (a hash table per row, a string
+ * copy per cell, snprintf for every number and for jansson's cycle check)
+ * cost about 55,000 instructions per ten-column row, the largest single
+ * item of an uncached GET /api/market/procedures/:id (docs/benchmarks.md,
+ * "Uncached procedure by id"). Integer and real cells go out as the text
+ * the database sent when that text already is what jansson would print. */
+
+/* Append the JSON of real d as core/json.h's format prints it (jansson's
+ * JSON_REAL_PRECISION(15): "%.15g", ".0" added when it looks like an
+ * integer, no '+' and no leading zeros in the exponent). d is finite. */
+static void dump_real(osb_buf_t *b, double d) {
+  char buf[40];
+  int n = snprintf(buf, sizeof(buf), "%.15g", d);
+  if (n < 0 || (size_t)n >= sizeof(buf) - 3) n = (int)strlen(buf);
+  if (!strchr(buf, '.') && !strchr(buf, 'e')) {
+    buf[n++] = '.';
+    buf[n++] = '0';
+    buf[n] = 0;
+  }
+  char *e = strchr(buf, 'e');
+  if (e) {
+    char *start = e + 1, *end = e + 2;
+    if (*start == '-') start++;
+    while (*end == '0') end++;
+    if (end != start) {
+      memmove(start, end, (size_t)(buf + n - end) + 1);
+      n -= (int)(end - start);
+    }
+  }
+  osb_buf_append(b, buf, (size_t)n);
+}
+
+/* s[0..n) is a decimal that "%.15g" of its double prints unchanged:
+ * -?(0|[1-9][0-9]*)(.[0-9]*[1-9])?, at most 15 significant digits, decimal
+ * exponent in [-4, 15) (so %g keeps fixed notation). Any decimal of at most
+ * 15 significant digits survives the trip through a double (DBL_DIG). */
+static bool plain_decimal(const char *s, size_t n, bool *has_point) {
+  size_t i = 0;
+  if (i < n && s[i] == '-') i++;
+  size_t int_start = i;
+  while (i < n && s[i] >= '0' && s[i] <= '9') i++;
+  size_t int_len = i - int_start;
+  if (int_len == 0 || (int_len > 1 && s[int_start] == '0')) return false;
+  bool zero_int = int_len == 1 && s[int_start] == '0';
+  size_t sig = zero_int ? 0 : int_len;
+  int exp10 = zero_int ? 0 : (int)int_len - 1;
+  *has_point = false;
+  if (i < n && s[i] == '.') {
+    *has_point = true;
+    size_t f = ++i, lead = 0;
+    while (i < n && s[i] >= '0' && s[i] <= '9') i++;
+    size_t flen = i - f;
+    if (flen == 0 || s[i - 1] == '0') return false;   /* "1." or a trailing zero ("7.00") */
+    if (zero_int) {
+      while (lead < flen && s[f + lead] == '0') lead++;
+      exp10 = -(int)lead - 1;
+      sig = flen - lead;
+    } else {
+      sig += flen;
+    }
+  }
+  if (i != n) return false;
+  if (sig == 0) return !*has_point;                   /* "0" or "-0"; "0.0" has a trailing zero */
+  return sig <= 15 && exp10 >= -4 && exp10 < 15;
+}
+
+/* Canonical int64 text: -?(0|[1-9][0-9]{0,17}), so it fits without parsing. */
+static bool plain_integer(const char *s, size_t n) {
+  size_t i = s[0] == '-' ? 1 : 0;
+  if (n <= i || n - i > 18) return false;
+  if (s[i] == '0') return n - i == 1 && i == 0;
+  for (; i < n; i++)
+    if (s[i] < '0' || s[i] > '9') return false;
+  return true;
+}
+
+/* True if no byte of s[0..n) needs care in a JSON string: none is below
+ * 0x20, '"', '\\', DEL or above it. Eight bytes at a time (the classic
+ * "has a byte less than" / "has a zero byte" word tests, exact for
+ * whether any such byte exists). */
+static bool plain_ascii(const char *s, size_t n) {
+  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x, q, bs, del;
+    memcpy(&x, s + i, 8);
+    q = x ^ (ones * '"');
+    bs = x ^ (ones * '\\');
+    del = x ^ (ones * 0x7f);
+    uint64_t t = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs) | ((del - ones) & ~del) | x;
+    if (t & highs) return false;
+  }
+  for (; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch < 0x20 || ch == '"' || ch == '\\' || ch >= 0x7f) return false;
+  }
+  return true;
+}
+
+/* True if s[0..n) is well-formed UTF-8 with nothing to escape. */
+static bool plain_utf8(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch < 0x20 || ch == '"' || ch == '\\' || ch == 0x7f) return false;
+  }
+  return osb_utf8_valid(s, n);
+}
+
+/* A JSON string: what osb_buf_json_str writes, in one copy when nothing
+ * needs escaping (the common case; the escaper goes byte by byte). */
+static void dump_str(osb_buf_t *b, const char *s, size_t n) {
+  if (!plain_ascii(s, n) && !plain_utf8(s, n)) {
+    osb_buf_json_str(b, s, n);
+    return;
+  }
+  osb_buf_reserve(b, n + 2);
+  char *w = b->base + b->len;
+  w[0] = '"';
+  memcpy(w + 1, s, n);
+  w[n + 1] = '"';
+  b->len += n + 2;
+  b->base[b->len] = 0;
+}
+
+/* An INT or FLOAT cell, as cell_json types it. */
+static void dump_number(osb_buf_t *b, const osb__cell_t *c, const char *s, bool is_float) {
+  if (!is_float) {
+    int64_t v;
+    if (plain_integer(s, c->len)) {
+      osb_buf_append(b, s, c->len);
+      return;
+    }
+    if (parse_int(s, &v)) {
+      osb_buf_printf(b, "%lld", (long long)v);
+      return;
+    }
+  }
+  bool point;
+  if (c->len && plain_decimal(s, c->len, &point)) {
+    osb_buf_append(b, s, c->len);
+    if (!point) osb_buf_append(b, ".0", 2);
+    return;
+  }
+  char *end;
+  double d = strtod(s, &end);
+  if (*s && !*end && isfinite(d)) dump_real(b, d);
+  else dump_str(b, s, c->len);
+}
+
+static void dump_cell(osb_buf_t *b, const osb_db_result_t *res, size_t row, size_t col) {
+  const osb__cell_t *c = cell(res, row, col);
+  if (c->off == OSB__CELL_NULL) {
+    osb_buf_append(b, "null", 4);
+    return;
+  }
+  const char *s = res->data + c->off;
+  switch ((osb_db_type_t)res->coltypes[col]) {
+    case OSB_DB_INT:
+      dump_number(b, c, s, false);
+      return;
+    case OSB_DB_FLOAT:
+      dump_number(b, c, s, true);
+      return;
+    case OSB_DB_BOOL:
+      if (text_true(s)) osb_buf_append(b, "true", 4);
+      else osb_buf_append(b, "false", 5);
+      return;
+    case OSB_DB_JSON:
+    case OSB_DB_BLOB: {
+      /* rare in hot reads: the tree path, one cell */
+      json_t *j = cell_json(res, row, col);
+      if (osb_json_dump_buf(j, b) != 0) osb_buf_append(b, "null", 4);
+      json_decref(j);
+      return;
+    }
+    case OSB_DB_NULL:
+    case OSB_DB_TEXT:
+    default:
+      dump_str(b, s, c->len);
+      return;
+  }
+}
+
+/* Two columns with one name: a jansson object keeps the name once (the
+ * last value, at the first one's place). Rare; such a row takes the tree. */
+static bool dup_colnames(const osb_db_result_t *res) {
+  for (size_t i = 1; i < res->ncols; i++)
+    for (size_t j = 0; j < i; j++)
+      if (res->colnames[i][0] == res->colnames[j][0] && strcmp(res->colnames[i], res->colnames[j]) == 0) return true;
+  return false;
+}
+
+void osb_db_row_dump(const osb_db_result_t *res, size_t row, osb_buf_t *b) {
+  osb_assert(row < res->nrows);
+  if (res->ncols > 1 && dup_colnames(res)) {
+    json_t *j = osb_db_row_json(res, row);
+    osb_json_dump_buf(j, b);
+    json_decref(j);
+    return;
+  }
+  osb_buf_append(b, "{", 1);
+  for (size_t i = 0; i < res->ncols; i++) {
+    if (i) osb_buf_append(b, ",", 1);
+    dump_str(b, res->colnames[i], strlen(res->colnames[i]));
+    osb_buf_append(b, ":", 1);
+    dump_cell(b, res, row, i);
+  }
+  osb_buf_append(b, "}", 1);
+}
+
+void osb_db_rows_dump(const osb_db_result_t *res, size_t nrows, osb_buf_t *b) {
+  if (nrows > res->nrows) nrows = res->nrows;
+  osb_buf_append(b, "[", 1);
+  for (size_t r = 0; r < nrows; r++) {
+    if (r) osb_buf_append(b, ",", 1);
+    osb_db_row_dump(res, r, b);
+  }
+  osb_buf_append(b, "]", 1);
 }

@@ -734,6 +734,98 @@ static void pg_pool_grows_to_max_and_no_further(void **state) {
   stop();
 }
 
+static void two_ready(osb_config_t *c) { c->db_pool_min = 2; }
+
+static void wait_for_ready(int n) {
+  for (int i = 0; i < 400; i++) {
+    osb_db_stats_t s;
+    osb_db_stats(&s);
+    if (s.size >= n && s.connecting == 0) return;
+    run_for_ms(5);
+  }
+  fail_msg("the pool did not open %d connections", n);
+}
+
+/* The reads issued in one loop iteration go out together on one
+ * connection (one write, one Sync, one wake-up of one backend), not one
+ * per idle connection; PIPE_DEPTH (16) of them fill it, the next one
+ * takes another. */
+static void pg_reads_of_one_iteration_share_a_connection(void **state) {
+  tweak = two_ready;
+  start_with(state, 4, 0, 5000);
+  wait_for_ready(2);
+  enum { N = 17 };
+  static q_t q[N];
+  memset(q, 0, sizeof(q));
+  static char ids[N][8];
+  osb_db_stats_t s;
+  for (int i = 0; i < N; i++) {
+    snprintf(ids[i], sizeof(ids[i]), "%d", i + 1);
+    const char *p[] = { ids[i] };
+    osb_db_query(&Q_PROC_GET, p, 1, q_cb, &q[i]);
+    osb_db_stats(&s);
+    assert_int_equal(s.active, i < 16 ? 1 : 2);
+    assert_int_equal(s.waiting, 0);
+  }
+  for (int i = 0; i < N; i++) {
+    run_until(&q[i].calls, 1);
+    assert_int_equal(q[i].err, 0);
+    assert_string_equal(osb_db_get(q[i].res, 0, "id"), ids[i]);
+    q_clear(&q[i]);
+  }
+  /* the next iteration's reads: one connection again */
+  for (int i = 0; i < 3; i++) {
+    const char *p[] = { ids[i] };
+    osb_db_query(&Q_PROC_GET, p, 1, q_cb, &q[i]);
+  }
+  osb_db_stats(&s);
+  assert_int_equal(s.active, 1);
+  for (int i = 0; i < 3; i++) {
+    run_until(&q[i].calls, 1);
+    assert_int_equal(q[i].err, 0);
+    q_clear(&q[i]);
+  }
+  stop();
+}
+
+/* A connection whose oldest query has waited 20 ms (STALL_MS) takes no new
+ * reads: with both connections stuck behind slow statements, a quick read
+ * gets a third connection instead of queueing behind one of them. */
+static void pg_reads_avoid_stalled_connections(void **state) {
+  tweak = two_ready;
+  start_with(state, 3, 0, 5000);
+  wait_for_ready(2);
+  static const osb_db_stmt_t Q_SLOW = {
+    .name = "t_stall", .nparams = 1, .pg = "SELECT pg_sleep(0.6), $1::int AS i" };
+  q_t slow[2] = { { 0 } }, fast = { 0 };
+  const char *p0[] = { "0" }, *p1[] = { "1" };
+  osb_db_query(&Q_SLOW, p0, 1, q_cb, &slow[0]);
+  run_for_ms(5);   /* its Sync went out: the next read starts another batch */
+  osb_db_query(&Q_SLOW, p1, 1, q_cb, &slow[1]);
+  osb_db_stats_t s;
+  osb_db_stats(&s);
+  assert_int_equal(s.active, 2);
+  run_for_ms(60);
+  const char *p[] = { "5" };
+  uint64_t t0 = uv_hrtime();
+  osb_db_query(&Q_PROC_GET, p, 1, q_cb, &fast);
+  run_until(&fast.calls, 1);
+  uint64_t ms = (uv_hrtime() - t0) / 1000000;
+  assert_int_equal(fast.err, 0);
+  assert_string_equal(osb_db_get(fast.res, 0, "id"), "5");
+  assert_int_equal(slow[0].calls + slow[1].calls, 0);   /* it did not wait for either */
+  assert_true(ms < 400);
+  osb_db_stats(&s);
+  assert_int_equal(s.size, 3);
+  q_clear(&fast);
+  for (int i = 0; i < 2; i++) {
+    run_until(&slow[i].calls, 1);
+    assert_int_equal(slow[i].err, 0);
+    q_clear(&slow[i]);
+  }
+  stop();
+}
+
 static const osb_db_stmt_t Q_PID = { .name = "t_pid", .pg = "SELECT pg_backend_pid() AS pid" };
 static const osb_db_stmt_t Q_KILL = {
   .name = "t_kill", .nparams = 1, .pg = "SELECT pg_terminate_backend($1::int) AS killed" };
@@ -1096,6 +1188,8 @@ int main(void) {
     T(pg_acquire_timeout_is_unavailable, &PG),
     T(pg_failed_read_does_not_fail_its_pipeline_neighbours, &PG),
     T(pg_pool_grows_to_max_and_no_further, &PG),
+    T(pg_reads_of_one_iteration_share_a_connection, &PG),
+    T(pg_reads_avoid_stalled_connections, &PG),
     T(pg_connections_are_recycled_after_their_lifetime, &PG),
     T(pg_busy_connections_retire_after_their_lifetime, &PG),
     T(pg_idle_connections_are_trimmed_to_the_minimum, &PG),
