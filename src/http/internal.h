@@ -220,6 +220,10 @@ bool osb__cors_preflight(osb_req_t *req);
 void osb__res_head(osb_req_t *req, int status, const char *content_type);
 /* Finish a request whose head went out with osb__res_head. */
 void osb__res_finish_upgraded(osb_req_t *req);
+/* Small answers are written into up to OSB__RESP_POOL reusable messages of
+ * OSB__RESP_BUF bytes (response.c, "response buffers"). */
+#define OSB__RESP_BUF 2048
+#define OSB__RESP_POOL 64
 /* Release the pool of reusable response messages (osb_http_server_dispose). */
 void osb__res_pool_dispose(void);
 

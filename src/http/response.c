@@ -202,7 +202,7 @@ static bool req_keep_alive(const osb_req_t *req) {
 }
 
 /* ---- response buffers ----
- * Most answers, a head and a small body, fit in RESP_BUF bytes. Such an
+ * Most answers, a head and a small body, fit in OSB__RESP_BUF bytes. Such an
  * answer is written straight into one of a few reusable messages instead
  * of a fresh allocation: the pool keeps a reference to each of its
  * messages, so one whose count is back to 1 has been written and released
@@ -210,20 +210,22 @@ static bool req_keep_alive(const osb_req_t *req) {
  * allocate and free one message per response, in batches (a loop
  * iteration's answers are written together), past what malloc's
  * per-thread cache serves quickly. The pool grows on demand up to
- * RESP_POOL messages (RESP_POOL × RESP_BUF bytes at most, kept until
+ * OSB__RESP_POOL messages (OSB__RESP_POOL × OSB__RESP_BUF bytes at most, kept until
  * dispose); when every one is still queued somewhere, an answer gets a
  * message of its own as before. Pool messages are only ever filled here,
  * never grown (osb_msg_append could move them). */
-#define RESP_BUF 2048
-#define RESP_POOL 64
 #define RESP_POOL_SCAN 8
 
-static osb_msg_t *resp_pool[RESP_POOL];
+static osb_msg_t *resp_pool[OSB__RESP_POOL];
 static unsigned resp_npool, resp_next;
 
-/* An empty message of capacity >= need, headroom 0, one reference for the caller. */
-static osb_msg_t *resp_msg(size_t need) {
-  if (need > RESP_BUF) return osb_msg_new(0, need);
+/* A pool message for an answer of up to `need` bytes (headroom 0, one
+ * reference for the caller), or NULL: too large, or every pool message is
+ * still queued and the pool is full. Then the caller allocates one of the
+ * exact size: answers piling up on a connection that does not read (up to
+ * HTTP_SEND_BUFFER_BYTES of them) cost what they weigh, not OSB__RESP_BUF each. */
+static osb_msg_t *resp_pool_take(size_t need) {
+  if (need > OSB__RESP_BUF) return NULL;
   for (unsigned k = 0; k < resp_npool && k < RESP_POOL_SCAN; k++) {
     unsigned i = (resp_next + k) % resp_npool;
     osb_msg_t *m = resp_pool[i];
@@ -232,13 +234,39 @@ static osb_msg_t *resp_msg(size_t need) {
     m->refcnt = 2;
     m->headroom = 0;
     m->len = 0;
-    m->cap = RESP_BUF;
+    m->cap = OSB__RESP_BUF;
     m->data = m->buf;
     return m;
   }
-  osb_msg_t *m = osb_msg_new(0, RESP_BUF);
-  if (resp_npool < RESP_POOL) resp_pool[resp_npool++] = osb_msg_ref(m);
+  if (resp_npool == OSB__RESP_POOL) return NULL;
+  osb_msg_t *m = osb_msg_new(0, OSB__RESP_BUF);
+  resp_pool[resp_npool++] = osb_msg_ref(m);
   return m;
+}
+
+/* Head and `blen` bytes of body in one message: written straight into a
+ * pool message, else into a stack buffer and copied into one of the exact
+ * size. `est` bounds the head (head_estimate). */
+static osb_msg_t *resp_build(osb_req_t *req, int status, const char *ctype, long long body_len, bool ka,
+                             size_t est, const void *body, size_t blen) {
+  osb_msg_t *h = resp_pool_take(est + blen);
+  if (h) {
+    hw_t w = {h->data, 0, est};
+    head_write(&w, req, status, ctype, body_len, ka);
+    if (blen) memcpy(h->data + w.len, body, blen);
+    h->len = w.len + blen;
+    return h;
+  }
+  char stackbuf[1024];
+  char *hb = est <= sizeof(stackbuf) ? stackbuf : osb_malloc(est);
+  hw_t w = {hb, 0, est};
+  head_write(&w, req, status, ctype, body_len, ka);
+  h = osb_msg_new(0, w.len + blen);
+  memcpy(h->data, hb, w.len);
+  if (blen) memcpy(h->data + w.len, body, blen);
+  h->len = w.len + blen;
+  if (hb != stackbuf) free(hb);
+  return h;
 }
 
 void osb__res_pool_dispose(void) {
@@ -277,20 +305,13 @@ static void finish_with(osb_req_t *req, int status, const char *ctype, const voi
       if (hb != stackbuf) free(hb);
     } else if (!m && (inline_body || !send_shared)) {
       size_t blen = inline_body ? send : 0;
-      osb_msg_t *h = resp_msg(est + blen);
-      hw_t w = {h->data, 0, est};
-      head_write(&w, req, status, ctype, (long long)body_len, ka);
-      if (blen) memcpy(h->data + w.len, inline_body, blen);
-      h->len = w.len + blen;
+      osb_msg_t *h = resp_build(req, status, ctype, (long long)body_len, ka, est, inline_body, blen);
       osb__conn_queue(req->conn, h);
       osb_msg_unref(h);
       send_shared = false;
     } else {
       /* The head alone, then the body by reference. */
-      osb_msg_t *h = resp_msg(est);
-      hw_t w = {h->data, 0, est};
-      head_write(&w, req, status, ctype, (long long)body_len, ka);
-      h->len = w.len;
+      osb_msg_t *h = resp_build(req, status, ctype, (long long)body_len, ka, est, NULL, 0);
       osb__conn_queue(req->conn, h);
       osb_msg_unref(h);
       if (m && m->len) osb__conn_queue(req->conn, m);
