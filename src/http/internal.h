@@ -129,6 +129,10 @@ typedef enum {
 typedef struct osb__arena_blk { struct osb__arena_blk *next; size_t used, cap; char data[]; } osb__arena_blk_t;
 
 struct osb_req {
+  /* Everything up to `hbuf` is cleared for each request (req_new); what
+   * follows is kept between the requests a freelisted struct serves: the
+   * buffers keep their capacity, the arrays are valid up to their counts
+   * (nfields, nheaders, nparams) and id/ip are written whole. */
   osb__conn_t *conn;            /* NULL once detached */
   osb_list_t node;              /* freelist / inflight list */
   uint64_t start_ns;
@@ -143,10 +147,7 @@ struct osb_req {
   bool errored;                 /* a limit was hit while parsing: answer and close */
   bool dispatched;              /* handed to a handler: only finishing frees it */
   int status;
-  /* raw head bytes, copied from the read buffer as they arrive */
-  osb_buf_t hbuf;
-  size_t url_off, url_len;
-  size_t hdr_off[OSB__MAX_HEADERS][4]; /* name off, name len, value off, value len */
+  size_t url_off, url_len;      /* the request target in hbuf */
   int nfields;                  /* header fields recorded in hdr_off while the head is parsed */
   bool last_was_value;
   bool head_done;               /* on_headers_complete ran: later fields are trailers */
@@ -155,27 +156,31 @@ struct osb_req {
   /* What the accessors see: the head's fields only, set once hn/hv are
    * filled in on_headers_complete (0 before). Trailers never enter it. */
   int nheaders;
-  const char *hn[OSB__MAX_HEADERS];  /* lower-cased names, NUL-terminated (arena) */
-  const char *hv[OSB__MAX_HEADERS];  /* values, NUL-terminated (arena) */
   char *path;                   /* decoded (for logs and osb_req_path) */
   char *rawpath;                /* as received, no query: the router splits it before decoding */
   bool asterisk;                /* request-target "*" (OPTIONS only) */
   char *query;                  /* raw, may be NULL */
-  osb_buf_t body;
   const char *route;
-  const char *pnames[OSB__MAX_PARAMS];
-  char *pvalues[OSB__MAX_PARAMS];
   int nparams;
-  char id[40];
-  char ip[46];
   json_t *json;
   struct osb_principal *principal;
   void (*principal_free)(struct osb_principal *);
-  osb_buf_t rhead;              /* extra response headers "Name: value\r\n" */
   osb_req_cb dispose_fn, detach_fn, drain_fn;   /* http.h seams; each runs at most once */
   void *dispose_ud, *detach_ud, *drain_ud;
   size_t stream_cap;            /* unsent-bytes cap of a stream; 0 = default */
+
+  /* ---- kept between requests ---- */
+  osb_buf_t hbuf;               /* raw head bytes, copied from the read buffer as they arrive */
+  osb_buf_t body;
+  osb_buf_t rhead;              /* extra response headers "Name: value\r\n" */
   osb__arena_blk_t *arena;
+  char id[40];
+  char ip[46];
+  size_t hdr_off[OSB__MAX_HEADERS][4]; /* name off, name len, value off, value len */
+  const char *hn[OSB__MAX_HEADERS];  /* lower-cased names, NUL-terminated (arena) */
+  const char *hv[OSB__MAX_HEADERS];  /* values, NUL-terminated (arena) */
+  const char *pnames[OSB__MAX_PARAMS];
+  char *pvalues[OSB__MAX_PARAMS];
 };
 
 /* server.c */
@@ -274,6 +279,12 @@ bool osb__cors_preflight(osb_req_t *req);
 void osb__res_head(osb_req_t *req, int status, const char *content_type);
 /* Finish a request whose head went out with osb__res_head. */
 void osb__res_finish_upgraded(osb_req_t *req);
+/* Small answers are written into up to OSB__RESP_POOL reusable messages of
+ * OSB__RESP_BUF bytes (response.c, "response buffers"). */
+#define OSB__RESP_BUF 2048
+#define OSB__RESP_POOL 64
+/* Release the pool of reusable response messages (osb_http_server_dispose). */
+void osb__res_pool_dispose(void);
 
 /* edge.c: connection admission (MAX_CONNECTIONS_PER_IP, the fd budget,
  * EMFILE). Refusals are counted in http_server_connections_refused_total

@@ -108,11 +108,15 @@ const char *osb_req_param(const osb_req_t *req, const char *name) {
   return NULL;
 }
 
+/* Stored names are lower-case: most fields differ from `name` in their
+ * first byte, checked before the whole comparison. */
 const char *osb_req_header(const osb_req_t *req, const char *name) {
   size_t n = strlen(name);
+  char c0 = (name[0] >= 'A' && name[0] <= 'Z') ? (char)(name[0] + 32) : name[0];
   for (int i = 0; i < req->nheaders; i++) {
-    if (!req->hn[i]) continue;
-    if (strncasecmp(req->hn[i], name, n) == 0 && req->hn[i][n] == 0) return req->hv[i];
+    const char *h = req->hn[i];
+    if (!h || h[0] != c0) continue;
+    if (strncasecmp(h, name, n) == 0 && h[n] == 0) return req->hv[i];
   }
   return NULL;
 }

@@ -51,7 +51,8 @@ static time_t date_sec;
 static char date_line[64];
 static size_t date_len;
 
-size_t osb__date_header(char *out) {
+/* The current line; *len gets its length. */
+static const char *date_current(size_t *len) {
   time_t now = time(NULL);
   if (now != date_sec) {
     struct tm tm;
@@ -59,8 +60,15 @@ size_t osb__date_header(char *out) {
     date_len = strftime(date_line, sizeof(date_line), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
     date_sec = now;
   }
-  memcpy(out, date_line, date_len);
-  return date_len;
+  *len = date_len;
+  return date_line;
+}
+
+size_t osb__date_header(char *out) {
+  size_t n;
+  const char *line = date_current(&n);
+  memcpy(out, line, n);
+  return n;
 }
 
 /* ---- CORS ---- */
@@ -151,8 +159,9 @@ static void head_write(hw_t *w, osb_req_t *req, int status, const char *ctype, l
   HW_LIT(w, " ");
   hw_str(w, osb_http_status_text(status));
   HW_LIT(w, "\r\n");
-  char date[64];
-  hw_put(w, date, osb__date_header(date));
+  size_t dlen;
+  const char *date = date_current(&dlen);
+  hw_put(w, date, dlen);
   if (ctype) {
     HW_LIT(w, "Content-Type: ");
     hw_str(w, ctype);
@@ -192,8 +201,86 @@ static bool req_keep_alive(const osb_req_t *req) {
   return req->keep_alive && !req->errored && !osb__srv.no_keepalive && req->conn && !req->conn->close_after_flush;
 }
 
-/* Prepend the head to `m` (built with enough headroom), queue, finish. */
-static void finish_with(osb_req_t *req, int status, const char *ctype, osb_msg_t *m, size_t body_len, osb_msg_t *shared_body) {
+/* ---- response buffers ----
+ * Most answers, a head and a small body, fit in OSB__RESP_BUF bytes. Such an
+ * answer is written straight into one of a few reusable messages instead
+ * of a fresh allocation: the pool keeps a reference to each of its
+ * messages, so one whose count is back to 1 has been written and released
+ * by every queue and can be filled again. A busy server would otherwise
+ * allocate and free one message per response, in batches (a loop
+ * iteration's answers are written together), past what malloc's
+ * per-thread cache serves quickly. The pool grows on demand up to
+ * OSB__RESP_POOL messages (OSB__RESP_POOL × OSB__RESP_BUF bytes at most, kept until
+ * dispose); when every one is still queued somewhere, an answer gets a
+ * message of its own as before. Pool messages are only ever filled here,
+ * never grown (osb_msg_append could move them). */
+#define RESP_POOL_SCAN 8
+
+static osb_msg_t *resp_pool[OSB__RESP_POOL];
+static unsigned resp_npool, resp_next;
+
+/* A pool message for an answer of up to `need` bytes (headroom 0, one
+ * reference for the caller), or NULL: too large, or every pool message is
+ * still queued and the pool is full. Then the caller allocates one of the
+ * exact size: answers piling up on a connection that does not read (up to
+ * HTTP_SEND_BUFFER_BYTES of them) cost what they weigh, not OSB__RESP_BUF each. */
+static osb_msg_t *resp_pool_take(size_t need) {
+  if (need > OSB__RESP_BUF) return NULL;
+  for (unsigned k = 0; k < resp_npool && k < RESP_POOL_SCAN; k++) {
+    unsigned i = (resp_next + k) % resp_npool;
+    osb_msg_t *m = resp_pool[i];
+    if (m->refcnt != 1) continue;   /* still queued on some connection */
+    resp_next = i + 1;
+    m->refcnt = 2;
+    m->headroom = 0;
+    m->len = 0;
+    m->cap = OSB__RESP_BUF;
+    m->data = m->buf;
+    return m;
+  }
+  if (resp_npool == OSB__RESP_POOL) return NULL;
+  osb_msg_t *m = osb_msg_new(0, OSB__RESP_BUF);
+  resp_pool[resp_npool++] = osb_msg_ref(m);
+  return m;
+}
+
+/* Head and `blen` bytes of body in one message: written straight into a
+ * pool message, else into a stack buffer and copied into one of the exact
+ * size. `est` bounds the head (head_estimate). */
+static osb_msg_t *resp_build(osb_req_t *req, int status, const char *ctype, long long body_len, bool ka,
+                             size_t est, const void *body, size_t blen) {
+  osb_msg_t *h = resp_pool_take(est + blen);
+  if (h) {
+    hw_t w = {h->data, 0, est};
+    head_write(&w, req, status, ctype, body_len, ka);
+    if (blen) memcpy(h->data + w.len, body, blen);
+    h->len = w.len + blen;
+    return h;
+  }
+  char stackbuf[1024];
+  char *hb = est <= sizeof(stackbuf) ? stackbuf : osb_malloc(est);
+  hw_t w = {hb, 0, est};
+  head_write(&w, req, status, ctype, body_len, ka);
+  h = osb_msg_new(0, w.len + blen);
+  memcpy(h->data, hb, w.len);
+  if (blen) memcpy(h->data + w.len, body, blen);
+  h->len = w.len + blen;
+  if (hb != stackbuf) free(hb);
+  return h;
+}
+
+void osb__res_pool_dispose(void) {
+  for (unsigned i = 0; i < resp_npool; i++) osb_msg_unref(resp_pool[i]);
+  resp_npool = resp_next = 0;
+}
+
+/* Queue the head and the body, finish. The body is one of: `copy` (len
+ * bytes to copy: osb_res_send), `m` (a message built with headroom for
+ * the head, its len bytes: osb_res_json), or `shared` (a prebuilt body,
+ * sent by reference or copied when small: osb_res_msg). `body_len` is what
+ * Content-Length says (for HEAD the body itself is left out). */
+static void finish_with(osb_req_t *req, int status, const char *ctype, const void *copy, size_t body_len,
+                        osb_msg_t *m, osb_msg_t *shared) {
   osb_assert(!req->finished);
   req->finished = true;
   req->status = status;
@@ -201,32 +288,35 @@ static void finish_with(osb_req_t *req, int status, const char *ctype, osb_msg_t
   req->keep_alive = ka;
   if (req->conn && !req->conn->closing) {
     size_t est = head_estimate(req, ctype);
-    char stackbuf[1024];
-    char *hb = est <= sizeof(stackbuf) ? stackbuf : osb_malloc(est);
-    hw_t w = {hb, 0, est};
-    head_write(&w, req, status, ctype, (long long)body_len, ka);
-    bool send_shared = shared_body && shared_body->len && !req->head_only;
-    if (m && w.len <= m->headroom) {
+    size_t send = req->head_only ? 0 : body_len;   /* bytes of body that go out */
+    if (m) send = m->len;
+    bool send_shared = shared && shared->len && !req->head_only;
+    /* A body small enough is copied behind the head: one buffer, one iovec. */
+    const void *inline_body = NULL;
+    if (!m && !shared) inline_body = copy;
+    else if (send_shared && shared->len <= 4096) inline_body = shared->data;
+    if (m && est <= m->headroom) {
+      char stackbuf[1024];
+      char *hb = est <= sizeof(stackbuf) ? stackbuf : osb_malloc(est);
+      hw_t w = {hb, 0, est};
+      head_write(&w, req, status, ctype, (long long)body_len, ka);
       osb_msg_prepend(m, hb, w.len);
       osb__conn_queue(req->conn, m);
-    } else if (send_shared && shared_body->len <= 4096) {
-      /* A small shared body is cheaper copied behind the head than sent as
-       * a second buffer: one iovec, one allocation. */
-      osb_msg_t *h = osb_msg_new(0, w.len + shared_body->len);
-      memcpy(h->data, hb, w.len);
-      memcpy(h->data + w.len, shared_body->data, shared_body->len);
-      h->len = w.len + shared_body->len;
+      if (hb != stackbuf) free(hb);
+    } else if (!m && (inline_body || !send_shared)) {
+      size_t blen = inline_body ? send : 0;
+      osb_msg_t *h = resp_build(req, status, ctype, (long long)body_len, ka, est, inline_body, blen);
       osb__conn_queue(req->conn, h);
       osb_msg_unref(h);
       send_shared = false;
     } else {
-      osb_msg_t *h = osb_msg_from(hb, w.len);
+      /* The head alone, then the body by reference. */
+      osb_msg_t *h = resp_build(req, status, ctype, (long long)body_len, ka, est, NULL, 0);
       osb__conn_queue(req->conn, h);
       osb_msg_unref(h);
       if (m && m->len) osb__conn_queue(req->conn, m);
     }
-    if (send_shared) osb__conn_queue(req->conn, shared_body);
-    if (hb != stackbuf) free(hb);
+    if (send_shared) osb__conn_queue(req->conn, shared);
   }
   osb_msg_unref(m);
   osb__req_finished(req);
@@ -246,12 +336,16 @@ void osb_res_header(osb_req_t *req, const char *name, const char *value) {
 #define HEADROOM_FOR(req, ctype) (head_estimate((req), (ctype)))
 
 void osb_res_send(osb_req_t *req, int status, const char *content_type, const void *body, size_t len) {
-  size_t hr = HEADROOM_FOR(req, content_type);
   size_t blen = req->head_only ? 0 : len;
-  osb_msg_t *m = osb_msg_new(hr, blen);
-  if (blen) memcpy(m->data, body, blen);
+  if (blen <= 4096 || !req->conn) {
+    finish_with(req, status, content_type, body, len, NULL, NULL);
+    return;
+  }
+  /* A large body: one copy into a message with room for the head. */
+  osb_msg_t *m = osb_msg_new(HEADROOM_FOR(req, content_type), blen);
+  memcpy(m->data, body, blen);
   m->len = blen;
-  finish_with(req, status, content_type, m, len, NULL);
+  finish_with(req, status, content_type, NULL, len, m, NULL);
 }
 
 typedef struct { osb_msg_t *m; } dumpctx_t;
@@ -265,7 +359,7 @@ void osb_res_json(osb_req_t *req, int status, json_t *body) {
   }
   size_t len = d.m->len;
   if (req->head_only) d.m->len = 0;
-  finish_with(req, status, "application/json", d.m, len, NULL);
+  finish_with(req, status, "application/json", NULL, len, d.m, NULL);
 }
 
 /* Error bodies are built by hand, not with json_pack, which fails (and
@@ -337,7 +431,7 @@ void osb_res_error_code(osb_req_t *req, int err, const char *fmt, ...) {
 }
 
 void osb_res_msg(osb_req_t *req, int status, const char *content_type, osb_msg_t *body) {
-  finish_with(req, status, content_type, NULL, body ? body->len : 0, body);
+  finish_with(req, status, content_type, NULL, body ? body->len : 0, NULL, body);
 }
 
 /* ---- streaming ---- */

@@ -132,23 +132,29 @@ int osb__router_match(osb_method_t m, const char *path, osb_req_t *req, osb__mat
   memset(out, 0, sizeof(*out));
   if (!root || path[0] != '/') return OSB_ENOTFOUND;
   /* Split the raw path at '/', then decode each segment on its own (into
-   * one copy), so "%2F" stays inside its segment. */
+   * one copy), so "%2F" stays inside its segment. A path without '%'
+   * needs no copy: its segments are read in place. */
   size_t plen = strlen(path);
-  char *buf = req ? osb__arena_alloc(req, plen + 1) : osb_malloc(plen + 1);
+  bool encoded = memchr(path, '%', plen) != NULL;
+  char *buf = !encoded ? NULL : req ? osb__arena_alloc(req, plen + 1) : osb_malloc(plen + 1);
   seg_t segs[MAX_SEGS];
   int nsegs = 0, rc = OSB_ENOTFOUND;
   size_t o = 0;
-  const char *p = path + 1;
-  if (*p) {
+  const char *p = path + 1, *end = path + plen;
+  if (p < end) {
     for (;;) {
-      const char *slash = strchr(p, '/');
-      size_t len = slash ? (size_t)(slash - p) : strlen(p);
+      const char *slash = memchr(p, '/', (size_t)(end - p));
+      size_t len = slash ? (size_t)(slash - p) : (size_t)(end - p);
       if (nsegs == MAX_SEGS) goto done;
-      memcpy(buf + o, p, len);
-      int dl = osb__url_decode(buf + o, len, false);
-      if (dl < 0) goto done;
-      segs[nsegs++] = (seg_t){buf + o, (size_t)dl};
-      o += (size_t)dl + 1;
+      if (encoded) {
+        memcpy(buf + o, p, len);
+        int dl = osb__url_decode(buf + o, len, false);
+        if (dl < 0) goto done;
+        segs[nsegs++] = (seg_t){buf + o, (size_t)dl};
+        o += (size_t)dl + 1;
+      } else {
+        segs[nsegs++] = (seg_t){p, len};
+      }
       if (!slash) break;
       p = slash + 1;
     }

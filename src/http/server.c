@@ -9,10 +9,12 @@
  * the tcp handle's close callback only. */
 #include "http/internal.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <errno.h>
+#include <limits.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -69,6 +71,44 @@ size_t osb_http_inflight(void) { return osb__srv.inflight; }
 
 /* ---- requests ---- */
 
+/* ---- the request clock ----
+ * A request's duration runs from its start to its answer. The answer
+ * reads the clock; the start reuses the loop's latest reading of this
+ * iteration (the previous answer's, usually microseconds before) and reads
+ * the clock only when there is none, so a busy loop reads it about once
+ * per request instead of twice. A reading is dropped right before the
+ * loop may block in poll (the "http-clock" step, after every other), so a
+ * start is never earlier than the poll that reported the request's
+ * socket readable: its bytes were there by then (bytes that came later on
+ * the same socket, read in the same iteration, may be counted from up to
+ * that iteration's earlier work). Against the previous rule (the clock
+ * read when parsing began) a duration now also counts the time the
+ * request waited behind earlier callbacks of the same iteration, which is
+ * time the client waited too. */
+#define OSB__STEP_HTTP_CLOCK INT_MAX
+static uint64_t clock_ns;
+static bool clock_live;
+
+static inline uint64_t req_clock_start(void) {
+  if (!clock_live) {
+    clock_ns = uv_hrtime();
+    clock_live = true;
+  }
+  return clock_ns;
+}
+
+static inline uint64_t req_clock_now(void) {
+  clock_ns = uv_hrtime();
+  clock_live = true;
+  return clock_ns;
+}
+
+static bool clock_step(void *ud) {
+  OSB_UNUSED(ud);
+  clock_live = false;
+  return false;
+}
+
 /* Request ids: a random per-process prefix and a counter, unique and cheap. */
 static char rid_prefix[9];
 static uint64_t rid_counter;
@@ -94,11 +134,10 @@ static osb_req_t *req_new(osb__conn_t *c) {
     osb_list_remove(n);
     req_freelist_len--;
     r = osb_container_of(n, osb_req_t, node);
-    /* keep the buffers' capacity, reset everything else */
-    osb_buf_t hbuf = r->hbuf, body = r->body, rhead = r->rhead;
-    osb__arena_blk_t *arena = r->arena;
-    memset(r, 0, sizeof(*r));
-    r->hbuf = hbuf; r->body = body; r->rhead = rhead; r->arena = arena;
+    /* Clear the per-request part only (everything before hbuf): the
+     * buffers keep their capacity and the header and parameter arrays are
+     * read only up to their counts, so the 5 KB behind need no memset. */
+    memset(r, 0, offsetof(osb_req_t, hbuf));
     osb_buf_reset(&r->hbuf);
     osb_buf_reset(&r->body);
     osb_buf_reset(&r->rhead);
@@ -107,7 +146,7 @@ static osb_req_t *req_new(osb__conn_t *c) {
   }
   osb_list_init(&r->node);
   r->conn = c;
-  r->start_ns = uv_hrtime();
+  r->start_ns = req_clock_start();
   r->start_ms = uv_now(osb__srv.loop);
   memcpy(r->ip, c->http->ip, sizeof(r->ip));
   gen_request_id(r->id);
@@ -156,11 +195,46 @@ static const char *status_str(int status, char *buf) {
   return buf;
 }
 
-void osb__req_finished(osb_req_t *r) {
-  uint64_t ns = uv_hrtime() - r->start_ns;
+/* The request-duration series of each (route, method, status) seen, so
+ * that recording a request does not hash its three labels again: a route
+ * is a pattern string the router owns until osb__router_reset, or a
+ * literal, so its address names it. Filled on first use, emptied whenever
+ * the histogram is registered anew (server start) and at dispose; a
+ * combination that finds no free slot among its probes is looked up by
+ * its labels as before. */
+#define DUR_CACHE_SLOTS 256
+#define DUR_CACHE_PROBES 8
+typedef struct {
+  const char *route;
+  int status;
+  enum http_method method;
+  osb_series_t *series;
+} dur_slot_t;
+static dur_slot_t dur_cache[DUR_CACHE_SLOTS];
+
+static osb_series_t *duration_series(const osb_req_t *r) {
+  const char *route = r->route ? r->route : "unmatched";
+  uintptr_t h = ((uintptr_t)route >> 4) * 0x9E3779B1u + (uintptr_t)r->status * 31u + (uintptr_t)r->hp_method;
+  h ^= h >> 9;
+  dur_slot_t *free_slot = NULL;
+  for (unsigned i = 0; i < DUR_CACHE_PROBES; i++) {
+    dur_slot_t *d = &dur_cache[(h + i) & (DUR_CACHE_SLOTS - 1)];
+    if (!d->series) {
+      free_slot = d;
+      break;
+    }
+    if (d->route == route && d->status == r->status && d->method == r->hp_method) return d->series;
+  }
   char status[4];
-  const char *labels[3] = {http_method_str(r->hp_method), r->route ? r->route : "unmatched", status_str(r->status, status)};
-  osb_series_observe(osb_metric_series(m_duration, labels, 3), (double)ns / 1e9);
+  const char *labels[3] = {http_method_str(r->hp_method), route, status_str(r->status, status)};
+  osb_series_t *s = osb_metric_series(m_duration, labels, 3);
+  if (free_slot) *free_slot = (dur_slot_t){route, r->status, r->hp_method, s};
+  return s;
+}
+
+void osb__req_finished(osb_req_t *r) {
+  uint64_t ns = req_clock_now() - r->start_ns;
+  osb_series_observe(duration_series(r), (double)ns / 1e9);
   access_log(r, ns);
   osb__srv.inflight--;
 
@@ -242,10 +316,12 @@ static int on_url(http_parser *p, const char *at, size_t len) {
  * ("Transfer-Encoding : chunked" becomes an unknown header named
  * "transfer-encoding "), which a lenient proxy in front may read as
  * Transfer-Encoding: request smuggling. RFC 9112 §5.1: 400. */
-static bool is_tchar(unsigned char ch) {
-  if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')) return true;
-  return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
-}
+static const bool tchar[256] = {
+  ['0' ... '9'] = true, ['a' ... 'z'] = true, ['A' ... 'Z'] = true,
+  ['!'] = true, ['#'] = true, ['$'] = true, ['%'] = true, ['&'] = true, ['\''] = true, ['*'] = true,
+  ['+'] = true, ['-'] = true, ['.'] = true, ['^'] = true, ['_'] = true, ['`'] = true, ['|'] = true, ['~'] = true,
+};
+static inline bool is_tchar(unsigned char ch) { return tchar[ch]; }
 
 static int on_header_field(http_parser *p, const char *at, size_t len) {
   osb_req_t *r = pconn(p)->req;
@@ -333,13 +409,13 @@ static char *absolute_form_path(char *url) {
  * asterisk-form (OPTIONS only) are accepted; authority-form is CONNECT's,
  * which is not served. */
 static int parse_target(osb_req_t *r, char *url, enum http_method method) {
-  if (strcmp(url, "*") == 0) {
+  if (url[0] == '*' && url[1] == 0) {
     if (method != HTTP_OPTIONS) return req_fail(r, 400, "the request target * is only for OPTIONS");
     r->asterisk = true;
     r->path = r->rawpath = "*";
     return 0;
   }
-  char *path = absolute_form_path(url);
+  char *path = url[0] == '/' ? NULL : absolute_form_path(url);
   if (path) {
     /* RFC 9112 §3.2.2: the target's authority replaces the Host field
      * (which must still be present for HTTP/1.1, and is, once) */
@@ -366,6 +442,10 @@ static int parse_target(osb_req_t *r, char *url, enum http_method method) {
   if (path[0] != '/') return req_fail(r, 400, "the request target must be a path or an absolute http(s) URL");
   r->rawpath = path;
   size_t rawlen = strlen(path);
+  if (!memchr(path, '%', rawlen)) {
+    r->path = path;   /* nothing to decode: the raw path is the decoded one */
+    return 0;
+  }
   char *dec = osb__arena_alloc(r, rawlen + 1);
   memcpy(dec, path, rawlen + 1);
   int n = osb__url_decode(dec, rawlen, false);
@@ -379,9 +459,12 @@ static int on_headers_complete(http_parser *p) {
   osb__conn_t *c = pconn(p);
   osb_req_t *r = c->req;
   r->head_done = true;
-  /* Copy names (lower-cased) and values NUL-terminated into the arena. */
+  /* Copy names (lower-cased) and values NUL-terminated into the arena,
+   * and note on the way the fields read for every request. */
   const char *base = r->hbuf.base;
   int nhost = 0;
+  const char *rid = NULL;
+  bool xff = false;
   for (int i = 0; i < r->nfields; i++) {
     size_t no = r->hdr_off[i][0], nl = r->hdr_off[i][1], vo = r->hdr_off[i][2], vl = r->hdr_off[i][3];
     char *nm = osb__arena_alloc(r, nl + vl + 2);
@@ -395,7 +478,9 @@ static int on_headers_complete(http_parser *p) {
     v[vl] = 0;
     r->hn[i] = nm;
     r->hv[i] = v;
-    if (strcmp(nm, "host") == 0) nhost++;
+    if (nl == 4 && memcmp(nm, "host", 4) == 0) nhost++;
+    else if (nl == 12 && !rid && memcmp(nm, "x-request-id", 12) == 0) rid = v;
+    else if (nl == 15 && memcmp(nm, "x-forwarded-for", 15) == 0) xff = true;
   }
   r->nheaders = r->nfields;   /* only now may the accessors look at hn/hv */
   r->hp_method = p->method;
@@ -417,13 +502,12 @@ static int on_headers_complete(http_parser *p) {
   int rc = parse_target(r, url, p->method);
   if (rc != 0) return rc;
 
-  const char *rid = osb_req_header(r, "x-request-id");
-  if (rid && valid_request_id(rid)) snprintf(r->id, sizeof(r->id), "%s", rid);
+  if (rid && valid_request_id(rid)) memcpy(r->id, rid, strlen(rid) + 1);   /* at most 36 bytes */
   if (osb_cfg->trust_proxy > 0) {
     osb__req_forwarded_ip(r, osb_cfg->trust_proxy, r->ip, sizeof(r->ip));
     /* Behind the proxy the connection belongs to the client its head names. */
     if (osb__edge_account(c, r->ip) != 0) return req_fail(r, 429, "too many connections from this address");
-  } else if (!proxy_warned && osb_req_header(r, "x-forwarded-for")) {
+  } else if (!proxy_warned && xff) {
     proxy_untrusted(r);
   }
   if (p->content_length != ULLONG_MAX && p->content_length > (uint64_t)osb_cfg->max_body_bytes)
@@ -1261,6 +1345,7 @@ int osb_http_server_start(uv_loop_t *loop) {
   m_duration = osb_metric_histogram("http_server_request_duration_seconds",
                                     "Duration of HTTP server requests", "http_request_method,http_route,http_response_status_code",
                                     NULL, 0);
+  memset(dur_cache, 0, sizeof(dur_cache));
   m_conn_total = osb_metric_counter("http_server_connections_total", "TCP connections accepted", NULL);
   s_conn_total = osb_metric_series0(m_conn_total);
   m_paused = osb_metric_counter("http_server_output_paused_total",
@@ -1304,6 +1389,8 @@ int osb_http_server_start(uv_loop_t *loop) {
   uint64_t every = 500;
   uv_timer_start(&s->sweep, on_sweep, every, every);
   osb_core_step_add("http", OSB_STEP_HTTP, http_step, NULL);
+  osb_core_step_add("http-clock", OSB__STEP_HTTP_CLOCK, clock_step, NULL);
+  clock_live = false;
   osb_core_on_shutdown("http-drain", OSB_SHUTDOWN_HTTP_DRAIN, http_drain_hook, NULL);
   osb_core_on_shutdown("http", OSB_SHUTDOWN_HTTP, http_shutdown_hook, NULL);
 
@@ -1380,6 +1467,7 @@ void osb_http_server_stop(void) {
   }
   osb_handle_close((uv_handle_t *)&s->sweep);
   osb_core_step_remove("http");
+  osb_core_step_remove("http-clock");
 }
 
 void osb_http_server_dispose(void) {
@@ -1394,6 +1482,8 @@ void osb_http_server_dispose(void) {
     free(r);
   }
   req_freelist_len = 0;
+  memset(dur_cache, 0, sizeof(dur_cache));
+  osb__res_pool_dispose();
   osb__cors_dispose();
   osb__ws_dispose_module();
   osb__edge_dispose();
