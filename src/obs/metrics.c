@@ -601,7 +601,8 @@ static double cpu_fn(void *ud) { OSB_UNUSED(ud); return osb_process_cpu_seconds(
 void osb_metrics_init(void) {
   osb_metric_gauge_fn("process_resident_memory_bytes", "Resident memory size in bytes.", rss_fn, NULL);
   osb_metric_gauge_fn("process_heap_bytes",
-                      "Bytes allocated with malloc and not freed (not the allocator's retained pages).", heap_fn, NULL);
+                      "Bytes allocated with malloc and not freed (not the allocator's retained pages).",
+                      heap_fn, NULL);
   osb_metric_counter_fn("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
                         cpu_fn, NULL);
 }
