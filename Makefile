@@ -42,7 +42,7 @@ chaos: build-test
 
 # Mixed traffic for SOAK_SECONDS (default 600) under ASan/LSan: RSS and fd
 # slopes after warm-up, sanitizer reports, lost acknowledged messages.
-soak: build-test
+soak: build build-test
 	@scripts/soak.sh
 
 bench:

@@ -100,9 +100,15 @@ void osb_metrics_render(osb_buf_t *out);
 /* Process figures used by /metrics and the dashboard. */
 double osb_process_rss_bytes(void);   /* resident set, from /proc/self/statm; 0 if unreadable */
 double osb_process_cpu_seconds(void); /* user + system CPU time of the process */
+/* Heap bytes allocated and not freed: glibc's mallinfo2 (in-use arena bytes
+ * plus mmapped chunks), under AddressSanitizer its allocated-bytes count; 0
+ * where neither is available. Flat when nothing reachable accumulates,
+ * whatever the allocator keeps (RSS counts that too). */
+double osb_process_heap_bytes(void);
 
 /* Register the standard process families: process_resident_memory_bytes
- * (gauge) and process_cpu_seconds_total (counter), both read at render time.
+ * and process_heap_bytes (gauges) and process_cpu_seconds_total (counter),
+ * all read at render time.
  * Call once from main after startup; calling again is harmless. */
 void osb_metrics_init(void);
 

@@ -269,6 +269,7 @@ static void process_families_render_with_their_types(void **state) {
   char *txt = render();
   assert_int_equal(count_of(txt, "# TYPE process_resident_memory_bytes gauge\n"), 1);
   assert_int_equal(count_of(txt, "# TYPE process_cpu_seconds_total counter\n"), 1);
+  assert_int_equal(count_of(txt, "# TYPE process_heap_bytes gauge\n"), 1);
   assert_contains(txt, "\nprocess_resident_memory_bytes ");
   assert_contains(txt, "\nprocess_cpu_seconds_total ");
   free(txt);
@@ -278,6 +279,19 @@ static void process_rss_is_plausible(void **state) {
   double rss = osb_process_rss_bytes();
   assert_true(rss > 1024 * 1024);
   assert_true(rss < 64.0 * 1024 * 1024 * 1024);
+}
+
+/* The heap figure follows what is allocated, and drops when it is freed. */
+static void process_heap_follows_allocations(void **state) {
+  double before = osb_process_heap_bytes();
+  assert_true(before > 0);
+  char *volatile p = osb_malloc(8u << 20);
+  memset(p, 1, 8u << 20);
+  double during = osb_process_heap_bytes();
+  free(p);
+  double after = osb_process_heap_bytes();
+  assert_true(during - before >= 8.0 * 1024 * 1024);
+  assert_true(during - after >= 8.0 * 1024 * 1024);
 }
 
 static void process_cpu_advances(void **state) {
@@ -330,6 +344,7 @@ int main(void) {
     cmocka_unit_test_teardown(callback_gauge_is_read_at_render, teardown),
     cmocka_unit_test_teardown(process_families_render_with_their_types, teardown),
     cmocka_unit_test(process_rss_is_plausible),
+    cmocka_unit_test(process_heap_follows_allocations),
     cmocka_unit_test(process_cpu_advances),
     cmocka_unit_test_teardown(series_labels_read_back, teardown),
     cmocka_unit_test_teardown(reset_drops_everything, teardown),
