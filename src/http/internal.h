@@ -25,6 +25,13 @@ typedef struct osb__addr osb__addr_t;   /* edge.c: one client address's connecti
  * was already written. */
 typedef struct osb__outq_ent { osb_msg_t *msg; size_t off; } osb__outq_ent_t;
 
+/* A connection's output ring, its head, length and capacity in its own
+ * allocation: a connection without one (an idle WebSocket) pays 8 bytes. */
+typedef struct osb__outq {
+  uint32_t head, len, cap;
+  osb__outq_ent_t e[];
+} osb__outq_t;
+
 /* HTTP-only state of a connection: allocated at accept and freed when the
  * connection is upgraded to WebSocket (HTTP parsing never resumes), so an
  * idle WebSocket does not carry a parser, an input buffer or the address
@@ -79,7 +86,6 @@ typedef struct osb__conn {
   osb_list_t flush_node;        /* server.pending_http (HTTP mode) or server.pending_flush
                                  * (WebSocket) while it has unsent data or pipelined input */
   uint64_t id;
-  uint64_t deadline;            /* loop ms; 0 = none. What it means depends on the phase */
   osb__addr_t *acct;            /* the address this connection is counted under (edge.c); NULL: none */
   struct osb_req *req;          /* request being parsed or handled (HTTP) */
   /* HTTP mode: its state until the upgrade; WebSocket: the receive state
@@ -91,9 +97,10 @@ typedef struct osb__conn {
   };
 
   /* output: a ring of message references, one uv_write in flight at most */
-  osb__outq_ent_t *q;
+  osb__outq_t *q;               /* NULL: none (empty); osb__conn_qlen */
   size_t queued_bytes;          /* unsent bytes in the queue */
-  uint32_t qhead, qlen, qcap;
+  uint32_t deadline;            /* loop ms, low 32 bits (osb__conn_set_deadline); 0 = none.
+                                 * What it means depends on the phase */
   uint32_t drain_mark;          /* pending output (low 32 bits) when a deadline was last extended */
   uint32_t progress_ms;         /* loop ms (low 32 bits) the peer was last seen taking output */
   osb__ws_state_t ws;           /* WebSocket (mode == OSB__CONN_WS) */
@@ -116,6 +123,20 @@ typedef struct osb__conn {
 
   _Alignas(8) unsigned char user[];   /* user_cap bytes: the WebSocket handler's user area */
 } osb__conn_t;
+
+/* Deadlines are at most minutes away: the low 32 bits of the loop clock,
+ * compared by modular difference, 0 kept for "none". */
+static inline void osb__conn_set_deadline(osb__conn_t *c, uint64_t at_ms) {
+  c->deadline = (uint32_t)at_ms ? (uint32_t)at_ms : 1;
+}
+static inline bool osb__conn_deadline_passed(const osb__conn_t *c, uint64_t now_ms) {
+  return c->deadline && (int32_t)((uint32_t)now_ms - c->deadline) >= 0;
+}
+
+/* Entries in the output queue. */
+static inline uint32_t osb__conn_qlen(const osb__conn_t *c) { return c->q ? c->q->len : 0; }
+/* The i-th entry from the head (i < len). */
+static inline osb__outq_ent_t *osb__outq_at(osb__outq_t *q, uint32_t i) { return &q->e[(q->head + i) % q->cap]; }
 
 typedef enum {
   OSB__PHASE_IDLE = 0,          /* keep-alive, waiting for a request: idle timeout */

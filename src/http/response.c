@@ -514,7 +514,7 @@ void osb__res_simple_error(osb__conn_t *c, int status, const char *code, const c
   if (close) {
     c->close_after_flush = true;
     c->phase = OSB__PHASE_DRAIN;
-    c->deadline = uv_now(osb__srv.loop) + 5000;
+    osb__conn_set_deadline(c, uv_now(osb__srv.loop) + 5000);
   }
 }
 

@@ -246,10 +246,10 @@ void osb__req_finished(osb_req_t *r) {
       if (!r->keep_alive || osb__srv.no_keepalive || r->errored) {
         c->close_after_flush = true;
         c->phase = OSB__PHASE_DRAIN;
-        c->deadline = uv_now(osb__srv.loop) + 5000;
+        osb__conn_set_deadline(c, uv_now(osb__srv.loop) + 5000);
       } else {
         c->phase = OSB__PHASE_IDLE;
-        c->deadline = uv_now(osb__srv.loop) + (uint64_t)osb_cfg->http_idle_timeout_ms;
+        osb__conn_set_deadline(c, uv_now(osb__srv.loop) + (uint64_t)osb_cfg->http_idle_timeout_ms);
       }
       /* Leftover pipelined bytes are parsed from the flusher, never from
        * inside the handler that just finished (no re-entry). */
@@ -285,7 +285,7 @@ static int on_message_begin(http_parser *p) {
   /* A new connection is in the head phase from accept: its deadline stands. */
   if (c->phase != OSB__PHASE_HEAD) {
     c->phase = OSB__PHASE_HEAD;
-    c->deadline = uv_now(osb__srv.loop) + (uint64_t)osb_cfg->http_header_timeout_ms;
+    osb__conn_set_deadline(c, uv_now(osb__srv.loop) + (uint64_t)osb_cfg->http_header_timeout_ms);
   }
   return 0;
 }
@@ -489,7 +489,7 @@ static int on_headers_complete(http_parser *p) {
   r->upgrade = p->upgrade;
   r->head_only = p->method == HTTP_HEAD;
   /* the body may still be on its way: allow it a while longer */
-  c->deadline = uv_now(osb__srv.loop) + 30000 + (uint64_t)osb_cfg->http_header_timeout_ms;
+  osb__conn_set_deadline(c, uv_now(osb__srv.loop) + 30000 + (uint64_t)osb_cfg->http_header_timeout_ms);
 
   /* Split the URL into path and query; decode a copy of the path. */
   char *url = osb__arena_alloc(r, r->url_len + 1);
@@ -751,56 +751,65 @@ void osb__conn_schedule_flush(osb__conn_t *c) {
 
 void osb__conn_queue(osb__conn_t *c, osb_msg_t *m) {
   if (c->closing) return;
-  if (c->qlen == c->qcap) {
-    uint32_t ncap = c->qcap ? c->qcap * 2 : 4;
-    osb__outq_ent_t *nq = osb_malloc(sizeof(*nq) * ncap);
-    for (uint32_t i = 0; i < c->qlen; i++) nq[i] = c->q[(c->qhead + i) % c->qcap];
-    free(c->q);
-    c->q = nq;
-    c->qhead = 0;
-    c->qcap = ncap;
+  osb__outq_t *q = c->q;
+  if (!q || q->len == q->cap) {
+    uint32_t ncap = q ? q->cap * 2 : 4;
+    osb__outq_t *nq = osb_malloc(sizeof(*nq) + sizeof(nq->e[0]) * ncap);
+    nq->head = 0;
+    nq->len = q ? q->len : 0;
+    nq->cap = ncap;
+    for (uint32_t i = 0; i < nq->len; i++) nq->e[i] = *osb__outq_at(q, i);
+    free(q);
+    c->q = q = nq;
   }
-  osb__outq_ent_t *e = &c->q[(c->qhead + c->qlen) % c->qcap];
+  osb__outq_ent_t *e = osb__outq_at(q, q->len);
   e->msg = osb_msg_ref(m);
   e->off = 0;
-  c->qlen++;
+  q->len++;
   c->queued_bytes += m->len;
   osb__conn_schedule_flush(c);
 }
 
 static void queue_pop(osb__conn_t *c) {
-  osb__outq_ent_t *e = &c->q[c->qhead];
+  osb__outq_t *q = c->q;
+  osb__outq_ent_t *e = &q->e[q->head];
   osb_msg_unref(e->msg);
   e->msg = NULL;
-  c->qhead = (c->qhead + 1) % c->qcap;
-  c->qlen--;
+  q->head = (q->head + 1) % q->cap;
+  q->len--;
+}
+
+/* Give the ring back (it must be empty). */
+static void queue_drop_ring(osb__conn_t *c) {
+  free(c->q);
+  c->q = NULL;
 }
 
 static void queue_free(osb__conn_t *c) {
-  while (c->qlen) queue_pop(c);
-  free(c->q);
-  c->q = NULL;
-  c->qcap = c->qhead = 0;
+  while (osb__conn_qlen(c)) queue_pop(c);
+  queue_drop_ring(c);
   c->queued_bytes = 0;
 }
 
 void osb__conn_discard_queue(osb__conn_t *c) {
   /* keep the entries owned by the write in flight and a partly written head */
   uint32_t keep = c->inflight;
-  if (keep == 0 && c->qlen && c->q[c->qhead].off > 0) keep = 1;
-  while (c->qlen > keep) {
-    uint32_t last = (c->qhead + c->qlen - 1) % c->qcap;
-    c->queued_bytes -= c->q[last].msg->len - c->q[last].off;
-    osb_msg_unref(c->q[last].msg);
-    c->q[last].msg = NULL;
-    c->qlen--;
+  osb__outq_t *q = c->q;
+  if (!q) return;
+  if (keep == 0 && q->len && q->e[q->head].off > 0) keep = 1;
+  while (q->len > keep) {
+    osb__outq_ent_t *last = osb__outq_at(q, q->len - 1);
+    c->queued_bytes -= last->msg->len - last->off;
+    osb_msg_unref(last->msg);
+    last->msg = NULL;
+    q->len--;
   }
 }
 
 static void queue_advance(osb__conn_t *c, size_t n) {
   c->queued_bytes -= n;
   while (n > 0) {
-    osb__outq_ent_t *e = &c->q[c->qhead];
+    osb__outq_ent_t *e = &c->q->e[c->q->head];
     size_t rem = e->msg->len - e->off;
     if (n >= rem) {
       n -= rem;
@@ -811,7 +820,7 @@ static void queue_advance(osb__conn_t *c, size_t n) {
     }
   }
   /* pop empty messages at the head */
-  while (c->qlen && c->q[c->qhead].msg->len == c->q[c->qhead].off) queue_pop(c);
+  while (osb__conn_qlen(c) && c->q->e[c->q->head].msg->len == c->q->e[c->q->head].off) queue_pop(c);
   conn_output_progress(c);
 }
 
@@ -819,8 +828,9 @@ static void queue_advance(osb__conn_t *c, size_t n) {
 
 static uint32_t build_iov(osb__conn_t *c, uv_buf_t *iov) {
   uint32_t n = 0;
-  for (uint32_t i = 0; i < c->qlen && n < OSB__MAX_IOV; i++) {
-    osb__outq_ent_t *e = &c->q[(c->qhead + i) % c->qcap];
+  uint32_t len = osb__conn_qlen(c);
+  for (uint32_t i = 0; i < len && n < OSB__MAX_IOV; i++) {
+    osb__outq_ent_t *e = osb__outq_at(c->q, i);
     iov[n++] = uv_buf_init(e->msg->data + e->off, (unsigned)(e->msg->len - e->off));
   }
   return n;
@@ -850,7 +860,7 @@ static bool conn_linger(osb__conn_t *c) {
   c->lingering = true;
   osb_buf_free(&c->http->in);
   c->phase = OSB__PHASE_DRAIN;
-  c->deadline = uv_now(osb__srv.loop) + LINGER_MS;
+  osb__conn_set_deadline(c, uv_now(osb__srv.loop) + LINGER_MS);
   if (!c->reading) {
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     c->reading = true;
@@ -859,21 +869,21 @@ static bool conn_linger(osb__conn_t *c) {
 }
 
 static void after_flush_empty(osb__conn_t *c) {
-  if (c->qlen == 0) {
+  if (osb__conn_qlen(c) == 0) {
     if (c->close_after_flush) {
       if (!c->lingering && !conn_linger(c)) osb__conn_close(c, "done");
       return;
     }
     /* A new WebSocket gives its ring back at once after its first few
      * writes (the 101 and welcome, the subscribe answers): ten thousand
-     * sockets connecting together would each keep 80 bytes until the next
+     * sockets connecting together would each keep 96 bytes until the next
      * sweep, heap that stays behind for good between the long-lived
      * connections (it is not returned to the system). After that the
      * ring stays until the sweep finds the queue empty, so a fan-out does
      * not allocate one per write. */
     bool young_ws = c->mode == OSB__CONN_WS && c->ws.drained < 4;
     if (c->mode == OSB__CONN_WS && c->ws.drained < UINT8_MAX) c->ws.drained++;
-    if (c->qcap > 16 || young_ws) { free(c->q); c->q = NULL; c->qcap = c->qhead = 0; }
+    if (c->q && (c->q->cap > 16 || young_ws)) queue_drop_ring(c);
   }
 }
 
@@ -888,13 +898,13 @@ static void on_write(uv_write_t *w, int status) {
     return;
   }
   for (uint32_t i = 0; i < done; i++) {
-    osb__outq_ent_t *e = &c->q[c->qhead];
+    osb__outq_ent_t *e = &c->q->e[c->q->head];
     c->queued_bytes -= e->msg->len - e->off;
     queue_pop(c);
   }
   if (c->closing) return;
   conn_output_progress(c);
-  if (c->qlen) conn_write(c);
+  if (osb__conn_qlen(c)) conn_write(c);
   else after_flush_empty(c);
   if (!c->closing) osb__conn_stream_drain_check(c);
 }
@@ -913,7 +923,7 @@ static void conn_write(osb__conn_t *c) {
     return;
   }
   if (w > 0) queue_advance(c, (size_t)w);
-  if (c->qlen == 0) {
+  if (osb__conn_qlen(c) == 0) {
     after_flush_empty(c);
     return;
   }
@@ -932,7 +942,7 @@ static void conn_write(osb__conn_t *c) {
  * error again and closes from its own context): callers such as fan-out
  * loops must not see on_close run inside a send. */
 void osb__conn_flush_now(osb__conn_t *c) {
-  if (c->closing || c->inflight || c->qlen == 0) return;
+  if (c->closing || c->inflight || osb__conn_qlen(c) == 0) return;
   uv_buf_t iov[OSB__MAX_IOV];
   uint32_t n = build_iov(c, iov);
   int w = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
@@ -991,12 +1001,12 @@ static bool still_writing(osb__conn_t *c, uint64_t now) {
   if ((uint32_t)left != c->drain_mark) {   /* low 32 bits: any progress changes them */
     c->drain_mark = (uint32_t)left;
     c->progress_ms = (uint32_t)now;
-    c->deadline = now + 5000;
+    osb__conn_set_deadline(c, now + 5000);
     return true;
   }
   uint32_t stall_ms = c->mode == OSB__CONN_WS ? (uint32_t)osb_cfg->ws_idle_timeout_ms : 0;
   if (stall_ms && unsent_out(c) && (uint32_t)now - c->progress_ms < stall_ms) {
-    c->deadline = now + 1000;
+    osb__conn_set_deadline(c, now + 1000);
     return true;
   }
   return false;
@@ -1231,7 +1241,7 @@ static void on_connection(uv_stream_t *server, int status) {
   /* The head timeout counts from accept: a connection that never sends a
    * byte is gone after HTTP_HEADER_TIMEOUT_MS, not the idle timeout. */
   c->phase = OSB__PHASE_HEAD;
-  c->deadline = uv_now(osb__srv.loop) + (uint64_t)osb_cfg->http_header_timeout_ms;
+  osb__conn_set_deadline(c, uv_now(osb__srv.loop) + (uint64_t)osb_cfg->http_header_timeout_ms);
   osb_series_inc(s_conn_total, 1);
   if (osb__srv.shutting_down) {
     osb__conn_close(c, "shutting down");
@@ -1251,20 +1261,18 @@ static void on_connection(uv_stream_t *server, int status) {
 static void sweep_conn(osb__conn_t *c, void *ud) {
   uint64_t now = *(const uint64_t *)ud;
   if (c->closing) return;
-  if (c->qlen == 0 && c->q) {
-    /* An idle connection owns no output ring (80 bytes of heap per idle
+  if (c->q && c->q->len == 0) {
+    /* An idle connection owns no output ring (96 bytes of heap per idle
      * WebSocket); a busy one keeps its ring between sweeps, so fan-out
      * does not allocate per delivery (see also after_flush_empty). */
-    free(c->q);
-    c->q = NULL;
-    c->qcap = c->qhead = 0;
+    queue_drop_ring(c);
   }
   switch (c->phase) {
     case OSB__PHASE_IDLE:
-      if (c->deadline && now >= c->deadline && !still_writing(c, now)) osb__conn_close(c, "idle timeout");
+      if (osb__conn_deadline_passed(c, now) && !still_writing(c, now)) osb__conn_close(c, "idle timeout");
       break;
     case OSB__PHASE_HEAD:
-      if (c->deadline && now >= c->deadline) {
+      if (osb__conn_deadline_passed(c, now)) {
         if (c->req) {
           c->req->errored = true;
           c->req->keep_alive = false;
@@ -1282,7 +1290,7 @@ static void sweep_conn(osb__conn_t *c, void *ud) {
       osb__ws_sweep(c, now);
       break;
     case OSB__PHASE_DRAIN:
-      if (c->deadline && now >= c->deadline && !still_writing(c, now)) osb__conn_close(c, "drain timeout");
+      if (osb__conn_deadline_passed(c, now) && !still_writing(c, now)) osb__conn_close(c, "drain timeout");
       break;
     default:
       break;
@@ -1428,8 +1436,8 @@ static void shutdown_conn(osb__conn_t *c, void *ud) {
        * on the way (sent right after the handshake, which the accept
        * raced). The sweep closes it if nothing came within the grace. */
       uint64_t grace = uv_now(osb__srv.loop) + OSB__SHUTDOWN_GRACE_MS;
-      if (!c->deadline || c->deadline > grace) c->deadline = grace;
-    } else if (c->qlen) {
+      if (!c->deadline || (int32_t)(c->deadline - (uint32_t)grace) > 0) osb__conn_set_deadline(c, grace);
+    } else if (osb__conn_qlen(c)) {
       c->close_after_flush = true;
     } else {
       osb__conn_close(c, "shutting down");

@@ -152,7 +152,7 @@ size_t osb__ws_user_size(void) { return handler ? handler->user_size : 0; }
 static void begin_drain(osb__conn_t *c) {
   c->close_after_flush = true;
   c->phase = OSB__PHASE_DRAIN;
-  c->deadline = uv_now(osb__srv.loop) + 5000;
+  osb__conn_set_deadline(c, uv_now(osb__srv.loop) + 5000);
 }
 
 void osb_ws_close(osb_ws_t *ws, uint16_t code, const char *reason) {
@@ -165,7 +165,7 @@ void osb_ws_close(osb_ws_t *ws, uint16_t code, const char *reason) {
   osb_msg_unref(f);
   /* wait (bounded) for the peer's close reply; the drain deadline ends it otherwise */
   c->phase = OSB__PHASE_DRAIN;
-  c->deadline = uv_now(osb__srv.loop) + 5000;
+  osb__conn_set_deadline(c, uv_now(osb__srv.loop) + 5000);
 }
 
 /* The bounded send path: every frame the server sends except the close
@@ -333,7 +333,7 @@ static bool on_frame(osb__conn_t *c, uint8_t opcode, bool fin, const uint8_t *p,
       if (w->close_sent) {
         /* Both sides closed. Ours may still be queued (the peer's close
          * crossed it): let it go out first, then close the socket. */
-        if (c->qlen) begin_drain(c);
+        if (osb__conn_qlen(c)) begin_drain(c);
         else osb__conn_close(c, "close handshake done");
       } else {
         /* echo the code, then close once it is written */

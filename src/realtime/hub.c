@@ -23,6 +23,9 @@
 
 osb__rt_hub_t *osb__rt;
 
+static void sub_free(osb__rt_sub_t *sub);
+static void cl_unlink(osb__rt_sub_t *sub);
+
 void osb__rt_default_options(osb__rt_options_t *o) {
   memset(o, 0, sizeof(*o));
   o->max_subscriptions = 100;
@@ -92,6 +95,7 @@ void osb__rt_hub_init(const osb__rt_options_t *opt, const osb__rt_transport_t *t
                       osb__rt_verify_fn verify, osb_rt_store_t *store, osb_rt_bus_t *bus,
                       uv_loop_t *loop) {
   osb_assert(osb__rt == NULL);
+  osb_assert(opt->max_subscriptions <= UINT8_MAX && opt->backlog_max <= UINT8_MAX);   /* client's counters */
   osb__rt_hub_t *hub = osb_calloc(1, sizeof(*hub));
   hub->opt = *opt;
   hub->tr = tr;
@@ -129,12 +133,8 @@ void osb__rt_hub_free(void) {
       osb_list_t *pos, *tmp;
       osb_list_foreach_safe(pos, tmp, &c->subs) {
         osb__rt_sub_t *s = osb_container_of(pos, osb__rt_sub_t, ch_link);
-        osb_list_remove(&s->cl_link);
-        s->cl->nsubs--;
-        if (s->setup) json_decref(s->setup->req_id);
-        free(s->setup);
-        if (s == &s->cl->sub0) s->cl->sub0_used = false;
-        else free(s);
+        cl_unlink(s);
+        sub_free(s);
       }
       osb__rt_ring_free(&c->hist);
       free(c);
@@ -318,9 +318,9 @@ static void channel_loaded(void *ud, int err, uint64_t seq) {
     ch->pins++;
     while (!osb_list_empty(&ch->subs)) {
       osb__rt_sub_t *s = osb_container_of(ch->subs.next, osb__rt_sub_t, ch_link);
-      w[n].cl = s->cl;
+      w[n].cl = osb__rt_sub_cl(s);
       w[n].id = s->setup->req_id ? json_incref(s->setup->req_id) : NULL;
-      osb__rt_client_ref(s->cl);
+      osb__rt_client_ref(w[n].cl);
       n++;
       osb__rt_sub_remove(s, false);
     }
@@ -331,7 +331,7 @@ static void channel_loaded(void *ud, int err, uint64_t seq) {
     osb__rt_channel_gc(ch);
     for (size_t i = 0; i < n; i++) {
       osb__rt_send_error(w[i].cl, w[i].id, "unavailable", "history of %s is unavailable", name);
-      if (w[i].cl->conn) osb__rt_client_done(w[i].cl);
+      if (w[i].cl->attached) osb__rt_client_done(w[i].cl);
       json_decref(w[i].id);
       osb__rt_client_unref(w[i].cl);
     }
@@ -395,7 +395,7 @@ static void fanout(osb__rt_channel_t *ch, osb_msg_t *frame) {
   osb__rt_walk_start(ch, &mark);
   while ((s = osb__rt_walk_next(ch, &mark))) {
     if (s->state != OSB__RT_SUB_LIVE) continue;   /* replaying subs read the ring later */
-    int r = hub->tr->send(s->cl->conn, frame);
+    int r = hub->tr->send(osb__rt_client_conn(osb__rt_sub_cl(s)), frame);
     if (r == 0) ok++;
     else if (r == OSB_ESLOW) slow++;
     else closed++;
@@ -424,7 +424,7 @@ static void send_reset(osb__rt_channel_t *ch, uint64_t seq, uint64_t missed) {
   ch->pins++;
   osb__rt_walk_start(ch, &mark);
   while ((s = osb__rt_walk_next(ch, &mark)))
-    if (s->state == OSB__RT_SUB_LIVE) osb__rt_send_frame(s->cl, frame);
+    if (s->state == OSB__RT_SUB_LIVE) osb__rt_send_frame(osb__rt_sub_cl(s), frame);
   ch->pins--;
   osb_msg_unref(frame);
   osb_log(OSB_LOG_INFO, "realtime", "%s: %" PRIu64 " message(s) up to seq %" PRIu64 " lost on the bus; reset sent",
@@ -545,16 +545,38 @@ void osb__rt_deliver(const osb_rt_pub_t *pub, osb_rt_publish_cb cb, void *ud) {
 static void sub_free(osb__rt_sub_t *sub) {
   if (sub->setup) json_decref(sub->setup->req_id);
   free(sub->setup);
-  if (sub == &sub->cl->sub0) sub->cl->sub0_used = false;
-  else free(sub);
+  if (sub->inline0) osb__rt_sub_cl(sub)->sub0_used = false;
+  else free(osb_container_of(sub, osb__rt_subx_t, s));
 }
 
-/* The client's inline subscription if it is free, else a new one. */
+/* Take the subscription out of its client's list (and count). */
+static void cl_unlink(osb__rt_sub_t *sub) {
+  osb__rt_client_t *cl = osb__rt_sub_cl(sub);
+  cl->nsubs--;
+  if (sub->inline0) {
+    cl->sub0_linked = false;
+    return;
+  }
+  osb__rt_subx_t *x = osb_container_of(sub, osb__rt_subx_t, s), **pp = &cl->more;
+  while (*pp != x) pp = &(*pp)->next;
+  *pp = x->next;
+}
+
+/* The client's inline subscription if it is free, else a new one; linked
+ * at the end of the client's list. */
 static osb__rt_sub_t *sub_alloc(osb__rt_client_t *cl) {
-  if (cl->sub0_used) return osb_calloc(1, sizeof(osb__rt_sub_t));
-  cl->sub0_used = true;
-  memset(&cl->sub0, 0, sizeof(cl->sub0));
-  return &cl->sub0;
+  cl->nsubs++;
+  if (!cl->sub0_used) {
+    cl->sub0_used = cl->sub0_linked = true;
+    memset(&cl->sub0, 0, sizeof(cl->sub0));
+    cl->sub0.inline0 = true;
+    return &cl->sub0;
+  }
+  osb__rt_subx_t *x = osb_calloc(1, sizeof(*x)), **pp = &cl->more;
+  x->cl = cl;
+  while (*pp) pp = &(*pp)->next;
+  *pp = x;
+  return &x->s;
 }
 
 void osb__rt_subscribe(osb__rt_client_t *cl, osb__rt_channel_t *ch, json_t *req_id, bool has_since,
@@ -562,27 +584,26 @@ void osb__rt_subscribe(osb__rt_client_t *cl, osb__rt_channel_t *ch, json_t *req_
   osb__rt_hub_t *hub = osb__rt;
   osb__rt_sub_t *sub = sub_alloc(cl);
   sub->ch = ch;
-  sub->cl = cl;
   sub->setup = osb_calloc(1, sizeof(*sub->setup));
   sub->setup->req_id = req_id ? json_incref(req_id) : NULL;
   sub->setup->has_since = has_since;
   sub->setup->since = since;
   osb_list_insert_tail(&ch->subs, &sub->ch_link);
-  osb_list_insert_tail(&cl->subs, &sub->cl_link);
   ch->nsubs++;
-  cl->nsubs++;
   hub->nsubs++;
   osb_series_set(hub->st.subscriptions, (double)hub->nsubs);
   sub->state = OSB__RT_SUB_WAIT;
   if (ch->state == OSB__RT_CH_READY) start_replay(sub);
 }
 
+static bool sub_is(const osb__rt_sub_t *s, const char *name, size_t len) {
+  return s->ch->namelen == len && memcmp(s->ch->name, name, len) == 0;
+}
+
 osb__rt_sub_t *osb__rt_client_sub(osb__rt_client_t *cl, const char *name, size_t len) {
-  osb_list_t *pos;
-  for (pos = cl->subs.next; pos != &cl->subs; pos = pos->next) {
-    osb__rt_sub_t *s = osb_container_of(pos, osb__rt_sub_t, cl_link);
-    if (s->ch->namelen == len && memcmp(s->ch->name, name, len) == 0) return s;
-  }
+  if (cl->sub0_linked && sub_is(&cl->sub0, name, len)) return &cl->sub0;
+  for (osb__rt_subx_t *x = cl->more; x; x = x->next)
+    if (sub_is(&x->s, name, len)) return &x->s;
   return NULL;
 }
 
@@ -591,9 +612,8 @@ void osb__rt_sub_remove(osb__rt_sub_t *sub, bool presence_event) {
   osb__rt_channel_t *ch = sub->ch;
   if (presence_event && sub->state == OSB__RT_SUB_LIVE) osb__rt_presence_event(sub, "leave");
   osb_list_remove(&sub->ch_link);
-  osb_list_remove(&sub->cl_link);
+  cl_unlink(sub);
   ch->nsubs--;
-  sub->cl->nsubs--;
   hub->nsubs--;
   osb_series_set(hub->st.subscriptions, (double)hub->nsubs);
   if (sub->state == OSB__RT_SUB_REPLAY) sub->dead = true;   /* the store callback frees it */
@@ -604,7 +624,7 @@ void osb__rt_sub_remove(osb__rt_sub_t *sub, bool presence_event) {
 /* Reply `subscribed`, then the replayed frames, then go live. */
 static void sub_answer(osb__rt_sub_t *sub, bool recovered, osb_msg_t **frames, size_t n) {
   osb__rt_hub_t *hub = osb__rt;
-  osb__rt_client_t *cl = sub->cl;
+  osb__rt_client_t *cl = osb__rt_sub_cl(sub);
   osb__rt_channel_t *ch = sub->ch;
   osb__rt_sub_setup_t *s = sub->setup;
   uint64_t missed = s->has_since && s->since < ch->seq ? ch->seq - s->since : 0;
@@ -620,7 +640,7 @@ static void sub_answer(osb__rt_sub_t *sub, bool recovered, osb_msg_t **frames, s
     if (r == 0) sent++;
   }
   if (sent) osb_series_inc(hub->st.deliveries, (double)sent);
-  if (cl->conn) {   /* still attached: the sub is alive too */
+  if (cl->attached) {   /* still attached: the sub is alive too */
     sub->state = OSB__RT_SUB_LIVE;
     json_decref(s->req_id);
     free(s);
@@ -662,7 +682,7 @@ static bool take_ring(osb__rt_channel_t *ch, uint64_t *last, frame_vec_t *fv) {
 
 static void range_done(void *ud, int err, const osb_rt_row_t *rows, size_t n) {
   osb__rt_sub_t *sub = ud;
-  osb__rt_client_t *cl = sub->cl;   /* the replay's reference (start_replay) */
+  osb__rt_client_t *cl = osb__rt_sub_cl(sub);   /* the replay's reference (start_replay) */
   if (sub->dead) {
     sub_free(sub);
     osb__rt_client_unref(cl);
@@ -728,7 +748,7 @@ static void start_replay(osb__rt_sub_t *sub) {
   }
   if (ch->ns->durable && hub->store && missed <= hub->opt.replay_max) {
     sub->state = OSB__RT_SUB_REPLAY;
-    osb__rt_client_ref(sub->cl);   /* the sub (maybe sub0) lives until range_done */
+    osb__rt_client_ref(osb__rt_sub_cl(sub));   /* the sub (maybe sub0) lives until range_done */
     hub->store->range(hub->store, ch->name, s->since, (size_t)missed, range_done, sub);
     return;
   }
@@ -771,7 +791,7 @@ void osb_rt_foreach_member(void (*fn)(void *ud, const char *channel, const char 
     for (osb__rt_channel_t *c = hub->buckets[i]; c; c = c->hnext)
       for (osb_list_t *pos = c->subs.next; pos != &c->subs; pos = pos->next) {
         osb__rt_sub_t *s = osb_container_of(pos, osb__rt_sub_t, ch_link);
-        if (s->state == OSB__RT_SUB_LIVE) fn(ud, c->name, s->cl->user_id, s->cl->id);
+        if (s->state == OSB__RT_SUB_LIVE) fn(ud, c->name, osb__rt_client_uid(osb__rt_sub_cl(s)), osb__rt_client_id(osb__rt_sub_cl(s)));
       }
 }
 

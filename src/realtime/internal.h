@@ -9,7 +9,7 @@
  * A client is refcounted: the connection holds one reference until
  * on_close, every asynchronous operation started for it (token check,
  * access check, store replay, publish) holds one more, so a callback that
- * arrives after the socket closed finds a detached client (conn == NULL)
+ * arrives after the socket closed finds a detached client (attached false)
  * and only drops its reference. Over WebSocket the client is not an
  * allocation of its own: it lives in the connection's user area (the
  * transport's client_mem), with its first subscription inline (sub0), and
@@ -51,6 +51,10 @@ typedef struct osb__rt_transport {
    * the hub allocates clients itself. */
   void *(*client_mem)(void *conn);
   void (*client_release)(void *mem);
+  /* The connection whose client_mem `mem` is (NULL when client_mem is). */
+  void *(*conn_of)(void *mem);
+  /* The connection's id (conn_id in welcome and presence; log lines). */
+  uint64_t (*conn_id)(void *conn);
 } osb__rt_transport_t;
 
 /* Token verification (osb_auth_verify_token, wrapped so the hub never owns
@@ -177,19 +181,28 @@ typedef struct osb__rt_sub_setup {
 } osb__rt_sub_setup_t;
 
 /* A client's first subscription lives inside the client (sub0), the
- * others are allocated: an idle socket subscribed to one channel costs no
- * allocation of its own for it. A subscription replaying from the store
- * holds a reference to its client, so a dead one can still be freed (and
- * sub0 given back) when the store answers. */
+ * others are allocated with their client link (osb__rt_subx_t): sub0 needs
+ * no pointer to its client (it is the client's) nor a list node (the
+ * client's list is sub0, then the allocated ones, singly linked; a removal
+ * walks at most max_subscriptions). An idle socket subscribed to one
+ * channel costs no allocation of its own for it. A subscription replaying
+ * from the store holds a reference to its client, so a dead one can still
+ * be freed (and sub0 given back) when the store answers. */
 struct osb__rt_sub {
   osb_list_t ch_link;
-  osb_list_t cl_link;
   osb__rt_channel_t *ch;
-  osb__rt_client_t *cl;
   osb__rt_sub_setup_t *setup;   /* NULL once live */
   uint8_t state;
-  bool dead;                    /* unlinked while a store call was in flight */
+  bool dead : 1;                /* unlinked while a store call was in flight */
+  bool inline0 : 1;             /* it is its client's sub0 */
 };
+
+/* A subscription after the client's first: allocated, linked from the client. */
+typedef struct osb__rt_subx {
+  osb__rt_sub_t s;              /* first */
+  struct osb__rt_subx *next;    /* the client's list (client.more) */
+  osb__rt_client_t *cl;
+} osb__rt_subx_t;
 
 /* Walking ch->subs while calling out: a send may close its connection at
  * once (ws.c runs on_close inside osb_ws_send when the socket errors), which
@@ -216,26 +229,55 @@ static inline osb__rt_sub_t *osb__rt_walk_next(osb__rt_channel_t *ch, osb__rt_su
   return NULL;
 }
 
+/* Who a client is signed in as: one allocation (email points into it);
+ * an anonymous client has none. */
+typedef struct osb__rt_principal {
+  const char *email;            /* NULL: none */
+  osb_role_t role;
+  char user_id[];
+} osb__rt_principal_t;
+
+/* The connection is not a field: a client in the connection's memory
+ * (in_conn) finds it through the transport's conn_of, one the hub
+ * allocated (fake transports) is the `cl` of an osb__rt_client_box_t;
+ * osb__rt_client_conn() answers NULL once the connection closed. The id is
+ * the connection's (transport conn_id). */
 struct osb__rt_client {
-  void *conn;                   /* NULL once the connection closed */
-  uint64_t id;
-  uint32_t refs;
-  uint32_t nsubs;
-  osb_list_t subs;              /* osb__rt_sub_t.cl_link */
-  char *user_id, *email;
+  osb__rt_subx_t *more;         /* subscriptions after sub0, singly linked */
+  osb__rt_principal_t *who;     /* NULL: anonymous */
   osb_buf_t *backlog;           /* [u32 len][bytes]..., allocated on demand */
   /* rate limit: token bucket, and rejected messages in the current window */
   osb_tbucket32_t bucket;       /* messages (msg_rate, msg_burst) */
+  uint32_t refs;
   uint32_t abuse;
   uint32_t abuse_window_ms;     /* loop ms, low 32 bits (ages modulo 2^32) */
-  uint32_t backlog_n;
-  uint8_t role;                 /* osb_role_t */
-  uint8_t pumping;              /* > 0 while pump/dispatch runs */
+  uint8_t nsubs;                /* <= max_subscriptions (<= 255, osb__rt_hub_init) */
+  uint8_t backlog_n;            /* <= backlog_max (<= 255) */
   bool busy : 1;
+  bool pumping : 1;             /* pump/dispatch runs (never nested: both check it) */
   bool in_conn : 1;             /* the memory is the connection's (transport client_mem) */
-  bool sub0_used : 1;
+  bool sub0_used : 1;           /* sub0 is a subscription (maybe dead, its replay in flight) */
+  bool sub0_linked : 1;         /* ... and in the client's list */
+  bool attached : 1;            /* the connection is open (until osb__rt_client_closed) */
   osb__rt_sub_t sub0;           /* the first subscription (see osb__rt_sub) */
 };
+
+typedef struct osb__rt_client_box {
+  void *conn;
+  osb__rt_client_t cl;
+} osb__rt_client_box_t;
+
+static inline osb__rt_client_t *osb__rt_sub_cl(osb__rt_sub_t *s) {
+  return s->inline0 ? osb_container_of(s, osb__rt_client_t, sub0) : osb_container_of(s, osb__rt_subx_t, s)->cl;
+}
+static inline const char *osb__rt_client_uid(const osb__rt_client_t *cl) {
+  return cl->who ? cl->who->user_id : NULL;
+}
+/* The client's first subscription in its list, NULL when none. */
+static inline osb__rt_sub_t *osb__rt_client_first(osb__rt_client_t *cl) {
+  if (cl->sub0_linked) return &cl->sub0;
+  return cl->more ? &cl->more->s : NULL;
+}
 
 /* ---- the hub ---- */
 typedef struct osb__rt_stats {
@@ -306,7 +348,11 @@ void osb__rt_tx_next_seq(osb_db_tx_t *tx, const osb__rt_ns_t *ns, const char *sf
                          void *ud);
 
 /* ---- clients (protocol.c) ---- */
-osb__rt_client_t *osb__rt_client_open(void *conn, uint64_t id);
+osb__rt_client_t *osb__rt_client_open(void *conn);
+/* The client's connection, NULL once it closed. */
+void *osb__rt_client_conn(const osb__rt_client_t *cl);
+/* The connection's id (the client must be attached). */
+uint64_t osb__rt_client_id(const osb__rt_client_t *cl);
 /* Handshake token (NULL: anonymous). Sends welcome when resolved. */
 void osb__rt_client_start(osb__rt_client_t *cl, const char *token);
 void osb__rt_client_message(osb__rt_client_t *cl, bool binary, const char *data, size_t len);

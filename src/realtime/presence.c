@@ -9,7 +9,7 @@
 #include "realtime/internal.h"
 
 static json_t *member(const osb__rt_client_t *cl) {
-  return json_pack("{s:s, s:I}", "user_id", cl->user_id, "conn_id", (json_int_t)cl->id);
+  return json_pack("{s:s, s:I}", "user_id", cl->who->user_id, "conn_id", (json_int_t)osb__rt_client_id(cl));
 }
 
 json_t *osb__rt_presence_members(osb__rt_channel_t *ch, bool list, size_t *count, size_t *anonymous) {
@@ -19,11 +19,11 @@ json_t *osb__rt_presence_members(osb__rt_channel_t *ch, bool list, size_t *count
   for (pos = ch->subs.next; pos != &ch->subs; pos = pos->next) {
     osb__rt_sub_t *s = osb_container_of(pos, osb__rt_sub_t, ch_link);
     if (s->state != OSB__RT_SUB_LIVE) continue;
-    if (!s->cl->user_id) {
+    if (!osb__rt_sub_cl(s)->who) {
       anon++;
       continue;
     }
-    if (n++ < max && list) json_array_append_new(arr, member(s->cl));
+    if (n++ < max && list) json_array_append_new(arr, member(osb__rt_sub_cl(s)));
   }
   *count = n;
   *anonymous = anon;
@@ -32,11 +32,12 @@ json_t *osb__rt_presence_members(osb__rt_channel_t *ch, bool list, size_t *count
 
 void osb__rt_presence_event(osb__rt_sub_t *sub, const char *event) {
   osb__rt_channel_t *ch = sub->ch;
+  osb__rt_client_t *cl = osb__rt_sub_cl(sub);
   osb_rt_bus_t *bus = osb__rt->bus;
-  if (bus && bus->member) bus->member(bus, ch->name, sub->cl->user_id, sub->cl->id, event[0] == 'j');
-  if (!ch->ns->presence_events || !sub->cl->user_id) return;
+  if (bus && bus->member) bus->member(bus, ch->name, osb__rt_client_uid(cl), osb__rt_client_id(cl), event[0] == 'j');
+  if (!ch->ns->presence_events || !cl->who) return;
   json_t *j = json_pack("{s:s, s:s, s:s, s:[o]}", "type", "presence", "channel", ch->name, "event",
-                        event, "members", member(sub->cl));
+                        event, "members", member(cl));
   osb_msg_t *frame = osb__rt_frame_json(j);
   json_decref(j);
   osb__rt_sub_t mark, *s;
@@ -44,7 +45,7 @@ void osb__rt_presence_event(osb__rt_sub_t *sub, const char *event) {
   osb__rt_walk_start(ch, &mark);
   while ((s = osb__rt_walk_next(ch, &mark))) {
     if (s == sub || s->state != OSB__RT_SUB_LIVE) continue;
-    osb__rt_send_frame(s->cl, frame);
+    osb__rt_send_frame(osb__rt_sub_cl(s), frame);
   }
   ch->pins--;
   osb_msg_unref(frame);

@@ -27,14 +27,14 @@ osb_msg_t *osb__rt_frame_json(const json_t *j) {
 }
 
 int osb__rt_send_frame(osb__rt_client_t *cl, osb_msg_t *frame) {
-  if (!cl->conn) return OSB_ECLOSED;
-  int r = osb__rt->tr->send(cl->conn, frame);
+  if (!cl->attached) return OSB_ECLOSED;
+  int r = osb__rt->tr->send(osb__rt_client_conn(cl), frame);
   if (r == OSB_ESLOW) osb_series_inc(osb__rt->st.slow_closes, 1);
   return r;
 }
 
 int osb__rt_send_json(osb__rt_client_t *cl, json_t *j) {
-  if (!cl->conn) {
+  if (!cl->attached) {
     json_decref(j);
     return OSB_ECLOSED;
   }
@@ -65,13 +65,14 @@ static json_t *with_id(json_t *j, json_t *id) {
 
 
 static json_t *user_json(const osb__rt_client_t *cl) {
-  if (!cl->user_id) return json_null();
-  return json_pack("{s:s, s:s?, s:s}", "id", cl->user_id, "email", cl->email, "role",
-                   osb_role_name((osb_role_t)cl->role));
+  if (!cl->who) return json_null();
+  return json_pack("{s:s, s:s?, s:s}", "id", cl->who->user_id, "email", cl->who->email, "role",
+                   osb_role_name(cl->who->role));
 }
 
 static osb_rt_who_t who_of(const osb__rt_client_t *cl) {
-  return (osb_rt_who_t){cl->user_id, cl->email, (osb_role_t)cl->role};
+  if (!cl->who) return (osb_rt_who_t){NULL, NULL, OSB_ROLE_NONE};
+  return (osb_rt_who_t){cl->who->user_id, cl->who->email, cl->who->role};
 }
 
 /* ---- lifetime ---- */
@@ -82,15 +83,14 @@ void osb__rt_client_unref(osb__rt_client_t *cl) {
   osb_assert(cl->refs > 0);
   if (--cl->refs) return;
   osb_assert(!cl->sub0_used);
-  free(cl->user_id);
-  free(cl->email);
+  free(cl->who);
   if (cl->backlog) osb_buf_free(cl->backlog);
   free(cl->backlog);
   if (cl->in_conn) osb__rt->tr->client_release(cl);
-  else free(cl);
+  else free(osb_container_of(cl, osb__rt_client_box_t, cl));
 }
 
-osb__rt_client_t *osb__rt_client_open(void *conn, uint64_t id) {
+osb__rt_client_t *osb__rt_client_open(void *conn) {
   osb__rt_hub_t *hub = osb__rt;
   osb__rt_client_t *cl;
   if (hub->tr->client_mem) {
@@ -98,36 +98,51 @@ osb__rt_client_t *osb__rt_client_open(void *conn, uint64_t id) {
     memset(cl, 0, sizeof(*cl));
     cl->in_conn = true;
   } else {
-    cl = osb_calloc(1, sizeof(*cl));
+    osb__rt_client_box_t *box = osb_calloc(1, sizeof(*box));
+    box->conn = conn;
+    cl = &box->cl;
   }
-  cl->conn = conn;
-  cl->id = id;
+  cl->attached = true;
   cl->refs = 1;
-  osb_list_init(&cl->subs);
-  cl->role = OSB_ROLE_NONE;
   osb_tbucket32_init(&cl->bucket, hub->opt.msg_burst, osb_now_ms());
   hub->nclients++;
   osb_series_set(hub->st.connections, (double)hub->nclients);
   return cl;
 }
 
+void *osb__rt_client_conn(const osb__rt_client_t *cl) {
+  if (!cl->attached) return NULL;
+  if (cl->in_conn) return osb__rt->tr->conn_of((void *)cl);
+  return osb_container_of(cl, osb__rt_client_box_t, cl)->conn;
+}
+
+uint64_t osb__rt_client_id(const osb__rt_client_t *cl) {
+  osb_assert(cl->attached);
+  return osb__rt->tr->conn_id(osb__rt_client_conn(cl));
+}
+
 static void set_principal(osb__rt_client_t *cl, const osb_rt_who_t *who) {
-  free(cl->user_id);
-  free(cl->email);
-  cl->user_id = who->user_id ? osb_strdup(who->user_id) : NULL;
-  cl->email = who->email ? osb_strdup(who->email) : NULL;
-  cl->role = (uint8_t)(who->user_id ? who->role : OSB_ROLE_NONE);
+  free(cl->who);
+  cl->who = NULL;
+  if (!who->user_id) return;
+  size_t ulen = strlen(who->user_id) + 1, elen = who->email ? strlen(who->email) + 1 : 0;
+  osb__rt_principal_t *p = osb_malloc(sizeof(*p) + ulen + elen);
+  memcpy(p->user_id, who->user_id, ulen);
+  p->email = NULL;
+  if (who->email) p->email = memcpy(p->user_id + ulen, who->email, elen);
+  p->role = who->role;
+  cl->who = p;
 }
 
 static void send_welcome(osb__rt_client_t *cl) {
   osb__rt_send_json(cl, json_pack("{s:s, s:I, s:o, s:i}", "type", "welcome", "conn_id",
-                                  (json_int_t)cl->id, "user", user_json(cl), "heartbeat_s",
+                                  (json_int_t)osb__rt_client_id(cl), "user", user_json(cl), "heartbeat_s",
                                   (int)osb__rt->opt.heartbeat_s));
 }
 
 static void handshake_verified(void *ud, int err, const osb_rt_who_t *who) {
   osb__rt_client_t *cl = ud;
-  if (cl->conn) {
+  if (cl->attached) {
     if (err == 0 && who && who->user_id) set_principal(cl, who);
     send_welcome(cl);
     if (err || !who || !who->user_id)
@@ -140,7 +155,7 @@ static void handshake_verified(void *ud, int err, const osb_rt_who_t *who) {
 void osb__rt_client_start(osb__rt_client_t *cl, const char *token) {
   osb__rt_hub_t *hub = osb__rt;
   if (hub->opt.max_connections && hub->nclients > hub->opt.max_connections) {
-    hub->tr->close(cl->conn, 1013, "too many connections");
+    hub->tr->close(osb__rt_client_conn(cl), 1013, "too many connections");
     return;
   }
   if (!token || !*token || !hub->verify) {
@@ -154,9 +169,9 @@ void osb__rt_client_start(osb__rt_client_t *cl, const char *token) {
 
 void osb__rt_client_closed(osb__rt_client_t *cl) {
   osb__rt_hub_t *hub = osb__rt;
-  while (!osb_list_empty(&cl->subs))
-    osb__rt_sub_remove(osb_container_of(cl->subs.next, osb__rt_sub_t, cl_link), true);
-  cl->conn = NULL;
+  osb__rt_sub_t *s;
+  while ((s = osb__rt_client_first(cl))) osb__rt_sub_remove(s, true);
+  cl->attached = false;
   if (cl->backlog) osb_buf_free(cl->backlog);
   cl->backlog_n = 0;
   hub->nclients--;
@@ -205,17 +220,17 @@ static void op_end(op_t *op) {
   json_decref(op->id);
   json_decref(op->data);
   free(op);
-  if (cl->conn) osb__rt_client_done(cl);
+  if (cl->attached) osb__rt_client_done(cl);
   osb__rt_client_unref(cl);
 }
 
 static void auth_verified(void *ud, int err, const osb_rt_who_t *who) {
   op_t *op = ud;
   osb__rt_client_t *cl = op->cl;
-  if (!cl->conn) {
+  if (!cl->attached) {
   } else if (err || !who || !who->user_id) {
     osb__rt_send_error(cl, op->id, "unauthorized", "invalid or expired token");
-  } else if (cl->user_id && strcmp(cl->user_id, who->user_id) != 0) {
+  } else if (cl->who && strcmp(cl->who->user_id, who->user_id) != 0) {
     osb__rt_send_error(cl, op->id, "forbidden", "this connection is signed in as another user");
   } else {
     set_principal(cl, who);
@@ -279,7 +294,7 @@ static void presence_now(osb__rt_client_t *cl, json_t *id, const char *name) {
 static void publish_done(void *ud, int err, uint64_t seq) {
   op_t *op = ud;
   osb__rt_client_t *cl = op->cl;
-  if (!cl->conn) {
+  if (!cl->attached) {
   } else if (err == 0) {
     osb__rt_send_json(cl, with_id(json_pack("{s:s, s:s, s:I}", "type", "ack", "channel", op->channel,
                                             "seq", (json_int_t)seq), op->id));
@@ -313,7 +328,7 @@ static void publish_now(op_t *op) {
 static void access_checked(void *ud, int err, bool allowed) {
   op_t *op = ud;
   osb__rt_client_t *cl = op->cl;
-  if (!cl->conn) {
+  if (!cl->attached) {
     op_end(op);
     return;
   }
@@ -501,9 +516,9 @@ static void dispatch(osb__rt_client_t *cl, bool binary, const char *data, size_t
  * outer loop continues. */
 static void pump(osb__rt_client_t *cl) {
   if (cl->pumping) return;
-  cl->pumping++;
+  cl->pumping = true;
   osb__rt_client_ref(cl);
-  while (!cl->busy && cl->conn && cl->backlog_n) {
+  while (!cl->busy && cl->attached && cl->backlog_n) {
     osb_buf_t *b = cl->backlog;
     uint32_t n;
     memcpy(&n, b->base, 4);
@@ -514,7 +529,7 @@ static void pump(osb__rt_client_t *cl) {
     dispatch(cl, binary, copy, n);
     free(copy);
   }
-  cl->pumping--;
+  cl->pumping = false;
   osb__rt_client_unref(cl);
 }
 
@@ -547,8 +562,8 @@ static bool admit(osb__rt_client_t *cl, bool binary, const char *data, size_t le
   if (++cl->abuse > hub->opt.abuse_limit) {
     osb_series_inc(hub->st.abuse_closes, 1);
     osb_log(OSB_LOG_WARN, "realtime", "connection %llu closed: sustained message rate abuse",
-            (unsigned long long)cl->id);
-    hub->tr->close(cl->conn, 1008, "message rate limit exceeded");
+            (unsigned long long)osb__rt_client_id(cl));
+    hub->tr->close(osb__rt_client_conn(cl), 1008, "message rate limit exceeded");
     return false;
   }
   json_t *id = peek_id(binary, data, len);
@@ -558,7 +573,7 @@ static bool admit(osb__rt_client_t *cl, bool binary, const char *data, size_t le
 }
 
 void osb__rt_client_message(osb__rt_client_t *cl, bool binary, const char *data, size_t len) {
-  if (!cl->conn || !admit(cl, binary, data, len)) return;
+  if (!cl->attached || !admit(cl, binary, data, len)) return;
   if (cl->busy || cl->pumping || cl->backlog_n) {
     if (cl->backlog_n >= osb__rt->opt.backlog_max) {
       json_t *id = peek_id(binary, data, len);
@@ -576,10 +591,10 @@ void osb__rt_client_message(osb__rt_client_t *cl, bool binary, const char *data,
     if (!cl->busy) pump(cl);
     return;
   }
-  cl->pumping++;
+  cl->pumping = true;
   osb__rt_client_ref(cl);
   dispatch(cl, binary, data, len);
-  cl->pumping--;
+  cl->pumping = false;
   pump(cl);
   osb__rt_client_unref(cl);
 }

@@ -26,8 +26,18 @@ static void *tr_client_mem(void *conn) {
   return osb_ws_user(conn);
 }
 static void tr_client_release(void *mem) { osb_ws_unhold(osb_ws_of_user(mem)); }
-static const osb__rt_transport_t ws_transport = {tr_send, tr_close, tr_finish, OSB_WS_HEADROOM, tr_client_mem,
-                                                 tr_client_release};
+static void *tr_conn_of(void *mem) { return osb_ws_of_user(mem); }
+static uint64_t tr_conn_id(void *conn) { return osb_ws_id(conn); }
+static const osb__rt_transport_t ws_transport = {
+    .send = tr_send,
+    .close = tr_close,
+    .finish = tr_finish,
+    .headroom = OSB_WS_HEADROOM,
+    .client_mem = tr_client_mem,
+    .client_release = tr_client_release,
+    .conn_of = tr_conn_of,
+    .conn_id = tr_conn_id,
+};
 
 /* ---- token verification: the hub never owns an osb_principal_t ---- */
 
@@ -73,22 +83,22 @@ static const char *handshake_token(osb_req_t *req) {
 
 /* ---- the /ws handler ---- */
 
-/* The client is the user area itself; its `conn` is set while the socket
+/* The client is the user area itself; `attached` is set while the socket
  * is open (zeroed at the upgrade, cleared by osb__rt_client_closed). */
 static void on_open(osb_ws_t *ws, osb_req_t *req) {
-  osb__rt_client_t *cl = osb__rt_client_open(ws, osb_ws_id(ws));
+  osb__rt_client_t *cl = osb__rt_client_open(ws);
   osb_assert(cl == osb_ws_user(ws));
   osb__rt_client_start(cl, handshake_token(req));
 }
 
 static void on_message(osb_ws_t *ws, bool binary, const char *data, size_t len) {
   osb__rt_client_t *cl = osb_ws_user(ws);
-  if (cl->conn) osb__rt_client_message(cl, binary, data, len);
+  if (cl->attached) osb__rt_client_message(cl, binary, data, len);
 }
 
 static void on_close(osb_ws_t *ws, uint16_t code) {
   osb__rt_client_t *cl = osb_ws_user(ws);
-  if (cl->conn) osb__rt_client_closed(cl);   /* may release the memory: last use of cl */
+  if (cl->attached) osb__rt_client_closed(cl);   /* may release the memory: last use of cl */
 }
 
 static const osb_ws_handler_t rt_handler = {on_open, on_message, on_close, sizeof(osb__rt_client_t)};

@@ -47,7 +47,7 @@ static osb__conn_t *fz_conn_new(void) {
   c->addr[3] = 1;
   strcpy(c->http->ip, "127.0.0.1");
   c->phase = OSB__PHASE_IDLE;
-  c->deadline = uv_now(&fz_loop) + (uint64_t)osb_cfg->http_idle_timeout_ms;
+  osb__conn_set_deadline(c, uv_now(&fz_loop) + (uint64_t)osb_cfg->http_idle_timeout_ms);
   c->reading = false;  /* no uv_read_start: there is no socket */
   return c;
 }
@@ -58,8 +58,8 @@ static void fz_drain_output(osb__conn_t *c) {
   if (c->closing) return;
   osb_list_remove(&c->flush_node);
   osb_list_init(&c->flush_node);
-  while (c->qlen) {
-    osb__outq_ent_t *e = &c->q[c->qhead];
+  while (osb__conn_qlen(c)) {
+    osb__outq_ent_t *e = &c->q->e[c->q->head];
     c->queued_bytes -= e->msg->len - e->off;
     queue_pop(c);
   }

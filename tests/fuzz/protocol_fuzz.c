@@ -18,6 +18,7 @@ typedef struct fconn {
   osb__rt_client_t *cl;
   uint16_t closed;
   size_t frames;
+  uint64_t id;
 } fconn_t;
 
 static void check_frame(const osb_msg_t *m) {
@@ -41,7 +42,8 @@ static void f_close(void *conn, uint16_t code, const char *reason) {
   if (!c->closed) c->closed = code;
 }
 static void f_finish(osb_msg_t *m) {}
-static const osb__rt_transport_t ftr = {f_send, f_close, f_finish, 0, NULL, NULL};
+static uint64_t f_conn_id(void *conn) { return ((fconn_t *)conn)->id; }
+static const osb__rt_transport_t ftr = {.send = f_send, .close = f_close, .finish = f_finish, .conn_id = f_conn_id};
 
 static void f_verify(const char *token, osb__rt_verified_cb cb, void *ud) {
   char role[16], user[64];
@@ -79,7 +81,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 static fconn_t *open_conn(const char *token) {
   static uint64_t next_id = 1;
   fconn_t *c = calloc(1, sizeof(*c));
-  c->cl = osb__rt_client_open(c, next_id++);
+  c->id = next_id++;
+  c->cl = osb__rt_client_open(c);
   osb__rt_client_start(c->cl, token);
   return c;
 }

@@ -96,8 +96,8 @@ static void deliver(osb__conn_t *c, const char *req) {
 
 static void roundtrip(osb__conn_t *c, const char *req, osb_buf_t *out) {
   deliver(c, req);
-  while (c->qlen) {
-    osb__outq_ent_t *e = &c->q[c->qhead];
+  while (osb__conn_qlen(c)) {
+    osb__outq_ent_t *e = osb__outq_at(c->q, 0);
     if (out) osb_buf_append(out, e->msg->data + e->off, e->msg->len - e->off);
     c->queued_bytes -= e->msg->len - e->off;
     queue_pop(c);
@@ -255,10 +255,10 @@ static void queued_answers_are_never_reused(void **state) {
   for (int i = 0; i < N; i++)
     osb_buf_printf(&in, "GET /health HTTP/1.1\r\nHost: x\r\nX-Request-ID: r%d\r\n\r\n", i);
   deliver(c, in.base);
-  assert_int_equal(c->qlen, N);
+  assert_int_equal(osb__conn_qlen(c), N);
   int pooled = 0;
-  for (uint32_t i = 0; i < c->qlen; i++) {
-    const osb_msg_t *m = c->q[(c->qhead + i) % c->qcap].msg;
+  for (uint32_t i = 0; i < osb__conn_qlen(c); i++) {
+    const osb_msg_t *m = osb__outq_at(c->q, i)->msg;
     if (m->cap == OSB__RESP_BUF) pooled++;
     else assert_true(m->cap < 512);
   }

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <cmocka.h>
@@ -24,6 +25,7 @@ typedef struct fconn {
   uint16_t closed;     /* close code, 0 = open */
   bool sync_close;     /* past limit: the socket errors, on_close runs inside send (ws.c can) */
   osb__rt_client_t *cl;
+  uint64_t id;         /* the connection's (transport conn_id) */
 } fconn_t;
 
 static int f_send(void *conn, osb_msg_t *m) {
@@ -51,7 +53,8 @@ static void f_close(void *conn, uint16_t code, const char *reason) {
   if (!c->closed) c->closed = code;
 }
 static void f_finish(osb_msg_t *m) {}
-static const osb__rt_transport_t ftr = {f_send, f_close, f_finish, 0, NULL, NULL};
+static uint64_t f_conn_id(void *conn) { return ((fconn_t *)conn)->id; }
+static const osb__rt_transport_t ftr = {.send = f_send, .close = f_close, .finish = f_finish, .conn_id = f_conn_id};
 
 /* A transport that keeps each client inside its connection, as the
  * WebSocket user area does (ws_glue.c): client_mem holds the connection's
@@ -73,7 +76,14 @@ static void m_client_release(void *mem) {
   m->holds--;
   m->releases++;
 }
-static const osb__rt_transport_t mtr = {f_send, f_close, f_finish, 0, m_client_mem, m_client_release};
+static void *m_conn_of(void *mem) { return (char *)mem - offsetof(mconn_t, mem); }
+static const osb__rt_transport_t mtr = {.send = f_send,
+                                        .close = f_close,
+                                        .finish = f_finish,
+                                        .client_mem = m_client_mem,
+                                        .client_release = m_client_release,
+                                        .conn_of = m_conn_of,
+                                        .conn_id = f_conn_id};
 static const osb__rt_transport_t *hub_tr = &ftr;
 
 /* tokens "tok-<role>-<user>" → that user with that role */
@@ -93,7 +103,8 @@ static void f_verify(const char *token, osb__rt_verified_cb cb, void *ud) {
 static fconn_t *conn_open(const char *token) {
   static uint64_t next_id = 1;
   fconn_t *c = calloc(1, sizeof(*c));
-  c->cl = osb__rt_client_open(c, next_id++);
+  c->id = next_id++;
+  c->cl = osb__rt_client_open(c);
   osb__rt_client_start(c->cl, token);
   return c;
 }
@@ -1211,7 +1222,7 @@ static void test_presence_lists_signed_in_members(void **state) {
   expect_drop(b, "subscribed");
   json_t *ev = expect(a, "presence");   /* a learns that b joined */
   assert_string_equal(jstr(ev, "event"), "join");
-  assert_int_equal(jint(json_array_get(json_object_get(ev, "members"), 0), "conn_id"), (json_int_t)b->cl->id);
+  assert_int_equal(jint(json_array_get(json_object_get(ev, "members"), 0), "conn_id"), (json_int_t)b->id);
   json_decref(ev);
   say(a, "{\"type\":\"presence\",\"channel\":\"chat:c1\",\"id\":3}");
   json_t *p = expect(a, "presence");
@@ -1522,12 +1533,16 @@ static void test_client_in_connection_memory_outlives_a_pending_replay(void **st
   pub_seq = 0;
   publish_n("notify:u1", 6);
   mconn_t *m = calloc(1, sizeof(*m));
-  osb__rt_client_t *cl = osb__rt_client_open(m, 77);
+  m->f.id = 77;
+  osb__rt_client_t *cl = osb__rt_client_open(m);
+  assert_ptr_equal(osb__rt_client_conn(cl), m);
   assert_ptr_equal(cl, (void *)m->mem);   /* no allocation of its own */
   assert_int_equal(m->holds, 1);
   m->f.cl = cl;
   osb__rt_client_start(cl, "tok-user-u1");
-  expect_drop(&m->f, "welcome");
+  json_t *w = expect(&m->f, "welcome");
+  assert_int_equal(jint(w, "conn_id"), 77);   /* the connection's id, through the transport */
+  json_decref(w);
   dstore->hold = true;
   say(&m->f, "{\"type\":\"subscribe\",\"channel\":\"notify:u1\",\"since\":1}");
   assert_ptr_equal(osb__rt_client_sub(cl, "notify:u1", 9), &cl->sub0);   /* the first one is inline */
@@ -1547,7 +1562,8 @@ static void test_client_in_connection_memory_is_released_on_close(void **state) 
   hub_tr = &mtr;
   hub(100);
   mconn_t *m = calloc(1, sizeof(*m));
-  m->f.cl = osb__rt_client_open(m, 78);
+  m->f.id = 78;
+  m->f.cl = osb__rt_client_open(m);
   osb__rt_client_start(m->f.cl, NULL);
   say(&m->f, "{\"type\":\"subscribe\",\"channel\":\"market:all\"}");
   assert_int_equal(osb_rt_subscribers("market:all"), 1);
@@ -1592,8 +1608,13 @@ static void test_first_subscription_is_inline_and_reused(void **state) {
  * are in every WebSocket's memory (ws_glue.c's user_size). */
 static void test_client_size_budget(void **state) {
   printf("osb__rt_client_t %zu bytes (sub0 %zu)\n", sizeof(osb__rt_client_t), sizeof(osb__rt_sub_t));
-  assert_true(sizeof(osb__rt_client_t) <= 152);
-  assert_true(sizeof(osb__rt_sub_t) <= 64);
+  assert_true(sizeof(osb__rt_client_t) <= 88);
+  assert_true(sizeof(osb__rt_sub_t) <= 40);
+  /* a later subscription: one 64-byte chunk (glibc: usable = chunk - 8) */
+  void *x = calloc(1, sizeof(osb__rt_subx_t));
+  printf("later subscription %zu bytes, usable %zu\n", sizeof(osb__rt_subx_t), malloc_usable_size(x));
+  assert_true(malloc_usable_size(x) <= 56);
+  free(x);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)

@@ -34,7 +34,7 @@ static void guard_cb(uv_timer_t *t) {}
 static int f_send(void *conn, osb_msg_t *m) { return OSB_ECLOSED; }
 static void f_close(void *conn, uint16_t code, const char *reason) {}
 static void f_finish(osb_msg_t *m) {}
-static const osb__rt_transport_t ftr = {f_send, f_close, f_finish, 0, NULL, NULL};
+static const osb__rt_transport_t ftr = {.send = f_send, .close = f_close, .finish = f_finish};
 
 static json_t *bus_log;   /* [[channel, seq, data text, stored], ...] in bus order */
 static void rbus_publish(osb_rt_bus_t *b, const osb_rt_pub_t *p, osb_rt_publish_cb cb, void *ud) {
