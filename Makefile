@@ -40,8 +40,9 @@ fuzz:
 chaos: build-test
 	@scripts/chaos.sh
 
-# Mixed traffic for SOAK_SECONDS (default 600) under ASan/LSan: RSS and fd
-# slopes after warm-up, sanitizer reports, lost acknowledged messages.
+# Mixed traffic for SOAK_SECONDS (default 600), the ASan/LSan build and the
+# release build side by side: heap, fd and (release) RSS slopes after warm-up,
+# sanitizer reports, lost acknowledged messages.
 soak: build build-test
 	@scripts/soak.sh
 
