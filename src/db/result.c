@@ -302,8 +302,11 @@ json_t *osb_db_rows_json(const osb_db_result_t *res) {
 }
 
 /* ---- JSON text, written directly ----
- * The text osb_json_dump_buf() writes for osb_db_row_json(), without the
- * jansson tree: building it and dumping it (a hash table per row, a string
+ * The same JSON value osb_json_dump_buf() writes for osb_db_row_json()
+ * (not always the same bytes: core's escaper writes DEL as \u007f and
+ * control characters in lower-case hex, and non-UTF-8 text as U+FFFD where
+ * the tree gives null; tests/unit/db/test_result.c), without the jansson
+ * tree: building it and dumping it (a hash table per row, a string
  * copy per cell, snprintf for every number and for jansson's cycle check)
  * cost about 55,000 instructions per ten-column row, the largest single
  * item of an uncached GET /api/market/procedures/:id (docs/benchmarks.md,

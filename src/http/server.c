@@ -282,8 +282,11 @@ static int on_message_begin(http_parser *p) {
   osb__conn_t *c = pconn(p);
   osb_assert(c->req == NULL);
   c->req = req_new(c);
-  /* A new connection is in the head phase from accept: its deadline stands. */
-  if (c->phase != OSB__PHASE_HEAD) {
+  /* A new connection is in the head phase from accept: its deadline stands,
+   * except at the stop, where it was cut to the short grace for a first
+   * request (shutdown_conn): a request that began in time gets its head
+   * timeout. */
+  if (c->phase != OSB__PHASE_HEAD || osb__srv.shutting_down) {
     c->phase = OSB__PHASE_HEAD;
     osb__conn_set_deadline(c, uv_now(osb__srv.loop) + (uint64_t)osb_cfg->http_header_timeout_ms);
   }
@@ -1429,8 +1432,11 @@ static void shutdown_conn(osb__conn_t *c, void *ud) {
   if (c->closing) return;
   if (c->mode == OSB__CONN_WS) {
     osb__ws_shutdown(c);
-  } else if (c->phase == OSB__PHASE_IDLE || (c->phase == OSB__PHASE_HEAD && (!c->req || c->req->hbuf.len == 0))) {
-    if (input_pending(c)) return;
+  } else if (c->phase == OSB__PHASE_IDLE || (c->phase == OSB__PHASE_HEAD && !c->req)) {
+    /* A request begun (even before its URL), one already read and waiting
+     * behind an answer (pipelined, or paused on output), or one in the
+     * socket: not idle, it is answered with Connection: close. */
+    if (input_pending(c) || (c->has_http && c->http->in.len)) return;
     if (c->phase == OSB__PHASE_HEAD && !c->req) {
       /* Accepted, nothing received yet: its first request may still be
        * on the way (sent right after the handshake, which the accept

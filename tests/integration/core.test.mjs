@@ -628,6 +628,25 @@ describe('graceful shutdown', () => {
     await srv2.stop();
   });
 
+  test('a first request that begins within the stop grace gets the head timeout, not the grace', async () => {
+    const srv = await startServer({ env: { SHUTDOWN_TIMEOUT_MS: '8000', HTTP_HEADER_TIMEOUT_MS: '5000' } });
+    const net = await import('node:net');
+    const sock = net.connect(srv.port, '127.0.0.1');
+    await new Promise((r) => sock.on('connect', r));
+    let got = '';
+    sock.on('data', (d) => (got += d));
+    const closed = new Promise((r) => sock.on('close', r));
+    await new Promise((r) => setTimeout(r, 100));
+    srv.child.kill('SIGTERM');
+    await srv.waitForLog('shutting down');
+    sock.write('GET /he');                       // begins inside the grace (no URL yet)…
+    await new Promise((r) => setTimeout(r, 1300)); // …and ends after the grace and two sweeps
+    sock.write('alth HTTP/1.1\r\nHost: x\r\n\r\n');
+    await closed;
+    assert.match(got, /^HTTP\/1\.1 200 [^]*Connection: close/, `answer: ${JSON.stringify(got.slice(0, 80))}`);
+    assert.equal((await srv.exited).code, 0);
+  });
+
   test('a second signal exits at once', async () => {
     const srv = await startServer({ env: { SHUTDOWN_TIMEOUT_MS: '20000' } });
     const net = await import('node:net');
