@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { startServer, randomKey } from './lib/server.mjs';
+import { until } from './lib/apps.mjs';
 
 const PG_URL = process.env.OSB_TEST_PG_URL;
 const needsPg = PG_URL ? false : 'needs PostgreSQL: OSB_TEST_PG_URL is not set';
@@ -56,15 +57,6 @@ function fakeStandby() {
   return new Promise((resolve) => st.server.listen(0, '127.0.0.1', () => { st.port = st.server.address().port; resolve(st); }));
 }
 
-async function until(fn, ms, what) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function details(srv) {
   const r = await srv.fetch('/health/details');

@@ -8,6 +8,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { startServer, runBinary, randomKey } from './lib/server.mjs';
+import { until } from './lib/apps.mjs';
 
 const PG_URL = process.env.OSB_TEST_PG_URL;
 const PG_SCRIPT = process.env.OSB_PG_SCRIPT;
@@ -48,15 +49,6 @@ async function timed(srv, path) {
   return { status: r.status, body, ms: performance.now() - t0, retryAfter: r.headers.get('retry-after') };
 }
 
-async function until(fn, ms, what) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 test('the market routes work on PostgreSQL', { skip: needsPg }, async () => {
   const srv = await pgServer(appName());

@@ -8,6 +8,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { startServer, randomKey } from './lib/server.mjs';
+import { until } from './lib/apps.mjs';
 
 const PG_URL = process.env.OSB_TEST_PG_URL;
 const needsPg = PG_URL ? false : 'needs PostgreSQL: OSB_TEST_PG_URL is not set';
@@ -27,15 +28,6 @@ async function timed(srv, path) {
   return { status: r.status, body, ms: performance.now() - t0 };
 }
 
-async function until(fn, ms, what) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function pgServer(name, env) {
   const srv = await startServer({
