@@ -483,16 +483,23 @@ describe('configuration', () => {
 });
 
 describe('graceful shutdown', () => {
-  test('SIGTERM: in-flight request still answered, /ready 503, WebSockets get 1001, exit 0', async () => {
-    const srv = await startServer({ env: { SHUTDOWN_TIMEOUT_MS: '5000' } });
+  // A raw connection: what the server sent so far (text()) and its close.
+  async function rawConn(port) {
     const net = await import('node:net');
-    const ws = await rawWs(srv.port);
-    // a request whose head is still arriving when the signal comes
-    const sock = net.connect(srv.port, '127.0.0.1');
+    const sock = net.connect(port, '127.0.0.1');
     await new Promise((r) => sock.on('connect', r));
     let got = '';
     sock.on('data', (d) => (got += d));
     const closed = new Promise((r) => sock.on('close', r));
+    return { sock, text: () => got, closed };
+  }
+
+  test('SIGTERM: in-flight request still answered, /ready 503, WebSockets get 1001, exit 0', async () => {
+    const srv = await startServer({ env: { SHUTDOWN_TIMEOUT_MS: '5000' } });
+    const ws = await rawWs(srv.port);
+    // a request whose head is still arriving when the signal comes
+    const conn = await rawConn(srv.port);
+    const sock = conn.sock;
     sock.write('GET /ready HTTP/1.1\r\nHost: x\r\n');
     await new Promise((r) => setTimeout(r, 100));
     srv.child.kill('SIGTERM');
@@ -501,9 +508,9 @@ describe('graceful shutdown', () => {
     assert.equal(closeCode(f), 1001);
     ws.end();
     sock.write('\r\n');
-    await closed;
-    assert.match(got, /^HTTP\/1\.1 503/);
-    assert.match(got, /Connection: close/);
+    await conn.closed;
+    assert.match(conn.text(), /^HTTP\/1\.1 503/);
+    assert.match(conn.text(), /Connection: close/);
     const r = await srv.exited;
     assert.equal(r.code, 0, srv.logs().slice(-2000));
     await srv.stop();
@@ -518,14 +525,11 @@ describe('graceful shutdown', () => {
     const net = await import('node:net');
     const ws = await rawWs(srv.port);
     // a keep-alive connection opened before the signal
-    const ka = net.connect(srv.port, '127.0.0.1');
-    await new Promise((r) => ka.on('connect', r));
-    let kaData = '';
-    ka.on('data', (d) => (kaData += d));
-    const kaClosed = new Promise((r) => ka.on('close', r));
+    const kaConn = await rawConn(srv.port);
+    const ka = kaConn.sock;
     ka.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
-    for (let i = 0; i < 100 && !/\r\n\r\n[^]*pass/.test(kaData); i++) await new Promise((r) => setTimeout(r, 20));
-    assert.match(kaData, /^HTTP\/1\.1 200 [^]*Connection: keep-alive/);
+    for (let i = 0; i < 100 && !/\r\n\r\n[^]*pass/.test(kaConn.text()); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.match(kaConn.text(), /^HTTP\/1\.1 200 [^]*Connection: keep-alive/);
     assert.equal((await rawRequest(srv.port, 'GET /ready HTTP/1.1\r\nHost: x\r\n\r\n', { until: (d) => /\}$/.test(d) })).data.slice(0, 12), 'HTTP/1.1 200');
 
     const t0 = Date.now();
@@ -544,10 +548,10 @@ describe('graceful shutdown', () => {
     const details = await srv.fetch('/health/details');
     assert.equal((await details.json()).output, 'shutting down');
     // the connection opened before: served, then closed by the server
-    const before = kaData.length;
+    const before = kaConn.text().length;
     ka.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
-    await kaClosed;
-    assert.match(kaData.slice(before), /^HTTP\/1\.1 200 [^]*Connection: close/);
+    await kaConn.closed;
+    assert.match(kaConn.text().slice(before), /^HTTP\/1\.1 200 [^]*Connection: close/);
     // the WebSocket is still open inside the window
     assert.ok(!ws.frames.some((f) => f.opcode === 8) && !ws.closed, 'WebSocket closed inside the drain window');
     assert.ok(Date.now() - t0 < DELAY, `the checks above took ${Date.now() - t0} ms, past the window: the test proves nothing`);
@@ -596,11 +600,8 @@ describe('graceful shutdown', () => {
   test('a connection accepted but silent at the stop may still send its first request for a moment', async () => {
     const srv = await startServer({ env: { SHUTDOWN_TIMEOUT_MS: '5000' } });
     const net = await import('node:net');
-    const sock = net.connect(srv.port, '127.0.0.1');
-    await new Promise((r) => sock.on('connect', r));
-    let got = '';
-    sock.on('data', (d) => (got += d));
-    const closed = new Promise((r) => sock.on('close', r));
+    const conn = await rawConn(srv.port);
+    const sock = conn.sock;
     await new Promise((r) => setTimeout(r, 100));
     const t0 = Date.now();
     srv.child.kill('SIGTERM');
@@ -608,8 +609,8 @@ describe('graceful shutdown', () => {
     // the request a client sent right after its handshake, arriving just after the stop
     await new Promise((r) => setTimeout(r, 50));
     sock.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
-    await closed;
-    assert.match(got, /^HTTP\/1\.1 200 [^]*Connection: close/);
+    await conn.closed;
+    assert.match(conn.text(), /^HTTP\/1\.1 200 [^]*Connection: close/);
     const r = await srv.exited;
     assert.equal(r.code, 0);
     assert.ok(Date.now() - t0 < 2000, `exit ${Date.now() - t0} ms after SIGTERM`);
@@ -630,20 +631,16 @@ describe('graceful shutdown', () => {
 
   test('a first request that begins within the stop grace gets the head timeout, not the grace', async () => {
     const srv = await startServer({ env: { SHUTDOWN_TIMEOUT_MS: '8000', HTTP_HEADER_TIMEOUT_MS: '5000' } });
-    const net = await import('node:net');
-    const sock = net.connect(srv.port, '127.0.0.1');
-    await new Promise((r) => sock.on('connect', r));
-    let got = '';
-    sock.on('data', (d) => (got += d));
-    const closed = new Promise((r) => sock.on('close', r));
+    const conn = await rawConn(srv.port);
+    const sock = conn.sock;
     await new Promise((r) => setTimeout(r, 100));
     srv.child.kill('SIGTERM');
     await srv.waitForLog('shutting down');
     sock.write('GET /he');                       // begins inside the grace (no URL yet)…
     await new Promise((r) => setTimeout(r, 1300)); // …and ends after the grace and two sweeps
     sock.write('alth HTTP/1.1\r\nHost: x\r\n\r\n');
-    await closed;
-    assert.match(got, /^HTTP\/1\.1 200 [^]*Connection: close/, `answer: ${JSON.stringify(got.slice(0, 80))}`);
+    await conn.closed;
+    assert.match(conn.text(), /^HTTP\/1\.1 200 [^]*Connection: close/, `answer: ${JSON.stringify(conn.text().slice(0, 80))}`);
     assert.equal((await srv.exited).code, 0);
   });
 
