@@ -27,6 +27,9 @@
 #include "obs/log.h"
 #include "obs/metrics.h"
 
+/* The listen backlog, and the bound on the accept-queue drain at shutdown. */
+#define OSB__LISTEN_BACKLOG 4096
+
 osb__server_t osb__srv;
 
 static http_parser_settings parser_settings;
@@ -1214,6 +1217,16 @@ void osb__conn_close(osb__conn_t *c, const char *reason) {
   }
 }
 
+/* A connection block whose socket could not be taken over: closed before
+ * it ever counted as a connection. */
+static void conn_discard(osb__conn_t *c) {
+  free(c->http);
+  c->tcp.data = NULL;   /* not a connection for osb__conn_foreach */
+  uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);  /* tcp is the first member */
+}
+
+static void conn_accepted(osb__conn_t *c);
+
 static void on_connection(uv_stream_t *server, int status) {
   if (status < 0) {
     osb__edge_accept_failed(server, status);
@@ -1221,11 +1234,36 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   osb__conn_t *c = osb__conn_alloc(osb__srv.loop, osb__ws_user_size());
   if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-    free(c->http);
-    c->tcp.data = NULL;   /* not a connection for osb__conn_foreach */
-    uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);  /* tcp is the first member */
+    conn_discard(c);
     return;
   }
+  conn_accepted(c);
+}
+
+/* Before the listener closes: take every connection the kernel has already
+ * completed (the accept queue), so it is served like any other instead of
+ * being reset by the close. What connects after this is refused; only a
+ * handshake completing between the last accept() and the close() -- a few
+ * microseconds -- is still reset by the kernel. Bounded by the listen
+ * backlog; an accept error (EMFILE included) ends the drain. */
+static void accept_backlog(void) {
+  uv_os_fd_t lfd;
+  if (uv_fileno((uv_handle_t *)&osb__srv.listener, &lfd) != 0) return;
+  for (int n = 0; n < OSB__LISTEN_BACKLOG; n++) {
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0 && errno == EINTR) continue;
+    if (fd < 0) return;
+    osb__conn_t *c = osb__conn_alloc(osb__srv.loop, osb__ws_user_size());
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+      close(fd);
+      conn_discard(c);
+      continue;
+    }
+    conn_accepted(c);
+  }
+}
+
+static void conn_accepted(osb__conn_t *c) {
   osb__srv.nconns++;
   c->id = ++osb__srv.next_conn_id;
   uv_tcp_nodelay(&c->tcp, 1);
@@ -1382,7 +1420,7 @@ int osb_http_server_start(uv_loop_t *loop) {
   uv_tcp_init(loop, &s->listener);
   if (osb_cfg->workers > 1) rc = bind_reuseport(&s->listener, (const struct sockaddr *)&addr);
   else rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 4096, on_connection);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, OSB__LISTEN_BACKLOG, on_connection);
   if (rc != 0) {
     osb_log(OSB_LOG_ERROR, "http", "cannot listen on %s:%d: %s", osb_cfg->host, osb_cfg->port, uv_strerror(rc));
     uv_close((uv_handle_t *)&s->listener, NULL);
@@ -1456,12 +1494,13 @@ static void shutdown_conn(osb__conn_t *c, void *ud) {
 void osb_http_server_shutdown(void) {
   osb__server_t *s = &osb__srv;
   if (s->shutting_down) return;
-  s->shutting_down = true;
   s->no_keepalive = true;
   if (s->listening) {
+    accept_backlog();   /* while shutting_down is false: these are served */
     osb_handle_close((uv_handle_t *)&s->listener);
     s->listening = false;
   }
+  s->shutting_down = true;
   osb__conn_foreach(shutdown_conn, NULL);
 }
 

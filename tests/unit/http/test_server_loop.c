@@ -1,12 +1,14 @@
 /* The server on a real loop with a libuv client in the same process
  * (libuv's TEST_IMPL shape): callbacks are counted, the loop runs to
  * completion and uv_loop_close() must succeed. */
+#include <errno.h>
 #include <malloc.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <uv.h>
@@ -622,6 +624,51 @@ static void client_gone_mid_request_detaches(void **state) {
   osb_buf_free(&c.got);
 }
 
+/* Connections the kernel completed but the loop had not accepted yet (the
+ * accept queue) when the shutdown closes the listener are served, not reset
+ * by the close. Blocking clients connect and send while the loop is not
+ * running, so every one of them is still in the queue at the shutdown. Runs
+ * last: the listener is gone afterwards. */
+static void shutdown_serves_the_accept_backlog(void **state) {
+  enum { N = 8 };
+  int fds[N];
+  const char *req = "GET /h HTTP/1.1\r\nHost: a\r\n\r\n";
+  for (int i = 0; i < N; i++) {
+    fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fds[i] >= 0);
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", port, &a);
+    assert_int_equal(connect(fds[i], (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(send(fds[i], req, strlen(req), 0), (ssize_t)strlen(req));
+  }
+  assert_int_equal(osb_http_open_connections(), 0);   /* none accepted yet */
+  osb_http_server_shutdown();
+  /* Run the loop and read the clients until each one has seen its end of
+   * stream (EOF after the answer) or an error (the reset), at most 5 s. */
+  char got[N][2048];
+  size_t len[N] = {0};
+  int end[N] = {0};   /* 0 open, 1 EOF, -errno */
+  uint64_t t0 = uv_hrtime();
+  for (int left = N; left > 0 && uv_hrtime() - t0 < 5000000000ull;) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    for (int i = 0; i < N; i++) {
+      if (end[i]) continue;
+      ssize_t n = recv(fds[i], got[i] + len[i], sizeof(got[i]) - 1 - len[i], MSG_DONTWAIT);
+      if (n > 0) len[i] += (size_t)n;
+      else if (n == 0) end[i] = 1, left--;
+      else if (errno != EAGAIN && errno != EWOULDBLOCK) end[i] = -errno, left--;
+    }
+  }
+  for (int i = 0; i < N; i++) {
+    got[i][len[i]] = 0;
+    assert_int_equal(end[i], 1);   /* EOF after the answer, not ECONNRESET */
+    assert_non_null(strstr(got[i], "HTTP/1.1 200"));
+    assert_non_null(strstr(got[i], "Connection: close"));
+    close(fds[i]);
+  }
+  while (osb_http_open_connections() > 0) uv_run(&loop, UV_RUN_ONCE);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(pipelined_split_across_reads),
@@ -636,6 +683,7 @@ int main(void) {
     cmocka_unit_test(trailer_fields_never_become_headers),
     cmocka_unit_test(pipelined_output_is_bounded),
     cmocka_unit_test(absolute_form_routes_on_path_and_sets_host),
+    cmocka_unit_test(shutdown_serves_the_accept_backlog),   /* last: closes the listener */
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
