@@ -161,6 +161,7 @@ struct osb_req {
   enum http_method hp_method;
   osb_method_t method;
   bool keep_alive;
+  bool http10;                  /* HTTP/1.0: keep-alive is said, not implied */
   bool finished;
   bool streaming;
   bool head_only;

@@ -176,9 +176,11 @@ static void head_write(hw_t *w, osb_req_t *req, int status, const char *ctype, l
   } else {
     HW_LIT(w, "Transfer-Encoding: chunked\r\n");
   }
+  /* HTTP/1.1 connections persist unless one side says close (RFC 9112
+   * 9.3), so keep-alive is said only to HTTP/1.0 clients, which need it. */
   if (status != 101) {
-    if (keep_alive) HW_LIT(w, "Connection: keep-alive\r\n");
-    else HW_LIT(w, "Connection: close\r\n");
+    if (!keep_alive) HW_LIT(w, "Connection: close\r\n");
+    else if (!req || req->http10) HW_LIT(w, "Connection: keep-alive\r\n");
   }
   HW_LIT(w, "X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n");
   if (req) {

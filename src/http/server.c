@@ -492,6 +492,7 @@ static int on_headers_complete(http_parser *p) {
   r->hp_method = p->method;
   r->method = map_method(p->method);
   r->keep_alive = http_should_keep_alive(p) != 0;
+  r->http10 = p->http_minor == 0;
   r->upgrade = p->upgrade;
   r->head_only = p->method == HTTP_HEAD;
   /* the body may still be on its way: allow it a while longer */

@@ -62,7 +62,8 @@ describe('HTTP/1.1', () => {
   test('keep-alive: two requests on one connection', async () => {
     const req = 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n';
     const r = await rawRequest(srv.port, req, { until: until('pass') });
-    assert.match(r.data, /Connection: keep-alive/);
+    // HTTP/1.1 persists by default: no Connection header on a kept connection
+    assert.doesNotMatch(r.data, /^Connection:/im);
     // the same socket serves a second request
     const net = await import('node:net');
     const sock = net.connect(srv.port, '127.0.0.1');
@@ -86,6 +87,23 @@ describe('HTTP/1.1', () => {
     const statuses = [...r.data.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
     assert.deepEqual(ids, ['p1', 'p2', 'p3']);
     assert.deepEqual(statuses, [200, 404, 200]);
+  });
+
+  test('HTTP/1.0 with Connection: keep-alive is told keep-alive and kept open', async () => {
+    const net = await import('node:net');
+    const sock = net.connect(srv.port, '127.0.0.1');
+    let got = '';
+    sock.on('data', (d) => { got += d; });
+    await new Promise((res) => sock.on('connect', res));
+    const req = 'GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n';
+    sock.write(req);
+    for (let i = 0; i < 100 && (got.match(/pass/g) || []).length < 1; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.match(got, /^HTTP\/1\.1 200 [^]*\r\nConnection: keep-alive\r\n/);
+    sock.write(req);
+    for (let i = 0; i < 100 && (got.match(/pass/g) || []).length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal((got.match(/HTTP\/1\.1 200 OK/g) || []).length, 2);
+    assert.equal(sock.destroyed, false);
+    sock.destroy();
   });
 
   test('HTTP/1.0 without keep-alive closes after the response', async () => {
@@ -529,7 +547,8 @@ describe('graceful shutdown', () => {
     const ka = kaConn.sock;
     ka.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
     for (let i = 0; i < 100 && !/\r\n\r\n[^]*pass/.test(kaConn.text()); i++) await new Promise((r) => setTimeout(r, 20));
-    assert.match(kaConn.text(), /^HTTP\/1\.1 200 [^]*Connection: keep-alive/);
+    assert.match(kaConn.text(), /^HTTP\/1\.1 200 /);
+    assert.doesNotMatch(kaConn.text(), /Connection: close/);
     assert.equal((await rawRequest(srv.port, 'GET /ready HTTP/1.1\r\nHost: x\r\n\r\n', { until: (d) => /\}$/.test(d) })).data.slice(0, 12), 'HTTP/1.1 200');
 
     const t0 = Date.now();
