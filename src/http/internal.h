@@ -25,8 +25,9 @@ typedef struct osb__addr osb__addr_t;   /* edge.c: one client address's connecti
  * was already written. */
 typedef struct osb__outq_ent { osb_msg_t *msg; size_t off; } osb__outq_ent_t;
 
-/* A connection's output ring, its head, length and capacity in its own
- * allocation: a connection without one (an idle WebSocket) pays 8 bytes. */
+/* A connection's output ring, its head, length and capacity (a power of
+ * two) in its own allocation: a connection without one (an idle WebSocket)
+ * pays 8 bytes. */
 typedef struct osb__outq {
   uint32_t head, len, cap;
   osb__outq_ent_t e[];
@@ -136,7 +137,7 @@ static inline bool osb__conn_deadline_passed(const osb__conn_t *c, uint64_t now_
 /* Entries in the output queue. */
 static inline uint32_t osb__conn_qlen(const osb__conn_t *c) { return c->q ? c->q->len : 0; }
 /* The i-th entry from the head (i < len). */
-static inline osb__outq_ent_t *osb__outq_at(osb__outq_t *q, uint32_t i) { return &q->e[(q->head + i) % q->cap]; }
+static inline osb__outq_ent_t *osb__outq_at(osb__outq_t *q, uint32_t i) { return &q->e[(q->head + i) & (q->cap - 1)]; }
 
 typedef enum {
   OSB__PHASE_IDLE = 0,          /* keep-alive, waiting for a request: idle timeout */

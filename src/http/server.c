@@ -760,7 +760,7 @@ void osb__conn_queue(osb__conn_t *c, osb_msg_t *m) {
   if (c->closing) return;
   osb__outq_t *q = c->q;
   if (!q || q->len == q->cap) {
-    uint32_t ncap = q ? q->cap * 2 : 4;
+    uint32_t ncap = q ? q->cap * 2 : 4;   /* a power of two: indexes wrap with a mask */
     osb__outq_t *nq = osb_malloc(sizeof(*nq) + sizeof(nq->e[0]) * ncap);
     nq->head = 0;
     nq->len = q ? q->len : 0;
@@ -782,7 +782,7 @@ static void queue_pop(osb__conn_t *c) {
   osb__outq_ent_t *e = &q->e[q->head];
   osb_msg_unref(e->msg);
   e->msg = NULL;
-  q->head = (q->head + 1) % q->cap;
+  q->head = (q->head + 1) & (q->cap - 1);
   q->len--;
 }
 
