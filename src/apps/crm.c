@@ -150,6 +150,29 @@ static void read_fields(osb_app_fields_t *f, json_t *body, fields_t *out) {
 
 static const char *const contact_fields[] = { "name", "email", "phone", "company", "notes", NULL };
 
+/* The body of a create (`name` required) or a patch (at least one field):
+ * true with the fields in out (strings borrowed from body; NULL clears),
+ * or false with the errors in f. Pure: no request, no database
+ * (tests/fuzz/crm_fuzz.c calls it). */
+static bool contact_validate(osb_app_fields_t *f, json_t *body, bool create, fields_t *out) {
+  osb_app_reject_unknown(f, body, contact_fields);
+  read_fields(f, body, out);
+  if (create && !json_object_get(body, "name")) osb_app_field_error(f, "name", "is required");
+  if (!create && osb_app_fields_ok(f) && out->mask == 0)
+    osb_app_field_error(f, "contact", "give at least one of name, email, phone, company, notes");
+  return osb_app_fields_ok(f);
+}
+
+/* The body of an assign: {user_id}. Pure, like contact_validate. */
+static bool assign_validate(osb_app_fields_t *f, json_t *body, const char **user_id) {
+  static const char *const allowed[] = { "user_id", NULL };
+  osb_app_reject_unknown(f, body, allowed);
+  bool has;
+  osb_app_get_string(f, body, "user_id", 1, 64, false, user_id, &has);
+  if (!has) osb_app_field_error(f, "user_id", "is required");
+  return osb_app_fields_ok(f);
+}
+
 static void contact_done(void *ud, int err, const osb_db_result_t *res, int status) {
   osb_req_t *req = ud;
   if (err) osb_app_db_error(req, err);
@@ -167,11 +190,8 @@ static void h_create(osb_req_t *req) {
   json_t *body = osb_req_json(req);
   if (!body) return;
   osb_app_fields_t f = {0};
-  osb_app_reject_unknown(&f, body, contact_fields);
   fields_t v;
-  read_fields(&f, body, &v);
-  if (!json_object_get(body, "name")) osb_app_field_error(&f, "name", "is required");
-  if (!osb_app_fields_ok(&f)) {
+  if (!contact_validate(&f, body, true, &v)) {
     osb_app_send_invalid(req, &f, "some fields are invalid");
     return;
   }
@@ -247,12 +267,8 @@ static void h_patch(osb_req_t *req) {
   json_t *body = osb_req_json(req);
   if (!body) return;
   osb_app_fields_t f = {0};
-  osb_app_reject_unknown(&f, body, contact_fields);
   fields_t v;
-  read_fields(&f, body, &v);
-  if (osb_app_fields_ok(&f) && v.mask == 0)
-    osb_app_field_error(&f, "contact", "give at least one of name, email, phone, company, notes");
-  if (!osb_app_fields_ok(&f)) {
+  if (!contact_validate(&f, body, false, &v)) {
     osb_app_send_invalid(req, &f, "some fields are invalid");
     return;
   }
@@ -415,12 +431,7 @@ static void h_assign(osb_req_t *req) {
   c->req = req;
   c->contact_id = osb_req_param(req, "id");
   osb_app_fields_t f = {0};
-  static const char *const allowed[] = { "user_id", NULL };
-  osb_app_reject_unknown(&f, body, allowed);
-  bool has;
-  osb_app_get_string(&f, body, "user_id", 1, 64, false, &c->new_owner, &has);
-  if (!has) osb_app_field_error(&f, "user_id", "is required");
-  if (!osb_app_fields_ok(&f)) {
+  if (!assign_validate(&f, body, &c->new_owner)) {
     osb_app_send_invalid(req, &f, "some fields are invalid");
     return;
   }

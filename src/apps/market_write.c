@@ -111,58 +111,68 @@ static char *channel_of(const char *category) {
 }
 
 /* ---- validation of one row ----
- * Reads the writable fields of `obj` into vals (text for the database, in
- * request memory) and returns the mask of fields present. */
+ * Reads the writable fields of `obj` into rv (strings borrowed from obj,
+ * numbers as parsed) and sets the mask of fields present; errors go to f.
+ * Pure: no request, no database (tests/fuzz/market_fuzz.c calls it). */
 typedef struct row_vals {
   unsigned mask;
-  const char *v[F_COUNT];
+  const char *s[F_COUNT];   /* the string fields (subcategory may be NULL) */
+  int64_t size;             /* market_size_usd */
+  double growth, price;     /* growth_pct, avg_price_usd */
 } row_vals_t;
 
-static void read_fields(osb_req_t *req, osb_app_fields_t *f, json_t *obj, row_vals_t *rv) {
+static void read_fields(osb_app_fields_t *f, json_t *obj, row_vals_t *rv) {
   memset(rv, 0, sizeof(*rv));
   bool has;
   const char *s;
   int64_t i;
   double d;
-  char buf[64];
 
   s = NULL;
-  if (osb_app_get_string(f, obj, "name", 1, 200, false, &s, &has) && has) rv->mask |= 1u << F_NAME, rv->v[F_NAME] = s;
+  if (osb_app_get_string(f, obj, "name", 1, 200, false, &s, &has) && has) rv->mask |= 1u << F_NAME, rv->s[F_NAME] = s;
   s = NULL;
   if (osb_app_get_string(f, obj, "category", 1, 100, false, &s, &has) && has) {
     char slug[256];
     if (osb_market_slug(s, slug, sizeof(slug)) == 0)
       osb_app_field_error(f, "category", "must contain a letter or a digit");
-    else rv->mask |= 1u << F_CATEGORY, rv->v[F_CATEGORY] = s;
+    else rv->mask |= 1u << F_CATEGORY, rv->s[F_CATEGORY] = s;
   }
   s = NULL;
   if (osb_app_get_string(f, obj, "subcategory", 0, 100, true, &s, &has) && has)
-    rv->mask |= 1u << F_SUBCATEGORY, rv->v[F_SUBCATEGORY] = s;
-  if (osb_app_get_int(f, obj, "market_size_usd", 0, 1000000000000000LL, &i, &has) && has) {
-    rv->mask |= 1u << F_SIZE;
-    rv->v[F_SIZE] = osb_app_itoa(req, i);
-  }
-  if (osb_app_get_number(f, obj, "growth_pct", -100.0, 1000.0, &d, &has) && has) {
-    snprintf(buf, sizeof(buf), "%.17g", d);
-    rv->mask |= 1u << F_GROWTH;
-    rv->v[F_GROWTH] = osb_req_strdup(req, buf);
-  }
-  if (osb_app_get_number(f, obj, "avg_price_usd", 0.0, 1e9, &d, &has) && has) {
-    snprintf(buf, sizeof(buf), "%.17g", d);
-    rv->mask |= 1u << F_PRICE;
-    rv->v[F_PRICE] = osb_req_strdup(req, buf);
-  }
+    rv->mask |= 1u << F_SUBCATEGORY, rv->s[F_SUBCATEGORY] = s;
+  if (osb_app_get_int(f, obj, "market_size_usd", 0, 1000000000000000LL, &i, &has) && has)
+    rv->mask |= 1u << F_SIZE, rv->size = i;
+  if (osb_app_get_number(f, obj, "growth_pct", -100.0, 1000.0, &d, &has) && has)
+    rv->mask |= 1u << F_GROWTH, rv->growth = d;
+  if (osb_app_get_number(f, obj, "avg_price_usd", 0.0, 1e9, &d, &has) && has)
+    rv->mask |= 1u << F_PRICE, rv->price = d;
   s = NULL;
-  if (osb_app_get_string(f, obj, "region", 1, 100, false, &s, &has) && has) rv->mask |= 1u << F_REGION, rv->v[F_REGION] = s;
+  if (osb_app_get_string(f, obj, "region", 1, 100, false, &s, &has) && has) rv->mask |= 1u << F_REGION, rv->s[F_REGION] = s;
   s = NULL;
   if (osb_app_get_string(f, obj, "description", 0, 10000, false, &s, &has) && has)
-    rv->mask |= 1u << F_DESCRIPTION, rv->v[F_DESCRIPTION] = s;
+    rv->mask |= 1u << F_DESCRIPTION, rv->s[F_DESCRIPTION] = s;
+}
+
+/* The row's values as statement parameters (text, in request memory; NULL
+ * for a field not present): numbers as decimal, reals with %.17g. */
+static void row_text(osb_req_t *req, const row_vals_t *rv, const char *out[F_COUNT]) {
+  char buf[64];
+  for (int k = 0; k < F_COUNT; k++) out[k] = rv->s[k];
+  if (rv->mask & (1u << F_SIZE)) out[F_SIZE] = osb_app_itoa(req, rv->size);
+  if (rv->mask & (1u << F_GROWTH)) {
+    snprintf(buf, sizeof(buf), "%.17g", rv->growth);
+    out[F_GROWTH] = osb_req_strdup(req, buf);
+  }
+  if (rv->mask & (1u << F_PRICE)) {
+    snprintf(buf, sizeof(buf), "%.17g", rv->price);
+    out[F_PRICE] = osb_req_strdup(req, buf);
+  }
 }
 
 static void update_params(osb_req_t *req, const char *id, const row_vals_t *rv, const char *p[11]) {
   p[0] = id;
   p[1] = osb_app_itoa(req, rv->mask);
-  for (int k = 0; k < F_COUNT; k++) p[2 + k] = rv->v[k];
+  row_text(req, rv, p + 2);
   p[10] = osb_app_itoa(req, (int64_t)osb_wallclock_ms());
 }
 
@@ -268,6 +278,26 @@ static void put_begun(void *ud, int err, osb_db_tx_t *tx) {
   osb_db_tx_query(tx, &Q_UPDATE, p, 11, put_updated, c);
 }
 
+/* The body of a PUT to procedure `id` (as parse_id wrote it): true with
+ * the fields to write in rv, or false with the errors in f. Pure, like
+ * read_fields. */
+static bool put_validate(osb_app_fields_t *f, json_t *body, const char *id, row_vals_t *rv) {
+  static const char *const put_allowed[] = {
+    "id", "name", "category", "subcategory", "market_size_usd", "growth_pct", "avg_price_usd", "region",
+    "description", NULL,
+  };
+  osb_app_reject_unknown(f, body, put_allowed);
+  json_t *jid = json_object_get(body, "id");
+  if (jid && !(json_is_integer(jid) && json_integer_value(jid) == atoll(id)))
+    osb_app_field_error(f, "id", "must match the id in the path (or be left out)");
+  read_fields(f, body, rv);
+  if (osb_app_fields_ok(f) && rv->mask == 0) {
+    osb_app_field_error(f, "procedure", "give at least one of name, category, subcategory, market_size_usd, "
+                                        "growth_pct, avg_price_usd, region, description");
+  }
+  return osb_app_fields_ok(f);
+}
+
 static void h_put(osb_req_t *req) {
   if (!osb_auth_require(req, OSB_ROLE_SERVICE, h_put)) return;
   put_ctx_t *c = osb_req_alloc(req, sizeof(*c));
@@ -280,20 +310,7 @@ static void h_put(osb_req_t *req) {
   json_t *body = osb_req_json(req);
   if (!body) return;
   osb_app_fields_t f = {0};
-  static const char *const put_allowed[] = {
-    "id", "name", "category", "subcategory", "market_size_usd", "growth_pct", "avg_price_usd", "region",
-    "description", NULL,
-  };
-  osb_app_reject_unknown(&f, body, put_allowed);
-  json_t *jid = json_object_get(body, "id");
-  if (jid && !(json_is_integer(jid) && json_integer_value(jid) == atoll(c->id)))
-    osb_app_field_error(&f, "id", "must match the id in the path (or be left out)");
-  read_fields(req, &f, body, &c->rv);
-  if (osb_app_fields_ok(&f) && c->rv.mask == 0) {
-    osb_app_field_error(&f, "procedure", "give at least one of name, category, subcategory, market_size_usd, "
-                                         "growth_pct, avg_price_usd, region, description");
-  }
-  if (!osb_app_fields_ok(&f)) {
+  if (!put_validate(&f, body, c->id, &c->rv)) {
     osb_app_send_invalid(req, &f, "some fields are invalid");
     return;
   }
@@ -481,38 +498,40 @@ static void bulk_begun(void *ud, int err, osb_db_tx_t *tx) {
       p[10] = now;
       osb_db_tx_query(tx, &Q_UPDATE, p, 11, bulk_updated, r);
     } else {
-      const char *p[9] = { r->rv.v[F_NAME], r->rv.v[F_CATEGORY], r->rv.v[F_SUBCATEGORY], r->rv.v[F_SIZE],
-                           r->rv.v[F_GROWTH], r->rv.v[F_PRICE], r->rv.v[F_REGION], r->rv.v[F_DESCRIPTION], now };
+      const char *p[9];
+      row_text(b->req, &r->rv, p);   /* $1..$8 in field order */
+      p[8] = now;
       osb_db_tx_query(tx, &Q_INSERT, p, 9, bulk_inserted, r);
     }
   }
 }
 
-static void h_bulk(osb_req_t *req) {
-  if (!osb_auth_require(req, OSB_ROLE_SERVICE, h_bulk)) return;
-  json_t *body = osb_req_json(req);
-  if (!body) return;
+/* What the bulk body holds. bulk_validate returns 0 with the n rows
+ * (malloc'd, NULL when n is 0; their b is left NULL), 413 when there are
+ * more than BULK_MAX_ROWS (n says how many), or 400 with either f (the body
+ * is not {"procedures": [...]}) or bad ([{index, fields}], owned) set.
+ * Every row is checked before anything is answered. Pure, like read_fields. */
+typedef struct bulk_check {
+  size_t n;
+  bulk_row_t *rows;
+  osb_app_fields_t f;
+  json_t *bad;
+} bulk_check_t;
+
+static int bulk_validate(json_t *body, bulk_check_t *k) {
+  memset(k, 0, sizeof(*k));
   json_t *list = json_object_get(body, "procedures");
   if (!json_is_array(list)) {
-    osb_app_fields_t f = {0};
-    osb_app_field_error(&f, "procedures", "must be an array of procedures");
-    osb_app_send_invalid(req, &f, "the body must be {\"procedures\": [...]}");
-    return;
+    osb_app_field_error(&k->f, "procedures", "must be an array of procedures");
+    return 400;
   }
   size_t n = json_array_size(list);
-  if (n > BULK_MAX_ROWS) {
-    osb_res_error(req, 413, "too_large", "at most %d rows per bulk request (got %zu)", BULK_MAX_ROWS, n);
-    return;
-  }
-  bulk_ctx_t *b = osb_req_alloc(req, sizeof(*b));
-  memset(b, 0, sizeof(*b));
-  b->req = req;
-  b->n = n;
-  b->rows = n ? osb_calloc(n, sizeof(bulk_row_t)) : NULL;
+  k->n = n;
+  if (n > BULK_MAX_ROWS) return 413;
+  bulk_row_t *rows = n ? osb_calloc(n, sizeof(bulk_row_t)) : NULL;
   json_t *bad = json_array();
   for (size_t i = 0; i < n; i++) {
-    bulk_row_t *r = &b->rows[i];
-    r->b = b;
+    bulk_row_t *r = &rows[i];
     json_t *row = json_array_get(list, i);
     osb_app_fields_t f = {0};
     if (!json_is_object(row)) {
@@ -528,13 +547,13 @@ static void h_bulk(osb_req_t *req) {
           snprintf(r->id, sizeof(r->id), "%lld", (long long)json_integer_value(jid));
         }
       }
-      read_fields(req, &f, row, &r->rv);
+      read_fields(&f, row, &r->rv);
       if (osb_app_fields_ok(&f)) {
         if (r->update && r->rv.mask == 0) osb_app_field_error(&f, "row", "an update needs at least one field");
         if (!jid) {
           unsigned missing = REQUIRED_FOR_CREATE & ~r->rv.mask;
-          for (int k = 0; k < F_COUNT; k++)
-            if (missing & (1u << k)) osb_app_field_error(&f, field_names[k], "is required to create a procedure");
+          for (int m = 0; m < F_COUNT; m++)
+            if (missing & (1u << m)) osb_app_field_error(&f, field_names[m], "is required to create a procedure");
         }
       }
     }
@@ -544,11 +563,39 @@ static void h_bulk(osb_req_t *req) {
     }
   }
   if (json_array_size(bad) > 0) {
-    bulk_free(b);
-    osb_app_send_invalid_rows(req, bad, "some rows are invalid; nothing was written");
-    return;
+    free(rows);
+    k->bad = bad;
+    return 400;
   }
   json_decref(bad);
+  k->rows = rows;
+  return 0;
+}
+
+static void h_bulk(osb_req_t *req) {
+  if (!osb_auth_require(req, OSB_ROLE_SERVICE, h_bulk)) return;
+  json_t *body = osb_req_json(req);
+  if (!body) return;
+  bulk_check_t k;
+  int status = bulk_validate(body, &k);
+  if (status == 413) {
+    osb_res_error(req, 413, "too_large", "at most %d rows per bulk request (got %zu)", BULK_MAX_ROWS, k.n);
+    return;
+  }
+  if (status != 0 && k.bad) {
+    osb_app_send_invalid_rows(req, k.bad, "some rows are invalid; nothing was written");
+    return;
+  }
+  if (status != 0) {
+    osb_app_send_invalid(req, &k.f, "the body must be {\"procedures\": [...]}");
+    return;
+  }
+  bulk_ctx_t *b = osb_req_alloc(req, sizeof(*b));
+  memset(b, 0, sizeof(*b));
+  b->req = req;
+  b->n = k.n;
+  b->rows = k.rows;
+  for (size_t i = 0; i < b->n; i++) b->rows[i].b = b;
   osb_db_tx_begin(bulk_begun, b);
 }
 

@@ -157,11 +157,37 @@ void osb_notify_store(osb_db_tx_t *tx, const char *user_id, const char *kind, co
 
 /* ---- POST /api/notifications ---- */
 
+/* What a POST stores (strings and data borrowed from the body). */
+typedef struct notify_in {
+  const char *user_id, *kind, *title, *body;   /* body may be NULL */
+  json_t *data;                                /* an object or NULL */
+} notify_in_t;
+
+/* The body {user_id, kind, title, body?, data?}: true with the fields in
+ * in, or false with the errors in f. Pure: no request, no database
+ * (tests/fuzz/crm_fuzz.c calls it). */
+static bool create_validate(osb_app_fields_t *f, json_t *body, notify_in_t *in) {
+  memset(in, 0, sizeof(*in));
+  static const char *const allowed[] = { "user_id", "kind", "title", "body", "data", NULL };
+  osb_app_reject_unknown(f, body, allowed);
+  bool has;
+  osb_app_get_string(f, body, "user_id", 1, 64, false, &in->user_id, &has);
+  if (!has) osb_app_field_error(f, "user_id", "is required");
+  osb_app_get_string(f, body, "kind", 1, 64, false, &in->kind, &has);
+  if (!has) osb_app_field_error(f, "kind", "is required");
+  osb_app_get_string(f, body, "title", 1, 200, false, &in->title, &has);
+  if (!has) osb_app_field_error(f, "title", "is required");
+  osb_app_get_string(f, body, "body", 0, 4000, true, &in->body, &has);
+  json_t *data = json_object_get(body, "data");
+  if (data && !json_is_object(data) && !json_is_null(data)) osb_app_field_error(f, "data", "must be an object");
+  else if (data && json_is_object(data)) in->data = data;
+  return osb_app_fields_ok(f);
+}
+
 typedef struct create_ctx {
   osb_req_t *req;
   osb_db_tx_t *tx;
-  const char *user_id, *kind, *title, *body;
-  json_t *data;
+  notify_in_t in;
   json_t *n;
 } create_ctx_t;
 
@@ -207,7 +233,7 @@ static void create_begun(void *ud, int err, osb_db_tx_t *tx) {
     return;
   }
   c->tx = tx;
-  osb_notify_store(tx, c->user_id, c->kind, c->title, c->body, c->data, create_stored, c);
+  osb_notify_store(tx, c->in.user_id, c->in.kind, c->in.title, c->in.body, c->in.data, create_stored, c);
 }
 
 static void h_create(osb_req_t *req) {
@@ -218,20 +244,7 @@ static void h_create(osb_req_t *req) {
   memset(c, 0, sizeof(*c));
   c->req = req;
   osb_app_fields_t f = {0};
-  static const char *const allowed[] = { "user_id", "kind", "title", "body", "data", NULL };
-  osb_app_reject_unknown(&f, body, allowed);
-  bool has;
-  osb_app_get_string(&f, body, "user_id", 1, 64, false, &c->user_id, &has);
-  if (!has) osb_app_field_error(&f, "user_id", "is required");
-  osb_app_get_string(&f, body, "kind", 1, 64, false, &c->kind, &has);
-  if (!has) osb_app_field_error(&f, "kind", "is required");
-  osb_app_get_string(&f, body, "title", 1, 200, false, &c->title, &has);
-  if (!has) osb_app_field_error(&f, "title", "is required");
-  osb_app_get_string(&f, body, "body", 0, 4000, true, &c->body, &has);
-  json_t *data = json_object_get(body, "data");
-  if (data && !json_is_object(data) && !json_is_null(data)) osb_app_field_error(&f, "data", "must be an object");
-  else if (data && json_is_object(data)) c->data = data;
-  if (!osb_app_fields_ok(&f)) {
+  if (!create_validate(&f, body, &c->in)) {
     osb_app_send_invalid(req, &f, "some fields are invalid");
     return;
   }
