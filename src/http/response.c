@@ -145,7 +145,8 @@ static size_t head_estimate(const osb_req_t *req, const char *ctype) {
   return n;
 }
 
-/* Writes the status line and headers. `body_len` < 0 means chunked. */
+/* Writes the status line and headers. `body_len` -1 means chunked, -2 a
+ * body delimited by the close (a stream to an HTTP/1.0 client). */
 static void hw_uint(hw_t *w, unsigned long long v) {
   char tmp[24];
   char *e = tmp + sizeof(tmp), *p = e;
@@ -173,7 +174,7 @@ static void head_write(hw_t *w, osb_req_t *req, int status, const char *ctype, l
       hw_uint(w, (unsigned long long)body_len);
       HW_LIT(w, "\r\n");
     }
-  } else {
+  } else if (body_len == -1) {
     HW_LIT(w, "Transfer-Encoding: chunked\r\n");
   }
   /* HTTP/1.1 connections persist unless one side says close (RFC 9112
@@ -442,12 +443,14 @@ void osb_res_stream_start(osb_req_t *req, int status, const char *content_type) 
   osb_assert(!req->finished && !req->streaming);
   req->streaming = true;
   req->status = status;
-  req->keep_alive = req_keep_alive(req);
+  /* HTTP/1.0 has no chunked coding (RFC 9112 6.1): its stream is the raw
+   * bytes, ended by closing the connection. */
+  req->keep_alive = !req->http10 && req_keep_alive(req);
   if (!req->conn || req->conn->closing) return;
   size_t est = head_estimate(req, content_type) + 64;
   char *hb = osb_malloc(est);
   hw_t w = {hb, 0, est};
-  head_write(&w, req, status, content_type, -1, req->keep_alive);
+  head_write(&w, req, status, content_type, req->http10 ? -2 : -1, req->keep_alive);
   osb_msg_t *m = osb_msg_from(hb, w.len);
   free(hb);
   osb__conn_queue(req->conn, m);
@@ -462,6 +465,12 @@ int osb_res_stream_write(osb_req_t *req, const void *data, size_t len) {
   size_t cap = req->stream_cap ? req->stream_cap : OSB_STREAM_CAP_DEFAULT;
   size_t pending = osb__conn_pending_out(req->conn);
   if (pending > 0 && pending + len > cap) return OSB_ESLOW;
+  if (req->http10) {
+    osb_msg_t *raw = osb_msg_from(data, len);
+    osb__conn_queue(req->conn, raw);
+    osb_msg_unref(raw);
+    return 0;
+  }
   char hdr[24];
   int n = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
   osb_msg_t *m = osb_msg_new(0, (size_t)n + len + 2);
@@ -487,7 +496,7 @@ void osb_res_stream_on_drain(osb_req_t *req, osb_req_cb fn, void *ud) {
 void osb_res_stream_end(osb_req_t *req) {
   osb_assert(req->streaming && !req->finished);
   req->finished = true;
-  if (req->conn && !req->conn->closing && !req->head_only) {
+  if (req->conn && !req->conn->closing && !req->head_only && !req->http10) {
     osb_msg_t *m = osb_msg_from("0\r\n\r\n", 5);
     osb__conn_queue(req->conn, m);
     osb_msg_unref(m);

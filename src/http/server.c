@@ -761,6 +761,7 @@ void osb__conn_queue(osb__conn_t *c, osb_msg_t *m) {
   osb__outq_t *q = c->q;
   if (!q || q->len == q->cap) {
     uint32_t ncap = q ? q->cap * 2 : 4;   /* a power of two: indexes wrap with a mask */
+    osb_assert((ncap & (ncap - 1)) == 0);
     osb__outq_t *nq = osb_malloc(sizeof(*nq) + sizeof(nq->e[0]) * ncap);
     nq->head = 0;
     nq->len = q ? q->len : 0;
@@ -1243,16 +1244,19 @@ static void on_connection(uv_stream_t *server, int status) {
 
 /* Before the listener closes: take every connection the kernel has already
  * completed (the accept queue), so it is served like any other instead of
- * being reset by the close. What connects after this is refused; only a
- * handshake completing between the last accept() and the close() -- a few
- * microseconds -- is still reset by the kernel. Bounded by the listen
- * backlog; an accept error (EMFILE included) ends the drain. */
+ * being reset by the close. What connects after this is refused. Still
+ * reset by the kernel: a handshake that completes between the last
+ * accept() and the close(), and one still in progress at the close (the
+ * server's SYN-ACK sent, the client's ACK not yet in: on loopback
+ * microseconds, over a network one round trip). Bounded by the listen
+ * backlog; a connection reset while queued is skipped (as libuv does),
+ * any other accept error (EMFILE included) ends the drain. */
 static void accept_backlog(void) {
   uv_os_fd_t lfd;
   if (uv_fileno((uv_handle_t *)&osb__srv.listener, &lfd) != 0) return;
   for (int n = 0; n < OSB__LISTEN_BACKLOG; n++) {
     int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd < 0 && errno == EINTR) continue;
+    if (fd < 0 && (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)) continue;
     if (fd < 0) return;
     osb__conn_t *c = osb__conn_alloc(osb__srv.loop, osb__ws_user_size());
     if (uv_tcp_open(&c->tcp, fd) != 0) {

@@ -445,6 +445,26 @@ static void head_of_streamed_response_has_no_body(void **state) {
   osb_buf_free(&c.got);
 }
 
+/* A stream to an HTTP/1.0 client: no chunked coding (HTTP/1.0 has none),
+ * the raw bytes, and the connection closes to end them. */
+static void http10_stream_is_close_delimited(void **state) {
+  client_t c = {0};
+  c.chunks[0] = "GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+  c.nchunks = 1;
+  client_start(&c);
+  assert_true(run_until(all_closed, &c, 3000));
+  assert_int_equal(c.read_eof, 1);
+  osb_buf_append(&c.got, "", 1);
+  assert_non_null(strstr(c.got.base, "HTTP/1.1 200"));
+  assert_null(strstr(c.got.base, "Transfer-Encoding"));
+  assert_null(strstr(c.got.base, "Content-Length"));
+  assert_non_null(strstr(c.got.base, "Connection: close\r\n"));
+  const char *end = strstr(c.got.base, "\r\n\r\n");
+  assert_non_null(end);
+  assert_string_equal(end + 4, "hello");
+  osb_buf_free(&c.got);
+}
+
 /* Trailer fields after a chunked body: the handler sees only the head's
  * headers (issue 8: they were counted in nheaders with NULL names, and
  * osb_req_cookie crashed on them). */
@@ -680,6 +700,7 @@ int main(void) {
     cmocka_unit_test(idle_websocket_layout),
     cmocka_unit_test(read_resumes_after_backlog_processed),
     cmocka_unit_test(head_of_streamed_response_has_no_body),
+    cmocka_unit_test(http10_stream_is_close_delimited),
     cmocka_unit_test(trailer_fields_never_become_headers),
     cmocka_unit_test(pipelined_output_is_bounded),
     cmocka_unit_test(absolute_form_routes_on_path_and_sets_host),
