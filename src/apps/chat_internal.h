@@ -81,9 +81,13 @@ typedef struct osb__chat_src_ctx {
 
 typedef struct osb__chat_src_end {
   int err;              /* 0: the reply is complete; < 0: it broke (`reason` says why) */
-  const char *reason;   /* short, never a secret; NULL when err == 0 */
-  int64_t tokens_in, tokens_out;   /* as the provider reported them; 0 if unknown */
+  const char *reason;   /* short valid UTF-8, never a secret; NULL when err == 0 */
+  int64_t tokens_in, tokens_out;   /* as the provider reported them; 0 if unknown
+                                    * or out of 0..OSB_CHAT_MAX_TOKENS */
 } osb__chat_src_end_t;
+/* A token count above this is not believed (each count, so that the two
+ * add up within messages.tokens, a 32-bit integer). */
+#define OSB_CHAT_MAX_TOKENS 1000000000
 
 typedef struct osb__chat_src_out {
   void (*text)(void *ud, const char *p, size_t n);

@@ -570,6 +570,7 @@ static void src_end(void *ud, const osb__chat_src_end_t *e) {
     /* Nothing said yet: the knowledge base answers instead. */
     char why[160];
     snprintf(why, sizeof(why), "%s: %s", r->src->name, e->reason ? e->reason : osb_strerror(e->err));
+    why[osb_utf8_trim(why, strlen(why))] = 0;   /* cut short: not inside a character (JSON) */
     free(r->fallback_reason);
     r->fallback_reason = osb_strdup(why);
     osb_log(OSB_LOG_WARN, "chat", "reply %s falls back to knowledge: %s", r->id, why);

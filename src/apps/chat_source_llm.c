@@ -14,15 +14,21 @@
  *              message_delta (usage.output_tokens, cumulative), message_stop;
  *              `error` events carry {error:{type,message}}.
  *
+ * The terminator ends the reply: whatever follows it in the body (more
+ * chunks, an error event, broken framing) is not read. Token counts outside
+ * 0..OSB_CHAT_MAX_TOKENS are taken as unknown (0).
+ *
  * A call that ends without its terminator ([DONE] / message_stop), a non-200
  * answer, a rejection (breaker open, bulkhead full, shutting down) or a
- * transport error ends with err < 0 and a short reason; the reply engine
+ * transport error ends with err < 0 and a short reason (valid UTF-8: a cut
+ * provider message loses the character cut in two); the reply engine
  * falls back to the knowledge base when no text came, or keeps the text
  * with status error otherwise. The key travels only as a request header. */
 #include "apps/chat_internal.h"
 
 #include <jansson.h>
 #include <sodium.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +40,7 @@
 
 #define ERR_BODY_MAX 2048
 #define ANTHROPIC_VERSION "2023-06-01"
+#define TERMINATED 1   /* on_event: the terminator, stop parsing (not an error) */
 
 typedef struct llm {
   osb_upstream_call_t *call;
@@ -59,6 +66,23 @@ static void llm_free(llm_t *l) {
   active--;
 }
 
+/* l->reason as printf, never ending in a UTF-8 character cut in two (it
+ * goes into JSON: the message's metadata, agents.status). */
+static void set_reason(llm_t *l, const char *fmt, ...) OSB_PRINTF(2, 3);
+static void set_reason(llm_t *l, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(l->reason, sizeof(l->reason), fmt, ap);
+  va_end(ap);
+  l->reason[osb_utf8_trim(l->reason, strlen(l->reason))] = 0;
+}
+
+/* A token count as reported, 0 unless an integer in 0..OSB_CHAT_MAX_TOKENS. */
+static int64_t token_count(const json_t *v) {
+  json_int_t n = json_integer_value(v);
+  return json_is_integer(v) && n >= 0 && n <= OSB_CHAT_MAX_TOKENS ? (int64_t)n : 0;
+}
+
 static void emit(llm_t *l, const char *s, size_t n) {
   if (n == 0) return;
   l->any_text = true;
@@ -70,14 +94,14 @@ static int on_event(void *ud, const osb_sse_event_t *ev) {
   if (!l->anthropic) {
     if (ev->data_len == 6 && !memcmp(ev->data, "[DONE]", 6)) {
       l->finished = true;
-      return 0;
+      return TERMINATED;
     }
     json_t *j = json_loadb(ev->data, ev->data_len, 0, NULL);
     if (!j) return 0;   /* not JSON: ignore (keep-alives of some servers) */
     json_t *err = json_object_get(j, "error");
     if (err) {
       const char *m = json_string_value(json_object_get(err, "message"));
-      snprintf(l->reason, sizeof(l->reason), "provider error: %.150s", m ? m : "unknown");
+      set_reason(l, "provider error: %.150s", m ? m : "unknown");
       l->failed = true;
     }
     json_t *ch = json_array_get(json_object_get(j, "choices"), 0);
@@ -85,8 +109,8 @@ static int on_event(void *ud, const osb_sse_event_t *ev) {
     if (json_is_string(content)) emit(l, json_string_value(content), json_string_length(content));
     json_t *usage = json_object_get(j, "usage");
     if (json_is_object(usage)) {
-      l->tokens_in = json_integer_value(json_object_get(usage, "prompt_tokens"));
-      l->tokens_out = json_integer_value(json_object_get(usage, "completion_tokens"));
+      l->tokens_in = token_count(json_object_get(usage, "prompt_tokens"));
+      l->tokens_out = token_count(json_object_get(usage, "completion_tokens"));
     }
     json_decref(j);
     return 0;
@@ -97,8 +121,8 @@ static int on_event(void *ud, const osb_sse_event_t *ev) {
   if (!type) type = ev->event;
   if (!strcmp(type, "message_start")) {
     json_t *u = json_object_get(json_object_get(j, "message"), "usage");
-    l->tokens_in = json_integer_value(json_object_get(u, "input_tokens"));
-    l->tokens_out = json_integer_value(json_object_get(u, "output_tokens"));
+    l->tokens_in = token_count(json_object_get(u, "input_tokens"));
+    l->tokens_out = token_count(json_object_get(u, "output_tokens"));
   } else if (!strcmp(type, "content_block_delta")) {
     json_t *d = json_object_get(j, "delta");
     json_t *t = json_object_get(d, "text");
@@ -107,12 +131,14 @@ static int on_event(void *ud, const osb_sse_event_t *ev) {
   } else if (!strcmp(type, "message_delta")) {
     json_t *u = json_object_get(j, "usage");
     if (json_is_integer(json_object_get(u, "output_tokens")))
-      l->tokens_out = json_integer_value(json_object_get(u, "output_tokens"));
+      l->tokens_out = token_count(json_object_get(u, "output_tokens"));
   } else if (!strcmp(type, "message_stop")) {
     l->finished = true;
+    json_decref(j);
+    return TERMINATED;
   } else if (!strcmp(type, "error")) {
     const char *m = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
-    snprintf(l->reason, sizeof(l->reason), "provider error: %.150s", m ? m : "unknown");
+    set_reason(l, "provider error: %.150s", m ? m : "unknown");
     l->failed = true;
   }
   json_decref(j);
@@ -132,9 +158,10 @@ static int on_data(void *ud, const char *p, size_t n) {
     if (l->errbody.len < ERR_BODY_MAX) osb_buf_append(&l->errbody, p, n < ERR_BODY_MAX ? n : ERR_BODY_MAX);
     return 0;
   }
+  if (l->finished) return 0;   /* past the terminator: not the reply */
   int rc = osb_sse_feed(&l->sse, p, n);
-  if (rc != 0) {
-    snprintf(l->reason, sizeof(l->reason), "bad event stream: %s", osb_strerror(rc));
+  if (rc != 0 && rc != TERMINATED) {
+    set_reason(l, "bad event stream: %s", osb_strerror(rc));
     l->failed = true;
     return 1;   /* abort the call */
   }
@@ -146,7 +173,7 @@ static int on_data(void *ud, const char *p, size_t n) {
 static void error_reason(llm_t *l) {
   json_t *j = json_loadb(l->errbody.base ? l->errbody.base : "", l->errbody.len, 0, NULL);
   const char *m = j ? json_string_value(json_object_get(json_object_get(j, "error"), "message")) : NULL;
-  snprintf(l->reason, sizeof(l->reason), "HTTP %d%s%.120s", l->status, m ? ": " : "", m ? m : "");
+  set_reason(l, "HTTP %d%s%.120s", l->status, m ? ": " : "", m ? m : "");
   if (j) json_decref(j);
 }
 
@@ -156,7 +183,7 @@ static void on_done(void *ud, const osb_upstream_result_t *r) {
   osb__chat_src_end_t e = { .tokens_in = l->tokens_in, .tokens_out = l->tokens_out };
   if (r->err) {
     e.err = r->err;
-    if (!l->failed) snprintf(l->reason, sizeof(l->reason), "%s", r->reason ? r->reason : osb_strerror(r->err));
+    if (!l->failed) set_reason(l, "%s", r->reason ? r->reason : osb_strerror(r->err));
   } else if (l->status != 200) {
     e.err = OSB_EPROTO;
     error_reason(l);
@@ -164,7 +191,7 @@ static void on_done(void *ud, const osb_upstream_result_t *r) {
     e.err = OSB_EPROTO;
   } else if (!l->finished) {
     e.err = OSB_EPROTO;
-    snprintf(l->reason, sizeof(l->reason), "the stream ended before the end of the reply");
+    set_reason(l, "the stream ended before the end of the reply");
   }
   char reason[sizeof(l->reason)];
   snprintf(reason, sizeof(reason), "%s", l->reason);

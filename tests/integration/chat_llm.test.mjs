@@ -4,7 +4,8 @@
 // provider sees (system prompt, context, max_tokens, key header), deltas
 // that concatenate to the stored reply, usage from the provider's counts,
 // a 500 that opens the breaker (then the fake sees no call and the
-// knowledge base answers, agents:status says so), a stream dropped mid-way
+// knowledge base answers, agents:status says so), a provider error message
+// cut short without splitting a character, a stream dropped mid-way
 // (the text so far kept with status error), coalescing of fast tokens, and
 // voice on replies through the fake ElevenLabs (audio_url, message.audio; a
 // failing voice leaves the text intact and says why).
@@ -172,6 +173,33 @@ for (const backend of BACKENDS) {
       assert.equal(r.reply.fallback, true);
       assert.match(r.reply.metadata.fallback_reason, /open|unavailable/i);
       assert.equal(llm.count, 3, 'no call reached the fake while the breaker is open');
+      ws.close();
+    });
+  });
+
+  describe(`a provider error message cut short (${backend})`, () => {
+    let t;
+    before(async () => { t = await setup(backend, 'openai', { BREAKER_MIN_CALLS: '1000' }); });
+    after(async () => { await t.srv.stop(); await t.llm.close(); });
+
+    test('the fallback reason keeps whole characters: stored metadata, agents.status, GET /api/agents/status', async () => {
+      const { srv, user, llm } = t;
+      const ws = await WsClient.open(srv, user.token);
+      await ws.subscribe('agents:status');
+      // "openai: provider error: " + 200 bytes of é, cut to the reason's 159
+      // bytes: inside an é, which goes with the cut
+      llm.queue({ streamError: '\u00e9'.repeat(100) });
+      const c = await t.conv();
+      const r = await waitReply(srv, user, c.id, 'The owner wants a discount on the price.');
+      assert.equal(r.reply.fallback, true);
+      const why = `openai: provider error: ${'\u00e9'.repeat(67)}`;
+      assert.equal(r.reply.metadata.fallback_reason, why);
+      const st = await ws.next((m) => m.type === 'message' && m.data.type === 'agents.status' && m.data.degraded === true);
+      assert.equal(st.data.reason, why);
+      const status = await api(srv, 'GET', '/api/agents/status', { token: user.token });
+      assert.equal(status.status, 200);
+      assert.equal(status.body.degraded, true);
+      assert.equal(status.body.reason, why);
       ws.close();
     });
   });

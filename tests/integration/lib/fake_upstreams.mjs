@@ -19,6 +19,7 @@
 //   stall           'head' (never answer) | 'body' (send the head and part of the body, then nothing)
 //   drop            'head' (close before answering) | 'body' (close mid-body)
 //   tokenDelayMs    LLM: pause between stream chunks
+//   streamError     LLM: a 200 stream that is only an error event with this message
 //   retryAfter      seconds, sent as Retry-After with 429/503
 //   audioFrames     ElevenLabs: number of MPEG frames (default from the text length)
 import http from 'node:http';
@@ -179,6 +180,12 @@ export async function startFakeLLM({ apiKey, port = 0, reply = 'Hello from the f
         return;
       }
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      if (b.streamError) {
+        res.end(isOpenAI
+          ? `data: ${JSON.stringify({ error: { message: b.streamError, type: 'server_error', param: null, code: null } })}\n\n`
+          : `event: error\ndata: ${JSON.stringify({ type: 'error', error: { type: 'overloaded_error', message: b.streamError } })}\n\n`);
+        return;
+      }
       const events = [];
       if (isOpenAI) {
         const chunk = (delta, finish = null) => `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
