@@ -155,7 +155,8 @@ static int on_head(void *ud, int status, const char *content_type) {
 static int on_data(void *ud, const char *p, size_t n) {
   llm_t *l = ud;
   if (l->status != 200) {
-    if (l->errbody.len < ERR_BODY_MAX) osb_buf_append(&l->errbody, p, n < ERR_BODY_MAX ? n : ERR_BODY_MAX);
+    size_t room = l->errbody.len < ERR_BODY_MAX ? ERR_BODY_MAX - l->errbody.len : 0;
+    osb_buf_append(&l->errbody, p, n < room ? n : room);   /* the first ERR_BODY_MAX bytes, however they arrive */
     return 0;
   }
   if (l->finished) return 0;   /* past the terminator: not the reply */
