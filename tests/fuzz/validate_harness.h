@@ -116,6 +116,21 @@ static void vf_check_fields(const json_t *fields, const json_t *expected) {
   }
 }
 
+/* The validator's verdict against the model's: a refusal must name exactly
+ * the expected fields (checked, then its `fields` freed), an acceptance
+ * expects none. Returns whether the body was accepted. */
+static bool vf_verdict(bool ok, osb_app_fields_t *f, const json_t *expected) {
+  osb_assert(ok == osb_app_fields_ok(f));
+  if (ok) {
+    osb_assert(json_object_size(expected) == 0);
+    return true;
+  }
+  vf_check_fields(f->fields, expected);
+  json_decref(f->fields);
+  f->fields = NULL;
+  return false;
+}
+
 /* The record serialized and parsed again as a body (JSON text, as a client
  * would send it back). `ascii` picks \u escapes for non-ASCII text. */
 static json_t *vf_reparse(json_t *record, bool ascii) {
