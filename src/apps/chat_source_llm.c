@@ -228,13 +228,21 @@ static json_t *anthropic_messages(json_t *history) {
   return out;
 }
 
-static void *llm_start(const osb__chat_src_ctx_t *ctx, const osb__chat_src_out_t *out, void *ud) {
+/* The decoder state of one call, before any byte arrives; `max_event` is
+ * the SSE event limit (0: the parser's default). llm_start uses it, and so
+ * do the unit test and the fuzz driver, which feed it without a network. */
+static llm_t *llm_new(const osb__chat_src_out_t *out, void *ud, bool anthropic, size_t max_event) {
   llm_t *l = osb_calloc(1, sizeof(*l));
   active++;
   l->out = out;
   l->ud = ud;
-  l->anthropic = osb_cfg->llm_provider == OSB_LLM_ANTHROPIC;
-  osb_sse_init(&l->sse, on_event, l, 0);
+  l->anthropic = anthropic;
+  osb_sse_init(&l->sse, on_event, l, max_event);
+  return l;
+}
+
+static void *llm_start(const osb__chat_src_ctx_t *ctx, const osb__chat_src_out_t *out, void *ud) {
+  llm_t *l = llm_new(out, ud, osb_cfg->llm_provider == OSB_LLM_ANTHROPIC, 0);
   const char *model = ctx->model && *ctx->model ? ctx->model : osb_cfg->llm_model;
   const char *system = ctx->system_prompt ? ctx->system_prompt : "";
   json_t *body;

@@ -86,7 +86,7 @@ static size_t next_piece(size_t piece, uint32_t *seed) {
   return r < 40 ? 1 + r % 8 : r < 60 ? 9 + r * 7 : 1 + r * 97;
 }
 
-/* One call: the decoder state as llm_start() sets it up, without the
+/* One call: the decoder state from llm_new() (as llm_start() makes it), without the
  * network: head, body in pieces (stopping when the decoder aborts, as the
  * upstream client would), then done. Returns whether on_data aborted;
  * *finished_at (if not NULL) gets the number of body bytes fed when the
@@ -94,12 +94,7 @@ static size_t next_piece(size_t piece, uint32_t *seed) {
 static bool run(bool anthropic, int status, bool transport_err, const char *body, size_t n, size_t piece,
                 uint32_t seed, sink_t *s, size_t *finished_at) {
   memset(s, 0, sizeof(*s));
-  llm_t *l = osb_calloc(1, sizeof(*l));
-  active++;
-  l->out = &sink_out;
-  l->ud = s;
-  l->anthropic = anthropic;
-  osb_sse_init(&l->sse, on_event, l, 0);
+  llm_t *l = llm_new(&sink_out, s, anthropic, 0);
   cur = l;
   if (finished_at) *finished_at = SIZE_MAX;
   osb_assert(on_head(l, status, "text/event-stream") == 0);

@@ -33,15 +33,10 @@ static void s_end(void *ud, const osb__chat_src_end_t *e) {
 
 static const osb__chat_src_out_t s_out = { s_text, s_end };
 
-/* A call as llm_start() sets it up; the body in pieces of `step` bytes. */
+/* A call as llm_start() makes it (llm_new); the body in pieces of `step` bytes. */
 static void run(bool anthropic, int status, const char *body, size_t step, size_t max_event, sink_t *s) {
   memset(s, 0, sizeof(*s));
-  llm_t *l = osb_calloc(1, sizeof(*l));
-  active++;
-  l->out = &s_out;
-  l->ud = s;
-  l->anthropic = anthropic;
-  osb_sse_init(&l->sse, on_event, l, max_event);
+  llm_t *l = llm_new(&s_out, s, anthropic, max_event);
   assert_int_equal(on_head(l, status, "text/event-stream"), 0);
   size_t n = strlen(body);
   bool aborted = false;
